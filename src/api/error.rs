@@ -1,0 +1,217 @@
+//! The one error shape every endpoint answers with:
+//! `{"success": false, "error": "<sentence>", "code": "<snake_case>", "field": "<name>"}`.
+//!
+//! Domain and store errors acquire their HTTP meaning here and nowhere else; the SPEC's codes
+//! are spelled once, in [`ApiError::code`].
+
+use crate::domain::{PhoneError, TextError};
+use crate::store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("send a JSON body with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("the field `{field}` is required")]
+    MissingField { field: String },
+    #[error("{reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("{reason}")]
+    InvalidPhoneNumber { field: String, reason: String },
+    #[error("send `Authorization: Bearer <api key>` with a valid API key")]
+    Unauthorized,
+    #[error("the account's available balance does not cover this message")]
+    InsufficientBalance,
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyConflict,
+    #[error("at most {max} messages may be sent in one request")]
+    BatchTooLarge { max: usize },
+    #[error("the request body is larger than {max} bytes")]
+    PayloadTooLarge { max: usize },
+    #[error("too many requests; retry after {} s", retry_after_secs(*.retry_after))]
+    RateLimited { retry_after: Duration },
+    #[error("the account's daily message limit is used up; it resets at midnight UTC")]
+    DailyLimitExceeded { retry_after: Duration },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("something went wrong on our side; the request may be retried")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+fn retry_after_secs(d: Duration) -> u64 {
+    // Retry-After is whole seconds; never tell a client 0 when it must wait.
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    success: bool,
+    error: String,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_)
+            | Self::MissingField { .. }
+            | Self::InvalidField { .. }
+            | Self::InvalidPhoneNumber { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::IdempotencyConflict => StatusCode::CONFLICT,
+            Self::BatchTooLarge { .. } | Self::PayloadTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } | Self::DailyLimitExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::MissingField { .. } => "missing_field",
+            Self::InvalidField { .. } => "invalid_field",
+            Self::InvalidPhoneNumber { .. } => "invalid_phone_number",
+            Self::Unauthorized => "unauthorized",
+            Self::InsufficientBalance => "insufficient_balance",
+            Self::NotFound(_) => "not_found",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::BatchTooLarge { .. } => "batch_too_large",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Unsupported(_) => "unsupported",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::DailyLimitExceeded { .. } => "daily_limit_exceeded",
+            Self::Unexpected(_) => "internal_error",
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::MissingField { field }
+            | Self::InvalidField { field, .. }
+            | Self::InvalidPhoneNumber { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn phone(field: impl Into<String>, e: &PhoneError) -> Self {
+        Self::InvalidPhoneNumber {
+            field: field.into(),
+            reason: e.to_string(),
+        }
+    }
+
+    pub fn text(field: impl Into<String>, e: &TextError) -> Self {
+        Self::invalid(field, e.to_string())
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } | Self::DailyLimitExceeded { retry_after } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+
+    /// The body as JSON text (also what idempotent replays store).
+    pub fn body(&self) -> String {
+        serde_json::to_string(&ErrorBody {
+            success: false,
+            error: self.to_string(),
+            code: self.code(),
+            field: self.field(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// Headers that go with this error (`Retry-After`, `WWW-Authenticate`).
+    pub fn decorate(&self, response: &mut Response) {
+        if let Some(wait) = self.retry_after()
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs(wait).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if matches!(self, Self::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+    }
+
+    fn log(&self) {
+        if let Self::Unexpected(e) = self {
+            // The whole chain, once, here; the client gets a fixed sentence.
+            tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Unexpected(anyhow::Error::new(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let mut response = (
+            self.status(),
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            self.body(),
+        )
+            .into_response();
+        self.decorate(&mut response);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_the_one_shape() {
+        let e = ApiError::InvalidField {
+            field: "priority".into(),
+            reason: "unknown priority `asap`".into(),
+        };
+        let body: serde_json::Value = serde_json::from_str(&e.body()).unwrap_or_default();
+        assert_eq!(body["success"], false);
+        assert_eq!(body["code"], "invalid_field");
+        assert_eq!(body["field"], "priority");
+        assert_eq!(body["error"], "unknown priority `asap`");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+    }
+}

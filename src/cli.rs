@@ -1,0 +1,126 @@
+//! The command line: `serve`, `worker`, `migrate`, `accounts create`, `keys create`.
+
+use crate::app::{self, Application};
+use crate::auth;
+use crate::config::Settings;
+use crate::domain::Money;
+use crate::store::{NewAccount, Store};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about = "Self-hosted bulk SMS and WhatsApp dispatch engine")]
+pub struct Cli {
+    /// A TOML file overriding the built-in defaults (environment variables HERALD__… win over it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API and (unless --no-workers) the delivery workers.
+    Serve {
+        /// API only; run `herald worker` processes to deliver.
+        #[arg(long)]
+        no_workers: bool,
+    },
+    /// Run delivery workers only.
+    Worker,
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Manage accounts (tenants).
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// Create an account and a first API key (printed on the last line).
+    Create {
+        name: String,
+        /// Opening balance in the default currency.
+        #[arg(long, default_value = "0")]
+        balance: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create another API key for an account (by name or acc_ id), printed on the last line.
+    Create { account: String },
+}
+
+/// # Errors
+/// Whatever the command failed at, as a sentence with its causes.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { no_workers } => {
+            let shutdown = crate::shutdown::on_signal();
+            let app = Application::build(settings, !no_workers).await?;
+            if let Some(key) = &app.generated_key {
+                println!("Created the account `{}`. Its API key (shown once):", app::BOOTSTRAP_ACCOUNT);
+                println!("{key}");
+            }
+            app.run_until(shutdown).await
+        }
+        Command::Worker => app::run_workers_until(settings, crate::shutdown::on_signal()).await,
+        Command::Migrate => {
+            let store = Store::open(&settings.database).await?;
+            store.close().await;
+            println!("The database at {} is up to date.", settings.database.url);
+            Ok(())
+        }
+        Command::Accounts {
+            command: AccountsCommand::Create { name, balance },
+        } => {
+            let balance = Money::parse(&balance)
+                .with_context(|| format!("`{balance}` is not an amount with at most 4 decimals"))?;
+            let store = Store::open(&settings.database).await?;
+            let result = async {
+                let account = store
+                    .create_account(NewAccount {
+                        name: name.clone(),
+                        balance,
+                        currency: settings.accounts.default_currency.clone(),
+                        daily_limit: settings.accounts.daily_limit,
+                    })
+                    .await?;
+                let key = auth::generate_key();
+                store.insert_api_key(&account, auth::hash_key(&key)).await?;
+                println!("Created the account `{name}` ({account}). Its API key (shown once):");
+                println!("{key}");
+                anyhow::Ok(())
+            }
+            .await;
+            store.close().await;
+            result
+        }
+        Command::Keys {
+            command: KeysCommand::Create { account },
+        } => {
+            let store = Store::open(&settings.database).await?;
+            let result = async {
+                let account_id = store.find_account(&account).await?;
+                let key = auth::generate_key();
+                store.insert_api_key(&account_id, auth::hash_key(&key)).await?;
+                println!("A new API key for `{account}` ({account_id}), shown once:");
+                println!("{key}");
+                anyhow::Ok(())
+            }
+            .await;
+            store.close().await;
+            result
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Settings: `config/default.toml` compiled in, then the `--config` file, then `HERALD__…`
+//! environment variables. Raw values become domain types here, and one validation pass fails
+//! fast with a sentence, so the rest of Herald never sees a nonsensical setting.
+
+use crate::domain::{Money, Region};
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub accounts: AccountSettings,
+    pub messaging: MessagingSettings,
+    pub pricing: PricingSettings,
+    pub limits: LimitSettings,
+    pub queue: QueueSettings,
+    pub workers: WorkerSettings,
+    pub providers: ProviderSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub metrics_token: SecretString,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub synchronous: Synchronous,
+    pub commit_batch_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub bootstrap_api_key: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccountSettings {
+    pub bootstrap_balance: Money,
+    pub daily_limit: i64,
+    pub default_currency: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessagingSettings {
+    #[serde(deserialize_with = "region")]
+    pub default_region: Region,
+    pub max_messages_per_batch: usize,
+    pub reject_fixed_line: bool,
+    pub validity_period_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PricingSettings {
+    pub sms_per_segment: Money,
+    pub whatsapp_per_message: Money,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    pub api_requests_per_second: u32,
+    pub api_burst: u32,
+    pub account_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueSettings {
+    pub batch_size: usize,
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub backoff_jitter: f64,
+    pub lease_seconds: u64,
+    pub heartbeat_seconds: u64,
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderSettings {
+    pub sms: String,
+    pub whatsapp: String,
+    pub mock: MockSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MockSettings {
+    pub accept_delay_ms: u64,
+    pub deliver_after_ms: u64,
+    pub read_after_ms: u64,
+    pub sms_read_receipts: bool,
+    pub sender_per_second: u32,
+    pub default_sender: String,
+    pub handover_log: String,
+}
+
+fn region<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Region, D::Error> {
+    let code = String::deserialize(d)?;
+    Region::parse(&code).map_err(serde::de::Error::custom)
+}
+
+impl Settings {
+    /// Loads the layers in order (default, file, environment) and validates the result.
+    ///
+    /// # Errors
+    /// A missing `--config` file, a value of the wrong type, or a setting out of range.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        Self::load_with(file, &[])
+    }
+
+    /// As [`Settings::load`], with extra TOML layers merged between the file and the
+    /// environment (tests add `config/test.toml` this way).
+    pub fn load_with(file: Option<&Path>, extra_toml: &[&str]) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("the config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        for layer in extra_toml {
+            figment = figment.merge(Toml::string(layer));
+        }
+        figment = figment.merge(Env::prefixed("HERALD__").split("__"));
+        let settings: Settings = figment.extract().context("the configuration is invalid")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let checks: [(bool, &str); 9] = [
+            (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be at least 1024"),
+            (self.database.max_connections >= 1, "database.max_connections must be at least 1"),
+            (self.database.commit_batch_max >= 1, "database.commit_batch_max must be at least 1"),
+            (self.messaging.max_messages_per_batch >= 1, "messaging.max_messages_per_batch must be at least 1"),
+            (self.queue.batch_size >= 1, "queue.batch_size must be at least 1"),
+            (self.workers.concurrency >= 1, "workers.concurrency must be at least 1"),
+            (self.workers.max_attempts >= 1, "workers.max_attempts must be at least 1"),
+            ((0.0..1.0).contains(&self.workers.backoff_jitter), "workers.backoff_jitter must be in [0, 1)"),
+            (self.accounts.daily_limit >= 0, "accounts.daily_limit must not be negative"),
+        ];
+        if let Some((_, sentence)) = checks.iter().find(|(ok, _)| !ok) {
+            bail!("{sentence}");
+        }
+        for (key, name) in [("providers.sms", &self.providers.sms), ("providers.whatsapp", &self.providers.whatsapp)] {
+            if name != "mock" {
+                bail!("{key} = \"{name}\" is not a provider Herald has (only \"mock\" so far)");
+            }
+        }
+        if self.workers.heartbeat_seconds == 0 || self.workers.lease_seconds == 0 {
+            bail!("workers.heartbeat_seconds and workers.lease_seconds must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn validity_period(&self) -> Duration {
+        Duration::from_secs(self.messaging.validity_period_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_load_and_validate() {
+        let s = Settings::load(None);
+        assert!(s.is_ok(), "{s:?}");
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_with_a_sentence() {
+        let s = Settings::load_with(None, &["[workers]\nconcurrency = 0\n"]);
+        let err = s.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("workers.concurrency"), "{err}");
+    }
+}

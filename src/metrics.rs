@@ -1,0 +1,114 @@
+//! Prometheus metrics served at `/metrics`: messages accepted, sent and failed, queue depth
+//! by priority (read from the database at scrape time, so it is true across processes), and
+//! request latency by route.
+
+use crate::domain::{Channel, MessageStatus, Priority};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    accepted: Family<Labels, Counter>,
+    finished: Family<Labels, Counter>,
+    queue_depth: Family<Labels, Gauge>,
+    requests: Family<Labels, Histogram>,
+}
+
+/// Request latency buckets, 0.5 ms to 2.5 s: the API answers in milliseconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let accepted = Family::<Labels, Counter>::default();
+        let finished = Family::<Labels, Counter>::default();
+        let queue_depth = Family::<Labels, Gauge>::default();
+        let requests =
+            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
+        registry.register("messages_accepted", "Messages accepted by the API", accepted.clone());
+        registry.register(
+            "messages_delivery_finished",
+            "Deliveries finished, by outcome (sent, failed, expired)",
+            finished.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Messages waiting for delivery, by priority",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "API request latency",
+            requests.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                accepted,
+                finished,
+                queue_depth,
+                requests,
+            }),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn accepted(&self, channel: Channel, count: u64) {
+        self.inner
+            .accepted
+            .get_or_create(&vec![("channel", channel.as_str().to_owned())])
+            .inc_by(count);
+    }
+
+    pub fn delivery_finished(&self, channel: Channel, status: MessageStatus) {
+        self.inner
+            .finished
+            .get_or_create(&vec![
+                ("channel", channel.as_str().to_owned()),
+                ("status", status.as_str().to_owned()),
+            ])
+            .inc();
+    }
+
+    pub fn set_queue_depth(&self, priority: Priority, waiting: i64) {
+        self.inner
+            .queue_depth
+            .get_or_create(&vec![("priority", priority.as_str().to_owned())])
+            .set(waiting);
+    }
+
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.inner
+            .requests
+            .get_or_create(&vec![
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .observe(seconds);
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.inner.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,347 @@
+//! The store: every durable fact about accounts, keys and messages.
+//!
+//! Callers see operations named after what they do (`accept`, `claim_due`,
+//! `record_outcomes`, `apply_status_updates`, …) and the types in this module; the SQL lives
+//! per dialect below `store/<dialect>/`. SQLite is the only dialect so far; PostgreSQL joins
+//! as a second implementation of the same operations.
+//!
+//! All writes of one process go through a single writer task that commits whatever is waiting
+//! together (group commit): SQLite has one writer anyway, and handing the lock from
+//! connection to connection costs milliseconds of busy-waiting, while one transaction holding
+//! a hundred requests costs about as much as one holding a single request.
+
+mod sqlite;
+
+use crate::config::DatabaseSettings;
+use crate::domain::{
+    AccountId, ApiKeyId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub use sqlite::SqliteStore;
+
+/// A message ready to be stored, already validated and priced.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message_id: MessageId,
+    pub campaign_id: Option<String>,
+    pub channel: Channel,
+    pub phone_number: String,
+    pub sender_id: Option<String>,
+    pub body: String,
+    pub attachment_url: Option<String>,
+    pub priority: Priority,
+    pub segments: u32,
+    pub cost: Money,
+    pub due_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub status_callback: Option<String>,
+    pub metadata: Option<String>,
+}
+
+/// What the writer decided for one message of an [`AcceptRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemOutcome {
+    Accepted,
+    InsufficientBalance,
+    DailyLimitExceeded,
+}
+
+/// An HTTP answer kept for idempotent replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// The key and request fingerprint of an idempotent request.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub request_hash: [u8; 32],
+}
+
+/// Renders the answer once the writer knows each message's outcome, inside the transaction,
+/// so the stored replay is exactly what the first caller got.
+pub type RenderResponse = Box<dyn FnOnce(&[ItemOutcome]) -> StoredResponse + Send>;
+
+/// One API request's messages, accepted (or refused) atomically.
+pub struct AcceptRequest {
+    pub account_id: AccountId,
+    pub idempotency: Option<IdempotencyRecord>,
+    pub messages: Vec<NewMessage>,
+    pub render: RenderResponse,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    /// Processed now; this is the answer (also stored under the idempotency key, if any).
+    Done(StoredResponse),
+    /// The same key and body were seen before: the first answer, unchanged.
+    Replayed(StoredResponse),
+    /// The same key came with another body.
+    Conflict,
+}
+
+/// A message a worker has claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    pub message_id: MessageId,
+    pub account_id: AccountId,
+    pub channel: Channel,
+    pub phone_number: String,
+    pub sender_id: Option<String>,
+    pub body: String,
+    pub attachment_url: Option<String>,
+    pub priority: Priority,
+    /// Attempts including this one.
+    pub attempts: u32,
+    pub expires_at: Timestamp,
+    pub cost: Money,
+}
+
+/// What happened when a worker tried to deliver a claimed message.
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    Sent {
+        message_id: MessageId,
+        provider: &'static str,
+        provider_message_id: String,
+        at: Timestamp,
+    },
+    /// A transient failure: try again at `due_at`.
+    Retry {
+        message_id: MessageId,
+        due_at: Timestamp,
+        error_code: String,
+        error_message: String,
+    },
+    /// Will never be sent: permanent failure, attempts exhausted, expired, opted out.
+    Unsent {
+        message_id: MessageId,
+        status: MessageStatus,
+        error_code: String,
+        error_message: String,
+        at: Timestamp,
+    },
+    /// The worker gave the message back untouched (shutdown before sending).
+    Released { message_id: MessageId },
+}
+
+/// A provider's report about a message it accepted (a receipt), whatever its wire format.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    pub provider: &'static str,
+    pub provider_message_id: String,
+    pub status: MessageStatus,
+    pub at: Timestamp,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateResult {
+    Applied,
+    /// The message is already at or past this status: a late or repeated receipt.
+    Stale,
+    /// No message carries this provider id (yet: the receipt may have overtaken our write).
+    Unknown,
+}
+
+/// The account behind an API key.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedKey {
+    pub api_key_id: ApiKeyId,
+    pub account_id: AccountId,
+}
+
+#[derive(Debug, Clone)]
+pub struct Balance {
+    pub available: Money,
+    pub currency: String,
+    pub sent_today: i64,
+    pub accepted_today: i64,
+    pub daily_limit: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub message_id: MessageId,
+    pub status: MessageStatus,
+    pub phone_number: String,
+    pub channel: Channel,
+    pub priority: Priority,
+    pub segments: u32,
+    pub cost: Money,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: Timestamp,
+    /// Oldest first, in lifecycle order.
+    pub history: Vec<(MessageStatus, Timestamp)>,
+}
+
+impl MessageView {
+    pub fn reached(&self, status: MessageStatus) -> Option<Timestamp> {
+        self.history
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map(|(_, at)| *at)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub name: String,
+    pub balance: Money,
+    pub currency: String,
+    pub daily_limit: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("an account named `{0}` already exists")]
+    AccountExists(String),
+    #[error("no account is named or numbered `{0}`")]
+    NoSuchAccount(String),
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("the transaction this operation was part of failed")]
+    CommitFailed(#[source] Arc<sqlx::Error>),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    sqlite: Arc<SqliteStore>,
+    /// Wakes in-process workers when messages become due, instead of waiting for a poll.
+    ready: Arc<Notify>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database named in the settings.
+    ///
+    /// # Errors
+    /// An unsupported URL, a database that cannot be opened, or a failed migration.
+    pub async fn open(settings: &DatabaseSettings) -> StoreResult<Store> {
+        let sqlite = SqliteStore::open(settings).await?;
+        Ok(Store {
+            sqlite: Arc::new(sqlite),
+            ready: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Notified when new work may be due (or spuriously); workers then re-check the
+    /// database instead of waiting for their next poll.
+    pub fn ready_handle(&self) -> Arc<Notify> {
+        Arc::clone(&self.ready)
+    }
+
+    pub async fn accept(&self, request: AcceptRequest) -> StoreResult<AcceptOutcome> {
+        let outcome = self.sqlite.accept(request).await?;
+        self.ready.notify_waiters();
+        Ok(outcome)
+    }
+
+    pub async fn claim_due(
+        &self,
+        instance_id: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedMessage>> {
+        self.sqlite.claim_due(instance_id, limit, lease).await
+    }
+
+    pub async fn record_outcomes(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<()> {
+        self.sqlite.record_outcomes(outcomes).await
+    }
+
+    pub async fn apply_status_updates(
+        &self,
+        updates: Vec<StatusUpdate>,
+    ) -> StoreResult<Vec<UpdateResult>> {
+        self.sqlite.apply_status_updates(updates).await
+    }
+
+    pub async fn authenticate(&self, key_hash: [u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
+        self.sqlite.authenticate(key_hash).await
+    }
+
+    pub async fn balance(&self, account_id: &AccountId) -> StoreResult<Balance> {
+        self.sqlite.balance(account_id).await
+    }
+
+    pub async fn message(
+        &self,
+        account_id: &AccountId,
+        message_id: &MessageId,
+    ) -> StoreResult<Option<MessageView>> {
+        self.sqlite.message(account_id, message_id).await
+    }
+
+    /// Messages waiting for delivery, per priority (for `/metrics`).
+    pub async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>> {
+        self.sqlite.queue_depth().await
+    }
+
+    pub async fn create_account(&self, account: NewAccount) -> StoreResult<AccountId> {
+        self.sqlite.create_account(account).await
+    }
+
+    /// Finds an account by `acc_…` id or by name.
+    pub async fn find_account(&self, name_or_id: &str) -> StoreResult<AccountId> {
+        self.sqlite.find_account(name_or_id).await
+    }
+
+    pub async fn account_count(&self) -> StoreResult<i64> {
+        self.sqlite.account_count().await
+    }
+
+    pub async fn insert_api_key(
+        &self,
+        account_id: &AccountId,
+        key_hash: [u8; 32],
+    ) -> StoreResult<ApiKeyId> {
+        self.sqlite.insert_api_key(account_id, key_hash).await
+    }
+
+    /// Records that this worker process is alive.
+    pub async fn heartbeat(&self, instance_id: &str) -> StoreResult<()> {
+        self.sqlite.heartbeat(instance_id).await
+    }
+
+    /// Releases messages claimed by worker processes silent for longer than `stale_after`
+    /// (they died mid-delivery), making them due again. Returns how many.
+    pub async fn release_orphans(&self, stale_after: Duration) -> StoreResult<u64> {
+        let released = self.sqlite.release_orphans(stale_after).await?;
+        if released > 0 {
+            self.ready.notify_waiters();
+        }
+        Ok(released)
+    }
+
+    /// Deletes idempotency records older than `max_age`.
+    pub async fn purge_idempotency_keys(&self, max_age: Duration) -> StoreResult<u64> {
+        self.sqlite.purge_idempotency_keys(max_age).await
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.sqlite.ping().await
+    }
+
+    /// Stops the writer after it has committed everything already handed to it.
+    pub async fn close(&self) {
+        self.sqlite.close().await;
+    }
+}

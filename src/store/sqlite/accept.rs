@@ -1,0 +1,207 @@
+//! Accepting messages: idempotency, balance reservation and the daily limit, decided inside
+//! the writer's transaction so that concurrent requests cannot both spend the same money or
+//! both claim the same idempotency key.
+
+use crate::domain::{AccountId, Timestamp};
+use crate::store::{
+    AcceptOutcome, AcceptRequest, ItemOutcome, NewMessage, StoreError, StoreResult,
+    StoredResponse,
+};
+use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Idempotency records are honoured for 24 hours (SPEC §1).
+pub(crate) const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+struct AccountState {
+    available: i64,
+    daily_limit: i64,
+    accepted_today: i64,
+    reserve: i64,
+    accepted: Vec<NewMessage>,
+}
+
+/// What the accepts of one transaction will write when it is flushed.
+#[derive(Default)]
+pub(super) struct Batch {
+    accounts: HashMap<AccountId, AccountState>,
+    keys: HashMap<(AccountId, String), ([u8; 32], StoredResponse, Timestamp)>,
+}
+
+impl Batch {
+    pub(super) async fn add(
+        &mut self,
+        conn: &mut SqliteConnection,
+        request: AcceptRequest,
+    ) -> StoreResult<AcceptOutcome> {
+        let now = Timestamp::now();
+        let AcceptRequest {
+            account_id,
+            idempotency,
+            messages,
+            render,
+        } = request;
+
+        if let Some(record) = &idempotency {
+            let earlier = self.find_key(conn, &account_id, &record.key, now).await?;
+            if let Some((hash, response)) = earlier {
+                return Ok(if hash == record.request_hash {
+                    AcceptOutcome::Replayed(response)
+                } else {
+                    AcceptOutcome::Conflict
+                });
+            }
+        }
+
+        let day = now.day();
+        if !self.accounts.contains_key(&account_id) {
+            let row = sqlx::query(include_str!("queries/load_account_for_accept.sql"))
+                .bind(account_id.as_str())
+                .bind(&day)
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
+            self.accounts.insert(
+                account_id.clone(),
+                AccountState {
+                    available: row.try_get("available")?,
+                    daily_limit: row.try_get("daily_limit")?,
+                    accepted_today: row.try_get("accepted_today")?,
+                    reserve: 0,
+                    accepted: Vec::new(),
+                },
+            );
+        }
+        let state = self
+            .accounts
+            .get_mut(&account_id)
+            .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
+
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for message in messages {
+            let cost = message.cost.units();
+            let accepted_today = state.accepted_today + state.accepted.len() as i64;
+            let outcome = if accepted_today >= state.daily_limit {
+                ItemOutcome::DailyLimitExceeded
+            } else if state.available - state.reserve < cost {
+                ItemOutcome::InsufficientBalance
+            } else {
+                state.reserve += cost;
+                state.accepted.push(message);
+                ItemOutcome::Accepted
+            };
+            outcomes.push(outcome);
+        }
+        let response = render(&outcomes);
+        // A request that created nothing is not remembered: retried after a top-up, it
+        // should be tried again, not answered with the old 402.
+        let created = outcomes.contains(&ItemOutcome::Accepted);
+        if let Some(record) = idempotency.filter(|_| created) {
+            self.keys.insert(
+                (account_id, record.key),
+                (record.request_hash, response.clone(), now),
+            );
+        }
+        Ok(AcceptOutcome::Done(response))
+    }
+
+    async fn find_key(
+        &self,
+        conn: &mut SqliteConnection,
+        account_id: &AccountId,
+        key: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<([u8; 32], StoredResponse)>> {
+        if let Some((hash, response, _)) = self.keys.get(&(account_id.clone(), key.to_owned())) {
+            return Ok(Some((*hash, response.clone())));
+        }
+        let row = sqlx::query(include_str!("queries/find_idempotency_key.sql"))
+            .bind(account_id.as_str())
+            .bind(key)
+            .bind(now.minus(IDEMPOTENCY_TTL).millis())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: Vec<u8> = row.try_get("request_hash")?;
+        let status: i64 = row.try_get("response_status")?;
+        let body: String = row.try_get("response_body")?;
+        Ok(Some((
+            hash.try_into().unwrap_or([0; 32]),
+            StoredResponse {
+                status: u16::try_from(status).unwrap_or(500),
+                body,
+            },
+        )))
+    }
+
+    /// Writes everything the batch accepted. Called once, just before the commit.
+    pub(super) async fn flush(self, conn: &mut SqliteConnection) -> sqlx::Result<()> {
+        let now = Timestamp::now();
+        let day = now.day();
+        for (account_id, state) in &self.accounts {
+            if state.accepted.is_empty() {
+                continue;
+            }
+            let rows: Vec<serde_json::Value> = state.accepted.iter().map(message_json).collect();
+            let ids: Vec<&str> = state.accepted.iter().map(|m| m.message_id.as_str()).collect();
+            sqlx::query(include_str!("queries/insert_messages.sql"))
+                .bind(account_id.as_str())
+                .bind(serde_json::Value::Array(rows).to_string())
+                .bind(now.millis())
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(include_str!("queries/insert_status_events.sql"))
+                .bind(serde_json::to_string(&ids).unwrap_or_default())
+                .bind("queued")
+                .bind(now.millis())
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(include_str!("queries/reserve_balance.sql"))
+                .bind(state.reserve)
+                .bind(now.millis())
+                .bind(account_id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(include_str!("queries/count_accepted.sql"))
+                .bind(account_id.as_str())
+                .bind(&day)
+                .bind(state.accepted.len() as i64)
+                .execute(&mut *conn)
+                .await?;
+        }
+
+        for ((account_id, key), (hash, response, at)) in &self.keys {
+            sqlx::query(include_str!("queries/store_idempotency_key.sql"))
+                .bind(account_id.as_str())
+                .bind(key.as_str())
+                .bind(&hash[..])
+                .bind(i64::from(response.status))
+                .bind(response.body.as_str())
+                .bind(at.millis())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn message_json(m: &NewMessage) -> serde_json::Value {
+    serde_json::json!({
+        "id": m.message_id.as_str(),
+        "campaign_id": m.campaign_id,
+        "channel": m.channel.as_str(),
+        "phone": m.phone_number,
+        "sender_id": m.sender_id,
+        "body": m.body,
+        "attachment_url": m.attachment_url,
+        "priority": m.priority.rank(),
+        "segments": m.segments,
+        "cost": m.cost.units(),
+        "due_at": m.due_at.millis(),
+        "expires_at": m.expires_at.millis(),
+        "status_callback": m.status_callback,
+        "metadata": m.metadata,
+    })
+}

@@ -1,0 +1,338 @@
+//! The delivery side of the queue: claiming due messages by priority lane, recording what
+//! the provider said, and applying receipts. Every status change is a conditional UPDATE that
+//! names the allowed predecessors (domain::status), so a move the table forbids simply
+//! matches no row.
+
+use crate::domain::{
+    AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp,
+};
+use crate::store::{ClaimedMessage, DeliveryOutcome, StatusUpdate, UpdateResult};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// Share of a claim kept for each lower lane while higher lanes have work, so a flood of
+/// urgent traffic slows `low` down but never stops it (SPEC §4: no starvation).
+fn floor(priority: Priority, batch: usize) -> usize {
+    match priority {
+        Priority::Urgent => 0,
+        Priority::High => batch / 4,
+        Priority::Normal => batch / 8,
+        Priority::Low => (batch / 16).max(1),
+    }
+}
+
+/// How many to take from each lane, highest first, keeping the floors of the lanes below.
+fn lane_quota(priority: Priority, remaining: usize, batch: usize) -> usize {
+    let reserved_below: usize = Priority::DESCENDING
+        .iter()
+        .filter(|p| **p < priority)
+        .map(|p| floor(*p, batch))
+        .sum();
+    remaining.saturating_sub(reserved_below)
+}
+
+pub(super) async fn claim_due(
+    conn: &mut SqliteConnection,
+    instance_id: &str,
+    limit: usize,
+    lease: Duration,
+) -> sqlx::Result<Vec<ClaimedMessage>> {
+    let now = Timestamp::now();
+    let lease_until = now.plus(lease);
+    let mut claimed = Vec::with_capacity(limit);
+    // First pass honours the floors; the second gives slots the lower lanes did not need back
+    // to the higher ones.
+    for pass in 0..2 {
+        for priority in Priority::DESCENDING {
+            let remaining = limit.saturating_sub(claimed.len());
+            let quota = if pass == 0 {
+                lane_quota(priority, remaining, limit)
+            } else {
+                remaining
+            };
+            if quota == 0 {
+                continue;
+            }
+            let rows = sqlx::query(include_str!("queries/claim_lane.sql"))
+                .bind(lease_until.millis())
+                .bind(instance_id)
+                .bind(now.millis())
+                .bind(priority.rank())
+                .bind(i64::try_from(quota).unwrap_or(i64::MAX))
+                .fetch_all(&mut *conn)
+                .await?;
+            for row in rows {
+                claimed.push(claimed_message(&row)?);
+            }
+        }
+        if claimed.len() >= limit {
+            break;
+        }
+    }
+    if !claimed.is_empty() {
+        let ids: Vec<&str> = claimed.iter().map(|m| m.message_id.as_str()).collect();
+        sqlx::query(include_str!("queries/insert_status_events.sql"))
+            .bind(serde_json::to_string(&ids).unwrap_or_default())
+            .bind(MessageStatus::Sending.as_str())
+            .bind(now.millis())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(claimed)
+}
+
+fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
+    let channel: String = row.try_get("channel")?;
+    let priority: i64 = row.try_get("priority")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(ClaimedMessage {
+        message_id: MessageId::from_stored(row.try_get("message_id")?),
+        account_id: AccountId::from_stored(row.try_get("account_id")?),
+        channel: Channel::parse(&channel).unwrap_or(Channel::Sms),
+        phone_number: row.try_get("phone_number")?,
+        sender_id: row.try_get("sender_id")?,
+        body: row.try_get("body")?,
+        attachment_url: row.try_get("attachment_url")?,
+        priority: Priority::from_rank(priority).unwrap_or(Priority::Normal),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
+        cost: Money::from_units(row.try_get("cost")?),
+    })
+}
+
+/// Per-account money moved by one batch of outcomes.
+#[derive(Default)]
+struct Settlement {
+    charged: i64,
+    sent: i64,
+    released: i64,
+}
+
+pub(super) async fn record_outcomes(
+    conn: &mut SqliteConnection,
+    outcomes: Vec<DeliveryOutcome>,
+) -> sqlx::Result<()> {
+    let now = Timestamp::now();
+    let mut accounts: HashMap<String, Settlement> = HashMap::new();
+    let mut sent = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            DeliveryOutcome::Sent {
+                message_id,
+                provider,
+                provider_message_id,
+                at,
+            } => sent.push(serde_json::json!({
+                "id": message_id.as_str(),
+                "provider": provider,
+                "ref": provider_message_id,
+                "at": at.millis(),
+            })),
+            DeliveryOutcome::Retry {
+                message_id,
+                due_at,
+                error_code,
+                error_message,
+            } => {
+                sqlx::query(include_str!("queries/schedule_retry.sql"))
+                    .bind(message_id.as_str())
+                    .bind(due_at.millis())
+                    .bind(error_code)
+                    .bind(error_message)
+                    .bind(now.millis())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            DeliveryOutcome::Unsent {
+                message_id,
+                status,
+                error_code,
+                error_message,
+                at,
+            } => {
+                let row = sqlx::query(include_str!("queries/mark_unsent.sql"))
+                    .bind(message_id.as_str())
+                    .bind(status.as_str())
+                    .bind(error_code)
+                    .bind(error_message)
+                    .bind(at.millis())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if let Some(row) = row {
+                    let account: String = row.try_get("account_id")?;
+                    let cost: i64 = row.try_get("cost")?;
+                    accounts.entry(account).or_default().released += cost;
+                    insert_events(conn, status, &[(message_id.as_str(), at.millis())]).await?;
+                }
+            }
+            DeliveryOutcome::Released { message_id } => {
+                sqlx::query(include_str!("queries/release_claim.sql"))
+                    .bind(message_id.as_str())
+                    .bind(now.millis())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+
+    if !sent.is_empty() {
+        let rows = sqlx::query(include_str!("queries/mark_sent.sql"))
+            .bind(serde_json::Value::Array(sent).to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let account: String = row.try_get("account_id")?;
+            let settlement = accounts.entry(account).or_default();
+            settlement.charged += row.try_get::<i64, _>("cost")?;
+            settlement.sent += 1;
+            events.push((
+                row.try_get::<String, _>("message_id")?,
+                row.try_get::<i64, _>("updated_at")?,
+            ));
+        }
+        let events: Vec<(&str, i64)> = events.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+        insert_events(conn, MessageStatus::Sent, &events).await?;
+    }
+
+    let day = now.day();
+    for (account, s) in accounts {
+        if s.sent > 0 {
+            sqlx::query(include_str!("queries/settle_balance.sql"))
+                .bind(s.charged)
+                .bind(now.millis())
+                .bind(&account)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(include_str!("queries/record_charge.sql"))
+                .bind(&account)
+                .bind(-s.charged)
+                .bind(now.millis())
+                .bind(s.sent)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(include_str!("queries/count_sent.sql"))
+                .bind(&account)
+                .bind(&day)
+                .bind(s.sent)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if s.released > 0 {
+            sqlx::query(include_str!("queries/release_reservation.sql"))
+                .bind(s.released)
+                .bind(now.millis())
+                .bind(&account)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    status: MessageStatus,
+    events: &[(&str, i64)],
+) -> sqlx::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(include_str!("queries/insert_status_events_at.sql"))
+        .bind(serde_json::to_string(events).unwrap_or_default())
+        .bind(status.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn apply_status_updates(
+    conn: &mut SqliteConnection,
+    updates: Vec<StatusUpdate>,
+) -> sqlx::Result<Vec<UpdateResult>> {
+    let mut results = vec![UpdateResult::Unknown; updates.len()];
+    // Lifecycle order, so a `delivered` and a `read` in the same batch both apply.
+    let mut order: Vec<usize> = (0..updates.len()).collect();
+    order.sort_by_key(|i| updates.get(*i).map(|u| (u.provider, u.status.order())));
+    let mut groups: Vec<(&'static str, MessageStatus, Vec<usize>)> = Vec::new();
+    for i in order {
+        let Some(u) = updates.get(i) else { continue };
+        match groups.last_mut() {
+            Some((p, s, members)) if *p == u.provider && *s == u.status => members.push(i),
+            _ => groups.push((u.provider, u.status, vec![i])),
+        }
+    }
+
+    for (provider, status, members) in groups {
+        let payload: Vec<serde_json::Value> = members
+            .iter()
+            .filter_map(|i| updates.get(*i))
+            .map(|u| {
+                serde_json::json!({
+                    "ref": u.provider_message_id,
+                    "at": u.at.millis(),
+                    "code": u.error_code,
+                    "message": u.error_message,
+                })
+            })
+            .collect();
+        let allowed: Vec<&str> = status.predecessors().iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(include_str!("queries/apply_status_update.sql"))
+            .bind(provider)
+            .bind(status.as_str())
+            .bind(serde_json::Value::Array(payload).to_string())
+            .bind(serde_json::to_string(&allowed).unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut applied: HashSet<String> = HashSet::new();
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let reference: String = row.try_get("provider_message_id")?;
+            events.push((
+                row.try_get::<String, _>("message_id")?,
+                row.try_get::<i64, _>("updated_at")?,
+            ));
+            applied.insert(reference);
+        }
+        let event_refs: Vec<(&str, i64)> =
+            events.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+        insert_events(conn, status, &event_refs).await?;
+
+        for i in members {
+            let Some(u) = updates.get(i) else { continue };
+            let result = if applied.remove(&u.provider_message_id) {
+                UpdateResult::Applied
+            } else if sqlx::query(include_str!("queries/find_by_provider_ref.sql"))
+                .bind(provider)
+                .bind(&u.provider_message_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .is_some()
+            {
+                UpdateResult::Stale
+            } else {
+                UpdateResult::Unknown
+            };
+            if let Some(slot) = results.get_mut(i) {
+                *slot = result;
+            }
+        }
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_leave_room_for_every_lower_lane() {
+        let batch = 256;
+        let urgent = lane_quota(Priority::Urgent, batch, batch);
+        assert_eq!(urgent, batch - 64 - 32 - 16);
+        assert_eq!(lane_quota(Priority::Low, 16, batch), 16);
+        assert!(floor(Priority::Low, 4) >= 1, "low keeps a slot even in tiny batches");
+    }
+}

@@ -1,0 +1,208 @@
+//! SQLite: one write connection owned by the writer task (`writer.rs`), a pool of read
+//! connections beside it (WAL lets readers run while the writer commits).
+
+mod accept;
+mod admin;
+mod delivery;
+mod reads;
+mod writer;
+
+use super::{
+    AcceptOutcome, AcceptRequest, AuthenticatedKey, Balance, ClaimedMessage, DeliveryOutcome,
+    MessageView, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult,
+};
+use crate::config::{DatabaseSettings, Synchronous};
+use crate::domain::{AccountId, ApiKeyId, MessageId, Priority};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use writer::{Maintenance, Op};
+
+/// Both dialects keep the same migration names and versions (checked by a test).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    writer: mpsc::Sender<Op>,
+    writer_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    pub(super) async fn open(settings: &DatabaseSettings) -> StoreResult<Self> {
+        let options = connect_options(settings)?;
+        let mut write_conn = options.connect().await?;
+        MIGRATOR.run(&mut write_conn).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .connect_with(options)
+            .await?;
+        let (tx, rx) = mpsc::channel(settings.commit_batch_max.saturating_mul(4));
+        let task = tokio::spawn(writer::run(write_conn, rx, settings.commit_batch_max));
+        Ok(Self {
+            read,
+            writer: tx,
+            writer_task: Mutex::new(Some(task)),
+        })
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Op) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(op(reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub(super) async fn accept(&self, request: AcceptRequest) -> StoreResult<AcceptOutcome> {
+        self.call(|reply| Op::Accept(request, reply)).await
+    }
+
+    pub(super) async fn claim_due(
+        &self,
+        instance_id: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedMessage>> {
+        let instance_id = instance_id.to_owned();
+        self.call(|reply| Op::Claim {
+            instance_id,
+            limit,
+            lease,
+            reply,
+        })
+        .await
+    }
+
+    pub(super) async fn record_outcomes(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<()> {
+        self.call(|reply| Op::Outcomes(outcomes, reply)).await
+    }
+
+    pub(super) async fn apply_status_updates(
+        &self,
+        updates: Vec<StatusUpdate>,
+    ) -> StoreResult<Vec<UpdateResult>> {
+        self.call(|reply| Op::StatusUpdates(updates, reply)).await
+    }
+
+    pub(super) async fn create_account(&self, account: NewAccount) -> StoreResult<AccountId> {
+        let account_id = AccountId::generate();
+        let id = account_id.clone();
+        self.call(|reply| Op::Maintenance(Maintenance::CreateAccount(account, id), reply))
+            .await?;
+        Ok(account_id)
+    }
+
+    pub(super) async fn insert_api_key(
+        &self,
+        account_id: &AccountId,
+        key_hash: [u8; 32],
+    ) -> StoreResult<ApiKeyId> {
+        let api_key_id = ApiKeyId::generate();
+        let maintenance = Maintenance::InsertApiKey {
+            api_key_id: api_key_id.clone(),
+            account_id: account_id.clone(),
+            key_hash,
+        };
+        self.call(|reply| Op::Maintenance(maintenance, reply)).await?;
+        Ok(api_key_id)
+    }
+
+    pub(super) async fn heartbeat(&self, instance_id: &str) -> StoreResult<()> {
+        let maintenance = Maintenance::Heartbeat(instance_id.to_owned());
+        self.call(|reply| Op::Maintenance(maintenance, reply)).await?;
+        Ok(())
+    }
+
+    pub(super) async fn release_orphans(&self, stale_after: Duration) -> StoreResult<u64> {
+        self.call(|reply| Op::Maintenance(Maintenance::ReleaseOrphans(stale_after), reply))
+            .await
+    }
+
+    pub(super) async fn purge_idempotency_keys(&self, max_age: Duration) -> StoreResult<u64> {
+        self.call(|reply| Op::Maintenance(Maintenance::PurgeIdempotency(max_age), reply))
+            .await
+    }
+
+    pub(super) async fn authenticate(&self, key_hash: [u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
+        reads::authenticate(&self.read, key_hash).await
+    }
+
+    pub(super) async fn balance(&self, account_id: &AccountId) -> StoreResult<Balance> {
+        reads::balance(&self.read, account_id).await
+    }
+
+    pub(super) async fn message(
+        &self,
+        account_id: &AccountId,
+        message_id: &MessageId,
+    ) -> StoreResult<Option<MessageView>> {
+        reads::message(&self.read, account_id, message_id).await
+    }
+
+    pub(super) async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>> {
+        reads::queue_depth(&self.read).await
+    }
+
+    pub(super) async fn find_account(&self, name_or_id: &str) -> StoreResult<AccountId> {
+        reads::find_account(&self.read, name_or_id).await
+    }
+
+    pub(super) async fn account_count(&self) -> StoreResult<i64> {
+        reads::account_count(&self.read).await
+    }
+
+    pub(super) async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.read.acquire().await?;
+        conn.ping().await?;
+        Ok(())
+    }
+
+    pub(super) async fn close(&self) {
+        // Ops already queued come before this one, so they are committed first.
+        let _ = self.writer.send(Op::Shutdown).await;
+        if let Some(task) = self.writer_task.lock().await.take() {
+            let _ = task.await;
+        }
+        self.read.close().await;
+    }
+}
+
+fn connect_options(settings: &DatabaseSettings) -> StoreResult<SqliteConnectOptions> {
+    let path = settings
+        .url
+        .strip_prefix("sqlite://")
+        .or_else(|| settings.url.strip_prefix("sqlite:"))
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "database.url `{}` is not a sqlite:// URL (the only store so far)",
+                settings.url
+            ))
+        })?;
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::Invalid(format!("cannot create the folder {}: {e}", parent.display()))
+        })?;
+    }
+    let synchronous = match settings.synchronous {
+        Synchronous::Normal => SqliteSynchronous::Normal,
+        Synchronous::Full => SqliteSynchronous::Full,
+    };
+    Ok(SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .foreign_keys(true)
+        // Other processes (`herald accounts create`, `herald worker`) may hold the write
+        // lock for a moment; wait for it rather than fail.
+        .busy_timeout(Duration::from_secs(10))
+        .statement_cache_capacity(256))
+}

@@ -1,0 +1,14 @@
+-- Claims up to ?5 due messages of priority ?4 for worker ?2 until ?1 (the lease), oldest due
+-- first. A row leased by a live worker is skipped; one whose lease ran out is taken again.
+UPDATE message
+SET status = 'sending', attempts = attempts + 1, lease_until = ?1, claimed_by = ?2,
+    updated_at = ?3
+WHERE message_id IN (
+    SELECT message_id FROM message
+    WHERE status IN ('queued', 'sending') AND priority = ?4 AND due_at <= ?3
+      AND lease_until <= ?3
+    ORDER BY due_at
+    LIMIT ?5
+)
+RETURNING message_id, account_id, channel, phone_number, sender_id, body, attachment_url,
+          priority, attempts, expires_at, cost

@@ -1,0 +1,3 @@
+-- Stores the SHA-256 of a new API key (never the key itself).
+INSERT INTO api_key (api_key_id, account_id, key_hash, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?4)

@@ -1,0 +1,8 @@
+-- The figures accepting a message is checked against: available balance, daily limit, and
+-- how many messages the account already had accepted on day ?2.
+SELECT a.balance - a.reserved AS available,
+       a.daily_limit AS daily_limit,
+       COALESCE(u.accepted, 0) AS accepted_today
+FROM account AS a
+LEFT JOIN account_usage AS u ON u.account_id = a.account_id AND u.day = ?2
+WHERE a.account_id = ?1

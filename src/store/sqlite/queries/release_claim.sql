@@ -1,0 +1,4 @@
+-- Hands a claimed, untouched message back to the queue (worker shutting down).
+UPDATE message
+SET lease_until = 0, claimed_by = NULL, attempts = MAX(attempts - 1, 0), updated_at = ?2
+WHERE message_id = ?1 AND status = 'sending'

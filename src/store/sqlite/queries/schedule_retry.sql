@@ -1,0 +1,5 @@
+-- Gives a message back to the queue after a transient failure, due again at ?2.
+UPDATE message
+SET due_at = ?2, lease_until = 0, claimed_by = NULL, error_code = ?3, error_message = ?4,
+    updated_at = ?5
+WHERE message_id = ?1 AND status = 'sending'

@@ -1,0 +1,119 @@
+//! Reads, served by the pool of read connections while the writer commits.
+
+use crate::domain::{
+    AccountId, ApiKeyId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp,
+};
+use crate::store::{AuthenticatedKey, Balance, MessageView, StoreError, StoreResult};
+use sqlx::Row;
+use sqlx::sqlite::SqlitePool;
+use subtle::ConstantTimeEq;
+
+pub(super) async fn authenticate(
+    pool: &SqlitePool,
+    key_hash: [u8; 32],
+) -> StoreResult<Option<AuthenticatedKey>> {
+    let row = sqlx::query(include_str!("queries/authenticate.sql"))
+        .bind(&key_hash[..])
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let stored: Vec<u8> = row.try_get("key_hash")?;
+    // The index lookup already matched; comparing again in constant time keeps the final
+    // decision free of early-exit timing, whatever the index does.
+    if !bool::from(stored.as_slice().ct_eq(&key_hash[..])) {
+        return Ok(None);
+    }
+    Ok(Some(AuthenticatedKey {
+        api_key_id: ApiKeyId::from_stored(row.try_get("api_key_id")?),
+        account_id: AccountId::from_stored(row.try_get("account_id")?),
+    }))
+}
+
+pub(super) async fn balance(pool: &SqlitePool, account_id: &AccountId) -> StoreResult<Balance> {
+    let row = sqlx::query(include_str!("queries/load_balance.sql"))
+        .bind(account_id.as_str())
+        .bind(Timestamp::now().day())
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
+    Ok(Balance {
+        available: Money::from_units(row.try_get("available")?),
+        currency: row.try_get("currency")?,
+        sent_today: row.try_get("sent_today")?,
+        accepted_today: row.try_get("accepted_today")?,
+        daily_limit: row.try_get("daily_limit")?,
+    })
+}
+
+pub(super) async fn message(
+    pool: &SqlitePool,
+    account_id: &AccountId,
+    message_id: &MessageId,
+) -> StoreResult<Option<MessageView>> {
+    let row = sqlx::query(include_str!("queries/load_message.sql"))
+        .bind(message_id.as_str())
+        .bind(account_id.as_str())
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let events = sqlx::query(include_str!("queries/load_history.sql"))
+        .bind(message_id.as_str())
+        .fetch_all(pool)
+        .await?;
+    let mut history = Vec::with_capacity(events.len());
+    for event in events {
+        let status: String = event.try_get("status")?;
+        if let Some(status) = MessageStatus::parse(&status) {
+            history.push((status, Timestamp::from_millis(event.try_get("at")?)));
+        }
+    }
+    history.sort_by_key(|(status, at)| (status.order(), *at));
+    let status: String = row.try_get("status")?;
+    let channel: String = row.try_get("channel")?;
+    let segments: i64 = row.try_get("segments")?;
+    Ok(Some(MessageView {
+        message_id: message_id.clone(),
+        status: MessageStatus::parse(&status).unwrap_or(MessageStatus::Queued),
+        phone_number: row.try_get("phone_number")?,
+        channel: Channel::parse(&channel).unwrap_or(Channel::Sms),
+        priority: Priority::from_rank(row.try_get("priority")?).unwrap_or(Priority::Normal),
+        segments: u32::try_from(segments).unwrap_or(0),
+        cost: Money::from_units(row.try_get("cost")?),
+        provider: row.try_get("provider")?,
+        provider_message_id: row.try_get("provider_message_id")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        history,
+    }))
+}
+
+pub(super) async fn queue_depth(pool: &SqlitePool) -> StoreResult<Vec<(Priority, i64)>> {
+    let rows = sqlx::query(include_str!("queries/queue_depth.sql"))
+        .fetch_all(pool)
+        .await?;
+    let mut depth: Vec<(Priority, i64)> = Priority::DESCENDING.iter().map(|p| (*p, 0)).collect();
+    for row in rows {
+        let rank: i64 = row.try_get("priority")?;
+        let waiting: i64 = row.try_get("waiting")?;
+        if let Some(slot) = depth.iter_mut().find(|(p, _)| p.rank() == rank) {
+            slot.1 = waiting;
+        }
+    }
+    Ok(depth)
+}
+
+pub(super) async fn find_account(pool: &SqlitePool, name_or_id: &str) -> StoreResult<AccountId> {
+    let row = sqlx::query(include_str!("queries/find_account_by_name.sql"))
+        .bind(name_or_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StoreError::NoSuchAccount(name_or_id.to_owned()))?;
+    Ok(AccountId::from_stored(row.try_get("account_id")?))
+}
+
+pub(super) async fn account_count(pool: &SqlitePool) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar(include_str!("queries/count_accounts.sql"))
+        .fetch_one(pool)
+        .await?)
+}

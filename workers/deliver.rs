@@ -1,0 +1,134 @@
+//! One delivery: claim → limit → send → record.
+//!
+//! No transaction is held across the provider call (the claim committed before, the outcome
+//! commits after). A crash between the provider's accept and our write re-sends the message
+//! later under the same message id, which is also the provider idempotency key.
+
+use super::RetryPolicy;
+use crate::domain::{Channel, MessageStatus, Timestamp};
+use crate::metrics::Metrics;
+use crate::providers::{Provider, ProviderError, SendRequest};
+use crate::ratelimit::DeliveryLimits;
+use crate::store::{ClaimedMessage, DeliveryOutcome, Store};
+use apalis_core::task::data::Data;
+use std::sync::Arc;
+
+pub struct Deliverer {
+    store: Store,
+    sms: Arc<dyn Provider>,
+    whatsapp: Arc<dyn Provider>,
+    limits: DeliveryLimits,
+    retry: RetryPolicy,
+    metrics: Metrics,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Store,
+        sms: Arc<dyn Provider>,
+        whatsapp: Arc<dyn Provider>,
+        limits: DeliveryLimits,
+        retry: RetryPolicy,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            store,
+            sms,
+            whatsapp,
+            limits,
+            retry,
+            metrics,
+        }
+    }
+
+    fn provider(&self, channel: Channel) -> &dyn Provider {
+        match channel {
+            Channel::Sms => self.sms.as_ref(),
+            Channel::Whatsapp => self.whatsapp.as_ref(),
+        }
+    }
+
+    /// Decides and performs one delivery attempt, returning what the store must record.
+    async fn attempt(&self, m: &ClaimedMessage) -> DeliveryOutcome {
+        if Timestamp::now() > m.expires_at {
+            return unsent(m, MessageStatus::Expired, "expired", "the message was not sent within its validity period");
+        }
+        let provider = self.provider(m.channel);
+        let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
+        let sender_key = format!("{}:{}:{from}", provider.name(), m.channel);
+        self.limits.until_ready(&sender_key, &m.account_id).await;
+
+        let request = SendRequest {
+            message_id: &m.message_id,
+            channel: m.channel,
+            to: &m.phone_number,
+            from,
+            body: &m.body,
+            media_url: m.attachment_url.as_deref(),
+        };
+        match provider.send(request).await {
+            Ok(accepted) => DeliveryOutcome::Sent {
+                message_id: m.message_id.clone(),
+                provider: provider.name(),
+                provider_message_id: accepted.provider_message_id,
+                at: Timestamp::now(),
+            },
+            Err(ProviderError::Permanent { code, message }) => {
+                unsent(m, MessageStatus::Failed, &code, &message)
+            }
+            Err(ProviderError::Transient { code, message, retry_after }) => {
+                if m.attempts >= self.retry.max_attempts {
+                    let message = format!("{message} (gave up after {} attempts)", m.attempts);
+                    return unsent(m, MessageStatus::Failed, &code, &message);
+                }
+                let due_at = Timestamp::now().plus(self.retry.delay(m.attempts, retry_after));
+                if due_at > m.expires_at {
+                    return unsent(m, MessageStatus::Expired, "expired", "the message could not be sent within its validity period");
+                }
+                DeliveryOutcome::Retry {
+                    message_id: m.message_id.clone(),
+                    due_at,
+                    error_code: code,
+                    error_message: message,
+                }
+            }
+        }
+    }
+}
+
+fn unsent(m: &ClaimedMessage, status: MessageStatus, code: &str, message: &str) -> DeliveryOutcome {
+    DeliveryOutcome::Unsent {
+        message_id: m.message_id.clone(),
+        status,
+        error_code: code.to_owned(),
+        error_message: message.to_owned(),
+        at: Timestamp::now(),
+    }
+}
+
+/// The apalis task handler.
+///
+/// # Errors
+/// The outcome could not be recorded; the message stays leased and is retried once the
+/// lease runs out.
+#[tracing::instrument(skip_all, fields(message_id = %message.message_id, attempt = message.attempts))]
+pub(super) async fn deliver(
+    message: ClaimedMessage,
+    deliverer: Data<Arc<Deliverer>>,
+) -> Result<(), crate::store::StoreError> {
+    let outcome = deliverer.attempt(&message).await;
+    let metric = match &outcome {
+        DeliveryOutcome::Sent { .. } => Some(MessageStatus::Sent),
+        DeliveryOutcome::Unsent { status, .. } => Some(*status),
+        DeliveryOutcome::Retry { error_code, .. } => {
+            tracing::info!(code = %error_code, "transient failure; will retry");
+            None
+        }
+        DeliveryOutcome::Released { .. } => None,
+    };
+    deliverer.store.record_outcomes(vec![outcome]).await?;
+    if let Some(status) = metric {
+        deliverer.metrics.delivery_finished(message.channel, status);
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The worker side: everything that happens to a message after the API stored it.
+//!
+//! How a message flows through here:
+//! 1. `queue.rs`: the message row *is* the job. [`MessageQueue`], an apalis backend, claims
+//!    due rows in priority lanes (`sending`, leased to this process) and hands them to the
+//!    apalis worker, which runs up to `workers.concurrency` deliveries at once.
+//! 2. `deliver.rs`: waits for the sender's and account's rate limits, hands the message to
+//!    the provider, and records the outcome (sent, retry later, failed, expired). Outcomes
+//!    of many deliveries are committed together.
+//! 3. `receipts.rs`: provider receipts (webhooks, or the mock's timers) move messages on to
+//!    delivered / read / undelivered.
+//! 4. `sweeper.rs`: heartbeats, and recovery of messages whose worker process died.
+//!
+//! This folder is part of the `herald` crate (mounted from `src/lib.rs`), because `herald
+//! serve` runs API and workers in one process and both need the store and providers.
+
+mod deliver;
+mod queue;
+mod receipts;
+mod retry;
+mod sweeper;
+
+pub use deliver::Deliverer;
+pub use queue::MessageQueue;
+pub use receipts::ReceiptApplier;
+pub use retry::RetryPolicy;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::providers::ReceiptSink;
+use crate::providers::mock::MockProvider;
+use crate::ratelimit::DeliveryLimits;
+use crate::store::Store;
+use anyhow::Context;
+use apalis_core::worker::builder::WorkerBuilder;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Receipts waiting to be applied; beyond this, providers' receipt sources wait.
+const RECEIPT_BUFFER: usize = 65_536;
+
+/// The receipt path: a sink providers push into, and the task applying what arrives.
+pub fn receipt_channel(store: Store) -> (ReceiptSink, ReceiptApplier) {
+    let (tx, rx) = mpsc::channel(RECEIPT_BUFFER);
+    (tx, ReceiptApplier::new(store, rx))
+}
+
+/// Everything the worker side runs, started together and stopped together.
+pub struct Workers {
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Workers {
+    /// Starts delivery, receipts and the sweeper; they stop when `shutdown` is cancelled,
+    /// letting in-flight deliveries finish (up to `workers.shutdown_timeout_seconds`).
+    ///
+    /// # Errors
+    /// A provider that cannot start (e.g. the mock's hand-over log cannot be opened).
+    pub async fn start(
+        settings: &Settings,
+        store: Store,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Workers> {
+        let instance_id = format!("worker-{}", ulid::Ulid::new());
+        let (sink, applier) = receipt_channel(store.clone());
+        let provider = Arc::new(
+            MockProvider::start(settings.providers.mock.clone(), sink)
+                .context("the mock provider could not start")?,
+        );
+        let limits = DeliveryLimits::new(
+            crate::providers::Provider::sender_rate(provider.as_ref()),
+            settings.limits.account_per_minute,
+        );
+        let deliverer = Arc::new(Deliverer::new(
+            store.clone(),
+            provider.clone(),
+            provider,
+            limits.clone(),
+            RetryPolicy::from_settings(&settings.workers),
+            metrics,
+        ));
+
+        // Alive before the first claim, so no other process mistakes our claims for orphans.
+        store
+            .heartbeat(&instance_id)
+            .await
+            .context("could not register the worker process")?;
+
+        let mut tasks = JoinSet::new();
+        let receipts_shutdown = CancellationToken::new();
+        tasks.spawn(applier.run_until(receipts_shutdown.clone()));
+        tasks.spawn(sweeper::run_until(
+            store.clone(),
+            instance_id.clone(),
+            limits,
+            Duration::from_secs(settings.workers.heartbeat_seconds),
+            shutdown.clone(),
+        ));
+
+        let queue = MessageQueue::new(
+            store,
+            instance_id.clone(),
+            settings.queue.batch_size,
+            Duration::from_secs(settings.workers.lease_seconds),
+            Duration::from_millis(settings.queue.poll_interval_ms),
+        );
+        let concurrency = settings.workers.concurrency;
+        let grace = Duration::from_secs(settings.workers.shutdown_timeout_seconds);
+        tasks.spawn(async move {
+            let worker = WorkerBuilder::new(format!("deliver-{instance_id}"))
+                .backend(queue)
+                .layer(tower::limit::ConcurrencyLimitLayer::new(concurrency))
+                .data(deliverer)
+                .build(deliver::deliver);
+            let stop = shutdown.clone();
+            let run = worker.run_until(async move {
+                stop.cancelled().await;
+                Ok::<(), std::io::Error>(())
+            });
+            let overdue = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+            };
+            let result = tokio::select! {
+                result = run => result.context("the delivery worker stopped with an error"),
+                () = overdue => {
+                    // What is still in flight stays leased; the next start (or another
+                    // worker) takes it over once this process's heartbeat is stale.
+                    tracing::warn!("deliveries still in flight after the shutdown grace period");
+                    Ok(())
+                }
+            };
+            // Receipts keep flowing until deliveries have drained, then stop.
+            receipts_shutdown.cancel();
+            result
+        });
+        Ok(Workers { tasks })
+    }
+
+    /// Waits for every worker task to finish (after the shutdown token was cancelled).
+    pub async fn join(mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = result {
+                tracing::error!(error = %e, "a worker task failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

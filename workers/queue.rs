@@ -1,0 +1,223 @@
+//! [`MessageQueue`]: the apalis backend whose jobs are message rows.
+//!
+//! apalis's bundled backends would store a second row per message and, measured here, fetch
+//! a few thousand jobs a second at best (see `../shared/DEPENDENCIES.md`). Here a claim is one
+//! conditional UPDATE per priority lane that marks a whole batch `sending` and leases it to
+//! this process; nothing lives outside the database, so nothing has to be re-enqueued after
+//! a crash. apalis runs the deliveries: concurrency, graceful shutdown, the worker's events.
+
+use crate::store::{ClaimedMessage, DeliveryOutcome, Store, StoreResult};
+use apalis_core::backend::finalize::Ephemeral;
+use apalis_core::backend::{Backend, BackendConfig};
+use apalis_core::task::Task;
+use apalis_core::task::task_id::RandomId;
+use apalis_core::worker::context::WorkerContext;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
+use tower::layer::util::Identity;
+
+/// After a failed claim, wait this long before trying again (the database may be busy or
+/// restarting; a worker must not spin, nor stop).
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+pub struct MessageQueue {
+    store: Store,
+    instance_id: Arc<str>,
+    batch_size: usize,
+    lease: Duration,
+    poll_interval: Duration,
+    buffer: VecDeque<ClaimedMessage>,
+    fetch: Option<BoxFuture<'static, StoreResult<Vec<ClaimedMessage>>>>,
+    /// Armed before each fetch, so a notification that lands during the fetch is not lost.
+    wake: Option<Pin<Box<OwnedNotified>>>,
+    idle: Option<BoxFuture<'static, ()>>,
+    close: Option<BoxFuture<'static, StoreResult<()>>>,
+}
+
+impl MessageQueue {
+    pub fn new(
+        store: Store,
+        instance_id: String,
+        batch_size: usize,
+        lease: Duration,
+        poll_interval: Duration,
+    ) -> Self {
+        Self {
+            store,
+            instance_id: instance_id.into(),
+            batch_size,
+            lease,
+            poll_interval,
+            buffer: VecDeque::with_capacity(batch_size),
+            fetch: None,
+            wake: None,
+            idle: None,
+            close: None,
+        }
+    }
+
+    fn start_fetch(&mut self) {
+        let notify: Arc<Notify> = self.store.ready_handle();
+        let mut wake = Box::pin(notify.notified_owned());
+        wake.as_mut().enable();
+        self.wake = Some(wake);
+        let store = self.store.clone();
+        let instance = Arc::clone(&self.instance_id);
+        let (limit, lease) = (self.batch_size, self.lease);
+        self.fetch = Some(async move { store.claim_due(&instance, limit, lease).await }.boxed());
+    }
+
+    /// Drives an in-flight fetch; true when it finished (successfully or not).
+    fn poll_fetch(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(fetch) = self.fetch.as_mut() else {
+            return false;
+        };
+        let Poll::Ready(result) = fetch.poll_unpin(cx) else {
+            return false;
+        };
+        self.fetch = None;
+        match result {
+            Ok(claimed) if !claimed.is_empty() => self.buffer.extend(claimed),
+            Ok(_) => {
+                let wake = self.wake.take();
+                let interval = self.poll_interval;
+                self.idle = Some(
+                    async move {
+                        let sleep = tokio::time::sleep(interval);
+                        match wake {
+                            Some(wake) => {
+                                tokio::select! { () = wake => {}, () = sleep => {} }
+                            }
+                            None => sleep.await,
+                        }
+                    }
+                    .boxed(),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "claiming due messages failed; retrying");
+                self.idle = Some(tokio::time::sleep(ERROR_BACKOFF).boxed());
+            }
+        }
+        true
+    }
+}
+
+impl Backend for MessageQueue {
+    type Task = Task<ClaimedMessage>;
+    /// Never produced: failures to claim are logged and retried, since an error here would
+    /// stop the apalis worker for good.
+    type Error = std::io::Error;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>, _: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+        loop {
+            // Refill early, while the buffer still feeds the deliveries.
+            if self.buffer.len() <= self.batch_size / 2 && self.fetch.is_none() && self.idle.is_none() {
+                self.start_fetch();
+            }
+            let fetched = self.poll_fetch(cx);
+            if !self.buffer.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if fetched {
+                continue;
+            }
+            if let Some(idle) = self.idle.as_mut() {
+                match idle.poll_unpin(cx) {
+                    Poll::Ready(()) => {
+                        self.idle = None;
+                        continue;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            return Poll::Pending;
+        }
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
+        // The worker calls poll_ready first; an empty buffer here only means it did not.
+        // Never answer None: that would tell apalis the queue is exhausted for good.
+        if self.buffer.is_empty() {
+            match self.poll_ready(cx, worker) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match self.buffer.pop_front() {
+            Some(message) => Poll::Ready(Some(Ok(Task::new(message)))),
+            None => Poll::Pending,
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>, _: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+        if self.close.is_none() {
+            // Claimed but never started: give them back so another worker (or the next
+            // start) sends them without waiting for the lease to run out.
+            let released: Vec<DeliveryOutcome> = self
+                .buffer
+                .drain(..)
+                .map(|m| DeliveryOutcome::Released { message_id: m.message_id })
+                .collect();
+            let store = self.store.clone();
+            let fetch = self.fetch.take();
+            self.close = Some(
+                async move {
+                    let mut released = released;
+                    // A fetch already sent to the writer will claim rows: wait for it and
+                    // release those too.
+                    if let Some(fetch) = fetch
+                        && let Ok(claimed) = fetch.await
+                    {
+                        released.extend(claimed.into_iter().map(|m| DeliveryOutcome::Released {
+                            message_id: m.message_id,
+                        }));
+                    }
+                    if released.is_empty() {
+                        return Ok(());
+                    }
+                    store.record_outcomes(released).await
+                }
+                .boxed(),
+            );
+        }
+        match self.close.as_mut().map(|close| close.poll_unpin(cx)) {
+            Some(Poll::Ready(result)) => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "could not release unstarted messages; their lease will run out");
+                }
+                Poll::Ready(Ok(()))
+            }
+            Some(Poll::Pending) => Poll::Pending,
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl BackendConfig for MessageQueue {
+    type Args = ClaimedMessage;
+    type Id = RandomId;
+    type Kind = Ephemeral;
+    type Config = ();
+    type Layer = Identity;
+
+    fn config(&self) -> &Self::Config {
+        &()
+    }
+
+    fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
+        Identity::new()
+    }
+}

@@ -1,0 +1,45 @@
+//! Housekeeping on a timer: this process's heartbeat, recovery of messages whose worker died
+//! mid-delivery (at start, and whenever a process goes silent), purging idempotency records
+//! past their 24 hours, and trimming idle rate-limiter keys.
+
+use crate::ratelimit::DeliveryLimits;
+use crate::store::Store;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Idempotency records are honoured this long (SPEC §1).
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A worker process silent for this many heartbeats is dead.
+const MISSED_BEATS: u32 = 3;
+
+pub(super) async fn run_until(
+    store: Store,
+    instance_id: String,
+    limits: DeliveryLimits,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let stale_after = every.saturating_mul(MISSED_BEATS);
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        if let Err(e) = sweep(&store, &instance_id, stale_after).await {
+            tracing::error!(error = %e, "housekeeping failed; trying again next beat");
+        }
+        limits.forget_idle();
+    }
+}
+
+async fn sweep(store: &Store, instance_id: &str, stale_after: Duration) -> anyhow::Result<()> {
+    store.heartbeat(instance_id).await?;
+    let released = store.release_orphans(stale_after).await?;
+    if released > 0 {
+        tracing::warn!(released, "re-queued messages claimed by a worker process that died");
+    }
+    store.purge_idempotency_keys(IDEMPOTENCY_TTL).await?;
+    Ok(())
+}
