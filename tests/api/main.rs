@@ -1,1 +1,6 @@
+//! Herald's integration tests: one binary, each test with its own app, database and port.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod helpers;
+
+mod lifecycle;

@@ -1,0 +1,214 @@
+//! The test kit: every test gets its own Herald on a random port with its own SQLite file,
+//! the mock provider and workers, and typed helpers to talk to it over HTTP.
+
+use herald::app::Application;
+use herald::config::Settings;
+use herald::store::Store;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) const API_KEY: &str = "test-key-0123456789";
+const TEST_TOML: &str = include_str!("../../config/test.toml");
+
+/// How long a test waits for something asynchronous (a delivery, a receipt) to happen.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
+
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) api_key: String,
+    pub(crate) store: Store,
+    pub(crate) dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A unique folder for one test's database and logs.
+pub(crate) fn test_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("herald-test-")
+        .tempdir()
+        .expect("a temporary folder")
+}
+
+pub(crate) fn init_logging() {
+    if std::env::var("TEST_LOG").is_ok() {
+        herald::telemetry::init();
+    }
+}
+
+/// Settings for a test in `dir`: defaults, `config/test.toml`, then `extra` TOML.
+pub(crate) fn settings_in(dir: &std::path::Path, extra: &str) -> Settings {
+    let db = dir.join("herald.db");
+    let base = format!(
+        "[database]\nurl = \"sqlite://{}\"\n[auth]\nbootstrap_api_key = \"{API_KEY}\"\n",
+        db.display()
+    );
+    Settings::load_with(None, &[TEST_TOML, &base, extra]).expect("valid test settings")
+}
+
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with("").await
+}
+
+pub(crate) async fn spawn_app_with(extra: &str) -> TestApp {
+    let dir = test_dir();
+    spawn_in(dir, extra, true).await
+}
+
+/// Starts Herald on the database in `dir` (kept by the returned app).
+pub(crate) async fn spawn_in(dir: tempfile::TempDir, extra: &str, with_workers: bool) -> TestApp {
+    init_logging();
+    let settings = settings_in(dir.path(), extra);
+    let app = Application::build(settings, with_workers).await.expect("the app builds");
+    let port = app.port();
+    let store = app.store().clone();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until(shutdown.clone()));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        api_key: API_KEY.to_owned(),
+        store,
+        dir,
+        shutdown,
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}/api/messaging{path}", self.address)
+    }
+
+    pub(crate) fn handover_log(&self) -> PathBuf {
+        self.dir.path().join("handover.log")
+    }
+
+    /// Stops the app (drains workers, commits) and hands back its folder.
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server task").expect("a clean stop");
+        }
+        self.dir
+    }
+
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.post_json_as(path, body, &self.api_key).await
+    }
+
+    pub(crate) async fn post_json_as(&self, path: &str, body: &Value, key: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub(crate) async fn send_message(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/send-message/", body).await
+    }
+
+    /// Sends `text` to `number` and returns the new message id (panics unless 202).
+    pub(crate) async fn send_ok(&self, number: &str, text: &str) -> String {
+        let response = self
+            .send_message(&json!({"phone_number": number, "message": text}))
+            .await;
+        assert_eq!(response.status(), 202, "send to {number}");
+        let body: Value = response.json().await.expect("JSON");
+        body["message_id"].as_str().expect("a message id").to_owned()
+    }
+
+    pub(crate) async fn status_as(&self, message_id: &str, key: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/message/{message_id}/status/")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub(crate) async fn status(&self, message_id: &str) -> Value {
+        let response = self.status_as(message_id, &self.api_key).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("JSON")
+    }
+
+    pub(crate) async fn balance_as(&self, key: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url("/account/balance/"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("the request is sent");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("JSON")
+    }
+
+    pub(crate) async fn balance(&self) -> Value {
+        self.balance_as(&self.api_key).await
+    }
+
+    /// Polls the message until `done(status)` holds, and returns its last view. Fails the
+    /// test after [`PATIENCE`].
+    pub(crate) async fn wait_for(&self, message_id: &str, done: impl Fn(&str) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let view = self.status(message_id).await;
+            if done(view["status"].as_str().unwrap_or_default()) {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message {message_id} never got there; last seen: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub(crate) async fn wait_for_status(&self, message_id: &str, status: &str) -> Value {
+        self.wait_for(message_id, |s| s == status).await
+    }
+
+    /// Creates another account with its own key; returns the key.
+    pub(crate) async fn create_account(&self, name: &str, balance: &str, daily_limit: i64) -> String {
+        let account = self
+            .store
+            .create_account(herald::store::NewAccount {
+                name: name.to_owned(),
+                balance: herald::domain::Money::parse(balance).expect("an amount"),
+                currency: "USD".to_owned(),
+                daily_limit,
+            })
+            .await
+            .expect("the account is created");
+        let key = herald::auth::generate_key();
+        self.store
+            .insert_api_key(&account, herald::auth::hash_key(&key))
+            .await
+            .expect("the key is stored");
+        key
+    }
+}
+
+/// A valid US mobile-style number whose last four digits are `suffix` (the mock's rules).
+pub(crate) fn number(suffix: &str) -> String {
+    format!("+1415555{suffix}")
+}
+
+/// Lines of the mock's hand-over log: (message id, provider id, unix ms).
+pub(crate) fn read_handover_log(path: &std::path::Path) -> Vec<(String, String, i64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            Some((f.next()?.to_owned(), f.next()?.to_owned(), f.next()?.parse().ok()?))
+        })
+        .collect()
+}
