@@ -83,6 +83,16 @@ impl TestApp {
         format!("{}/api/messaging{path}", self.address)
     }
 
+    /// A read connection to this app's SQLite file, for assertions the API does not show.
+    pub(crate) async fn pool(&self) -> sqlx::SqlitePool {
+        let url = format!("sqlite://{}", self.dir.path().join("herald.db").display());
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("the test database opens")
+    }
+
     pub(crate) fn handover_log(&self) -> PathBuf {
         self.dir.path().join("handover.log")
     }
@@ -134,7 +144,11 @@ impl TestApp {
     }
 
     pub(crate) async fn status(&self, message_id: &str) -> Value {
-        let response = self.status_as(message_id, &self.api_key).await;
+        self.status_view_as(message_id, &self.api_key).await
+    }
+
+    pub(crate) async fn status_view_as(&self, message_id: &str, key: &str) -> Value {
+        let response = self.status_as(message_id, key).await;
         assert_eq!(response.status(), 200);
         response.json().await.expect("JSON")
     }
@@ -158,9 +172,19 @@ impl TestApp {
     /// Polls the message until `done(status)` holds, and returns its last view. Fails the
     /// test after [`PATIENCE`].
     pub(crate) async fn wait_for(&self, message_id: &str, done: impl Fn(&str) -> bool) -> Value {
+        self.wait_for_as(message_id, &self.api_key, done).await
+    }
+
+    /// As [`TestApp::wait_for`], for a message of the account whose key is `key`.
+    pub(crate) async fn wait_for_as(
+        &self,
+        message_id: &str,
+        key: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let view = self.status(message_id).await;
+            let view = self.status_view_as(message_id, key).await;
             if done(view["status"].as_str().unwrap_or_default()) {
                 return view;
             }
@@ -211,4 +235,83 @@ pub(crate) fn read_handover_log(path: &std::path::Path) -> Vec<(String, String, 
             Some((f.next()?.to_owned(), f.next()?.to_owned(), f.next()?.parse().ok()?))
         })
         .collect()
+}
+
+// ---- Helpers for the queue tests (crash, priority, rate limit) ----
+
+/// Polls `check` every few milliseconds until it yields `Some`, and returns that. Fails the
+/// test with `what` (and the last thing `check` saw, via `describe`) after `patience`.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {patience:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Bulk items `{phone_number, message, priority}`, one per number, each text distinct.
+pub(crate) fn bulk_items(numbers: &[String], priority: &str, tag: &str) -> Vec<Value> {
+    numbers
+        .iter()
+        .map(|n| json!({"phone_number": n, "message": format!("{tag} to {n}"), "priority": priority}))
+        .collect()
+}
+
+/// Numbers `+1415555` + four digits from `first` on (keep clear of the mock's 0000-0004).
+pub(crate) fn numbers_from(first: u32, count: u32) -> Vec<String> {
+    (first..first + count).map(|n| number(&format!("{n:04}"))).collect()
+}
+
+/// POSTs `items` (at most 100) to `base` (`http://host:port`)'s `/send-bulk/` with `key`;
+/// asserts 202 and that every item was accepted; returns the message ids in item order.
+pub(crate) async fn send_bulk_to(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    items: &[Value],
+) -> Vec<String> {
+    let response = client
+        .post(format!("{base}/api/messaging/send-bulk/"))
+        .bearer_auth(key)
+        .json(&json!({ "messages": items }))
+        .send()
+        .await
+        .expect("the request is sent");
+    assert_eq!(response.status(), 202, "a bulk send is accepted");
+    let body: Value = response.json().await.expect("JSON");
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(results.len(), items.len(), "one result per item: {body}");
+    results
+        .iter()
+        .map(|r| {
+            assert_eq!(r["success"], true, "every item is accepted: {r}");
+            r["message_id"].as_str().expect("a message id").to_owned()
+        })
+        .collect()
+}
+
+impl TestApp {
+    /// Sends `items` in bulk requests of 100; returns every message id, in item order.
+    pub(crate) async fn send_bulk_ok(&self, items: &[Value]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(items.len());
+        for chunk in items.chunks(100) {
+            ids.extend(send_bulk_to(&self.client, &self.address, &self.api_key, chunk).await);
+        }
+        ids
+    }
+}
+
+/// `path` as a TOML string, e.g. for `handover_log = …`.
+pub(crate) fn toml_path(path: &std::path::Path) -> String {
+    format!("{:?}", path.display().to_string())
 }

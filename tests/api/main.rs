@@ -3,4 +3,11 @@
 
 mod helpers;
 
+mod auth;
+mod bad_input;
+mod balance;
+mod compat;
+mod idempotency;
 mod lifecycle;
+mod mock_rules;
+mod service;
