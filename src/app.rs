@@ -63,12 +63,25 @@ impl Application {
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let metrics = Metrics::default();
         let workers = if self.with_workers {
-            Some(Workers::start(&self.settings, self.store.clone(), metrics.clone(), shutdown.clone()).await?)
+            Some(
+                Workers::start(
+                    &self.settings,
+                    self.store.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                )
+                .await?,
+            )
         } else {
             None
         };
         let typical = mock::typical_delivery(&self.settings.providers.mock);
-        let state = AppState::new(self.store.clone(), self.settings.clone(), metrics, Some(typical));
+        let state = AppState::new(
+            self.store.clone(),
+            self.settings.clone(),
+            metrics,
+            Some(typical),
+        );
         let trim = state.clone();
         let trim_stop = shutdown.clone();
         tokio::spawn(async move {
@@ -99,9 +112,18 @@ impl Application {
 ///
 /// # Errors
 /// The database cannot be opened, or a worker task failed.
-pub async fn run_workers_until(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_workers_until(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let store = Store::open(&settings.database).await?;
-    let workers = Workers::start(&settings, store.clone(), Metrics::default(), shutdown.clone()).await?;
+    let workers = Workers::start(
+        &settings,
+        store.clone(),
+        Metrics::default(),
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!("Herald worker started");
     shutdown.cancelled().await;
     let result = workers.join().await;

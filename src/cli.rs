@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about = "Self-hosted bulk SMS and WhatsApp dispatch engine")]
+#[command(
+    name = "herald",
+    version,
+    about = "Self-hosted bulk SMS and WhatsApp dispatch engine"
+)]
 pub struct Cli {
     /// A TOML file overriding the built-in defaults (environment variables HERALD__… win over it).
     #[arg(long, global = true, value_name = "FILE")]
@@ -69,7 +73,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = crate::shutdown::on_signal();
             let app = Application::build(settings, !no_workers).await?;
             if let Some(key) = &app.generated_key {
-                println!("Created the account `{}`. Its API key (shown once):", app::BOOTSTRAP_ACCOUNT);
+                println!(
+                    "Created the account `{}`. Its API key (shown once):",
+                    app::BOOTSTRAP_ACCOUNT
+                );
                 println!("{key}");
             }
             app.run_until(shutdown).await
@@ -113,7 +120,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = async {
                 let account_id = store.find_account(&account).await?;
                 let key = auth::generate_key();
-                store.insert_api_key(&account_id, auth::hash_key(&key)).await?;
+                store
+                    .insert_api_key(&account_id, auth::hash_key(&key))
+                    .await?;
                 println!("A new API key for `{account}` ({account_id}), shown once:");
                 println!("{key}");
                 anyhow::Ok(())

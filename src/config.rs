@@ -155,20 +155,50 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         let checks: [(bool, &str); 9] = [
-            (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be at least 1024"),
-            (self.database.max_connections >= 1, "database.max_connections must be at least 1"),
-            (self.database.commit_batch_max >= 1, "database.commit_batch_max must be at least 1"),
-            (self.messaging.max_messages_per_batch >= 1, "messaging.max_messages_per_batch must be at least 1"),
-            (self.queue.batch_size >= 1, "queue.batch_size must be at least 1"),
-            (self.workers.concurrency >= 1, "workers.concurrency must be at least 1"),
-            (self.workers.max_attempts >= 1, "workers.max_attempts must be at least 1"),
-            ((0.0..1.0).contains(&self.workers.backoff_jitter), "workers.backoff_jitter must be in [0, 1)"),
-            (self.accounts.daily_limit >= 0, "accounts.daily_limit must not be negative"),
+            (
+                self.server.max_body_bytes >= 1024,
+                "server.max_body_bytes must be at least 1024",
+            ),
+            (
+                self.database.max_connections >= 1,
+                "database.max_connections must be at least 1",
+            ),
+            (
+                self.database.commit_batch_max >= 1,
+                "database.commit_batch_max must be at least 1",
+            ),
+            (
+                self.messaging.max_messages_per_batch >= 1,
+                "messaging.max_messages_per_batch must be at least 1",
+            ),
+            (
+                self.queue.batch_size >= 1,
+                "queue.batch_size must be at least 1",
+            ),
+            (
+                self.workers.concurrency >= 1,
+                "workers.concurrency must be at least 1",
+            ),
+            (
+                self.workers.max_attempts >= 1,
+                "workers.max_attempts must be at least 1",
+            ),
+            (
+                (0.0..1.0).contains(&self.workers.backoff_jitter),
+                "workers.backoff_jitter must be in [0, 1)",
+            ),
+            (
+                self.accounts.daily_limit >= 0,
+                "accounts.daily_limit must not be negative",
+            ),
         ];
         if let Some((_, sentence)) = checks.iter().find(|(ok, _)| !ok) {
             bail!("{sentence}");
         }
-        for (key, name) in [("providers.sms", &self.providers.sms), ("providers.whatsapp", &self.providers.whatsapp)] {
+        for (key, name) in [
+            ("providers.sms", &self.providers.sms),
+            ("providers.whatsapp", &self.providers.whatsapp),
+        ] {
             if name != "mock" {
                 bail!("{key} = \"{name}\" is not a provider Herald has (only \"mock\" so far)");
             }

@@ -56,15 +56,22 @@ mod tests {
     fn keys_must_be_short_and_printable() {
         assert!(IdempotencyKey::parse(b"order-42").is_ok());
         assert_eq!(IdempotencyKey::parse(b""), Err(IdempotencyKeyError::Empty));
-        assert_eq!(IdempotencyKey::parse(&[b'a'; 256]), Err(IdempotencyKeyError::TooLong));
+        assert_eq!(
+            IdempotencyKey::parse(&[b'a'; 256]),
+            Err(IdempotencyKeyError::TooLong)
+        );
         assert!(IdempotencyKey::parse(&[b'a'; 255]).is_ok());
-        assert_eq!(IdempotencyKey::parse(b"a\tb"), Err(IdempotencyKeyError::NotPrintable));
+        assert_eq!(
+            IdempotencyKey::parse(b"a\tb"),
+            Err(IdempotencyKeyError::NotPrintable)
+        );
     }
 
     #[test]
     fn the_fingerprint_ignores_formatting_but_not_content() {
         let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":"x"}"#).unwrap_or_default();
-        let b: serde_json::Value = serde_json::from_str("{ \"b\": \"x\",\n \"a\": 1 }").unwrap_or_default();
+        let b: serde_json::Value =
+            serde_json::from_str("{ \"b\": \"x\",\n \"a\": 1 }").unwrap_or_default();
         let c: serde_json::Value = serde_json::from_str(r#"{"a":2,"b":"x"}"#).unwrap_or_default();
         assert_eq!(request_hash("/send", &a), request_hash("/send", &b));
         assert_ne!(request_hash("/send", &a), request_hash("/send", &c));

@@ -39,7 +39,11 @@ impl Default for Metrics {
         let queue_depth = Family::<Labels, Gauge>::default();
         let requests =
             Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
-        registry.register("messages_accepted", "Messages accepted by the API", accepted.clone());
+        registry.register(
+            "messages_accepted",
+            "Messages accepted by the API",
+            accepted.clone(),
+        );
         registry.register(
             "messages_delivery_finished",
             "Deliveries finished, by outcome (sent, failed, expired)",

@@ -67,7 +67,9 @@ impl ApiLimits {
         let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(rate);
         Self {
-            limiter: Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))),
+            limiter: Arc::new(RateLimiter::keyed(
+                Quota::per_second(rate).allow_burst(burst),
+            )),
         }
     }
 
@@ -94,7 +96,13 @@ mod tests {
             assert!(limits.check("key").is_ok());
         }
         let wait = limits.check("key").err();
-        assert!(wait.is_some_and(|w| w <= Duration::from_secs(1)), "{wait:?}");
-        assert!(limits.check("other key").is_ok(), "keys are limited separately");
+        assert!(
+            wait.is_some_and(|w| w <= Duration::from_secs(1)),
+            "{wait:?}"
+        );
+        assert!(
+            limits.check("other key").is_ok(),
+            "keys are limited separately"
+        );
     }
 }

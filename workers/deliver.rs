@@ -51,7 +51,12 @@ impl Deliverer {
     /// Decides and performs one delivery attempt, returning what the store must record.
     async fn attempt(&self, m: &ClaimedMessage) -> DeliveryOutcome {
         if Timestamp::now() > m.expires_at {
-            return unsent(m, MessageStatus::Expired, "expired", "the message was not sent within its validity period");
+            return unsent(
+                m,
+                MessageStatus::Expired,
+                "expired",
+                "the message was not sent within its validity period",
+            );
         }
         let provider = self.provider(m.channel);
         let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
@@ -76,14 +81,23 @@ impl Deliverer {
             Err(ProviderError::Permanent { code, message }) => {
                 unsent(m, MessageStatus::Failed, &code, &message)
             }
-            Err(ProviderError::Transient { code, message, retry_after }) => {
+            Err(ProviderError::Transient {
+                code,
+                message,
+                retry_after,
+            }) => {
                 if m.attempts >= self.retry.max_attempts {
                     let message = format!("{message} (gave up after {} attempts)", m.attempts);
                     return unsent(m, MessageStatus::Failed, &code, &message);
                 }
                 let due_at = Timestamp::now().plus(self.retry.delay(m.attempts, retry_after));
                 if due_at > m.expires_at {
-                    return unsent(m, MessageStatus::Expired, "expired", "the message could not be sent within its validity period");
+                    return unsent(
+                        m,
+                        MessageStatus::Expired,
+                        "expired",
+                        "the message could not be sent within its validity period",
+                    );
                 }
                 DeliveryOutcome::Retry {
                     message_id: m.message_id.clone(),

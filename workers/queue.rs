@@ -116,10 +116,17 @@ impl Backend for MessageQueue {
     /// stop the apalis worker for good.
     type Error = std::io::Error;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>, _: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
         loop {
             // Refill early, while the buffer still feeds the deliveries.
-            if self.buffer.len() <= self.batch_size / 2 && self.fetch.is_none() && self.idle.is_none() {
+            if self.buffer.len() <= self.batch_size / 2
+                && self.fetch.is_none()
+                && self.idle.is_none()
+            {
                 self.start_fetch();
             }
             let fetched = self.poll_fetch(cx);
@@ -162,14 +169,20 @@ impl Backend for MessageQueue {
         }
     }
 
-    fn poll_close(&mut self, cx: &mut Context<'_>, _: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
         if self.close.is_none() {
             // Claimed but never started: give them back so another worker (or the next
             // start) sends them without waiting for the lease to run out.
             let released: Vec<DeliveryOutcome> = self
                 .buffer
                 .drain(..)
-                .map(|m| DeliveryOutcome::Released { message_id: m.message_id })
+                .map(|m| DeliveryOutcome::Released {
+                    message_id: m.message_id,
+                })
                 .collect();
             let store = self.store.clone();
             let fetch = self.fetch.take();

@@ -75,8 +75,14 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_but_clamped() {
         let p = policy(0.0);
-        assert_eq!(p.delay(1, Some(Duration::from_millis(1500))), Duration::from_millis(1500));
-        assert_eq!(p.delay(1, Some(Duration::from_secs(3600))), Duration::from_secs(2));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_millis(1500))),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(2)
+        );
         assert_eq!(p.delay(2, Some(Duration::ZERO)), Duration::from_secs(2));
     }
 }

@@ -38,7 +38,10 @@ async fn sweep(store: &Store, instance_id: &str, stale_after: Duration) -> anyho
     store.heartbeat(instance_id).await?;
     let released = store.release_orphans(stale_after).await?;
     if released > 0 {
-        tracing::warn!(released, "re-queued messages claimed by a worker process that died");
+        tracing::warn!(
+            released,
+            "re-queued messages claimed by a worker process that died"
+        );
     }
     store.purge_idempotency_keys(IDEMPOTENCY_TTL).await?;
     Ok(())

@@ -48,9 +48,14 @@ pub(crate) struct SendBulkResponse {
 enum Slot {
     Refused(ApiError),
     /// Same number and text as item `of`.
-    Duplicate { of: usize },
+    Duplicate {
+        of: usize,
+    },
     /// Sent to the store as its `n`-th message.
-    Stored { n: usize, message_id: String },
+    Stored {
+        n: usize,
+        message_id: String,
+    },
 }
 
 impl BulkResult {
@@ -90,24 +95,43 @@ pub(crate) async fn send_bulk(
 ) -> Result<Response, ApiError> {
     let idempotency = send::idempotency_record(idempotency, "send-bulk", &body);
     let serde_json::Value::Object(mut body) = body else {
-        return Err(ApiError::InvalidJson("the body must be a JSON object".into()));
+        return Err(ApiError::InvalidJson(
+            "the body must be a JSON object".into(),
+        ));
     };
     let items = match body.remove("messages") {
         Some(serde_json::Value::Array(items)) => items,
-        Some(_) => return Err(ApiError::invalid("messages", "`messages` must be an array of messages")),
-        None => return Err(ApiError::MissingField { field: "messages".into() }),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "messages",
+                "`messages` must be an array of messages",
+            ));
+        }
+        None => {
+            return Err(ApiError::MissingField {
+                field: "messages".into(),
+            });
+        }
     };
     let max = state.settings().messaging.max_messages_per_batch;
     if items.len() > max {
         return Err(ApiError::BatchTooLarge { max });
     }
     if items.is_empty() {
-        return Err(ApiError::invalid("messages", "`messages` must hold at least one message"));
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must hold at least one message",
+        ));
     }
     let campaign_id = match body.remove("campaign_id") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s),
-        Some(_) => return Err(ApiError::invalid("campaign_id", "`campaign_id` must be a string")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "campaign_id",
+                "`campaign_id` must be a string",
+            ));
+        }
     };
 
     let mut slots = Vec::with_capacity(items.len());
@@ -116,8 +140,13 @@ pub(crate) async fn send_bulk(
     for (index, item) in items.into_iter().enumerate() {
         let prefix = format!("messages[{index}].");
         let prepared = match item {
-            serde_json::Value::Object(_) => send::prepare_value(&state, &key.account_id, item, &prefix),
-            _ => Err(ApiError::invalid(format!("messages[{index}]"), "each message must be a JSON object")),
+            serde_json::Value::Object(_) => {
+                send::prepare_value(&state, &key.account_id, item, &prefix)
+            }
+            _ => Err(ApiError::invalid(
+                format!("messages[{index}]"),
+                "each message must be a JSON object",
+            )),
         };
         let slot = match prepared {
             Err(e) => Slot::Refused(e),

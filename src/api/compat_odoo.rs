@@ -27,7 +27,9 @@ fn unwrap(body: Option<serde_json::Value>) -> Result<(Envelope, serde_json::Valu
     match object.remove("params") {
         Some(params @ serde_json::Value::Object(_)) => Ok((envelope, params)),
         None | Some(serde_json::Value::Null) => Ok((envelope, serde_json::json!({}))),
-        Some(_) => Err(ApiError::InvalidJson("`params` must be a JSON object".into())),
+        Some(_) => Err(ApiError::InvalidJson(
+            "`params` must be a JSON object".into(),
+        )),
     }
 }
 

@@ -182,7 +182,10 @@ impl IntoResponse for ApiError {
         self.log();
         let mut response = (
             self.status(),
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             self.body(),
         )
             .into_response();

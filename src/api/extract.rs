@@ -36,7 +36,8 @@ fn is_json(req: &Request) -> bool {
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
 }
 
@@ -49,13 +50,17 @@ impl FromRequest<AppState> for MaybeJsonBody {
             return Err(ApiError::UnsupportedMediaType);
         }
         let max = state.max_body_bytes();
-        let bytes = axum::body::to_bytes(req.into_body(), max).await.map_err(|e| {
-            if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
-                ApiError::PayloadTooLarge { max }
-            } else {
-                ApiError::InvalidJson("the request body could not be read".into())
-            }
-        })?;
+        let bytes = axum::body::to_bytes(req.into_body(), max)
+            .await
+            .map_err(|e| {
+                if std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                {
+                    ApiError::PayloadTooLarge { max }
+                } else {
+                    ApiError::InvalidJson("the request body could not be read".into())
+                }
+            })?;
         if bytes.is_empty() {
             return Ok(MaybeJsonBody(None));
         }
@@ -65,7 +70,9 @@ impl FromRequest<AppState> for MaybeJsonBody {
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
         if !value.is_object() {
-            return Err(ApiError::InvalidJson("the body must be a JSON object".into()));
+            return Err(ApiError::InvalidJson(
+                "the body must be a JSON object".into(),
+            ));
         }
         Ok(MaybeJsonBody(Some(value)))
     }
@@ -74,7 +81,10 @@ impl FromRequest<AppState> for MaybeJsonBody {
 /// Deserializes a request object into `T`, naming the field at fault: a missing required
 /// field is `missing_field`, a wrong type is `invalid_field`. `prefix` locates the object
 /// inside a larger body (`messages[3].`).
-pub(crate) fn fields<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, ApiError> {
+pub(crate) fn fields<T: DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -123,7 +133,10 @@ impl FromRequestParts<AppState> for Auth {
             })
             .filter(|key| !key.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let found = state.authenticate(key).await?.ok_or(ApiError::Unauthorized)?;
+        let found = state
+            .authenticate(key)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         state
             .check_rate(&found)
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;

@@ -82,7 +82,11 @@ pub(crate) async fn send_message(
 }
 
 /// The stored answer for a one-message request.
-pub(crate) fn render_one(outcomes: &[ItemOutcome], accepted: &impl Serialize, envelope: &Envelope) -> StoredResponse {
+pub(crate) fn render_one(
+    outcomes: &[ItemOutcome],
+    accepted: &impl Serialize,
+    envelope: &Envelope,
+) -> StoredResponse {
     match outcomes.first().copied().and_then(send::refusal) {
         None => StoredResponse {
             status: StatusCode::ACCEPTED.as_u16(),

@@ -50,7 +50,12 @@ struct Shared {
 }
 
 impl AppState {
-    pub fn new(store: Store, settings: Settings, metrics: Metrics, typical_delivery: Option<Duration>) -> Self {
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        metrics: Metrics,
+        typical_delivery: Option<Duration>,
+    ) -> Self {
         Self {
             inner: Arc::new(Shared {
                 pricing: Pricing::from_settings(&settings.pricing),
@@ -133,8 +138,14 @@ pub fn router(state: AppState) -> Router {
         .route("/send-bulk", post(bulk::send_bulk))
         .route("/validate-phone/", post(phone::validate_phone))
         .route("/validate-phone", post(phone::validate_phone))
-        .route("/message/{message_id}/status/", get(messages::message_status))
-        .route("/message/{message_id}/status", get(messages::message_status))
+        .route(
+            "/message/{message_id}/status/",
+            get(messages::message_status),
+        )
+        .route(
+            "/message/{message_id}/status",
+            get(messages::message_status),
+        )
         .route("/account/balance/", get(account::balance))
         .route("/account/balance", get(account::balance))
         .route("/sms/send", post(compat_odoo::sms_send))

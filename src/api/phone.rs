@@ -56,7 +56,9 @@ pub(crate) async fn validate_phone(
     let request: ValidatePhoneRequest = fields(body, "")?;
     let region = match request.country.as_deref() {
         None => state.region_of(&key.account_id),
-        Some(code) => Region::parse(code).map_err(|e| ApiError::invalid("country", e.to_string()))?,
+        Some(code) => {
+            Region::parse(code).map_err(|e| ApiError::invalid("country", e.to_string()))?
+        }
     };
     let checked_at = Timestamp::now().unix_seconds_f64();
     Ok(Json(match phone::inspect(&request.phone_number, region) {

@@ -55,9 +55,10 @@ const MAX_URL_LEN: usize = 2048;
 fn url(field: String, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         None => Ok(None),
-        Some(v) if (v.starts_with("https://") || v.starts_with("http://"))
-            && v.len() <= MAX_URL_LEN
-            && !v.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        Some(v)
+            if (v.starts_with("https://") || v.starts_with("http://"))
+                && v.len() <= MAX_URL_LEN
+                && !v.chars().any(|c| c.is_whitespace() || c.is_control()) =>
         {
             Ok(Some(v))
         }
@@ -80,7 +81,10 @@ pub(crate) fn prepare(
     let channel = match f.channel.as_deref() {
         None => Channel::Sms,
         Some(c) => Channel::parse(c).ok_or_else(|| {
-            ApiError::invalid(at("channel"), format!("unknown channel `{c}`; use `sms` or `whatsapp`"))
+            ApiError::invalid(
+                at("channel"),
+                format!("unknown channel `{c}`; use `sms` or `whatsapp`"),
+            )
         })?,
     };
     let priority = match f.priority.as_deref() {
@@ -92,14 +96,19 @@ pub(crate) fn prepare(
             )
         })?,
     };
-    let text = MessageText::parse(f.message, channel).map_err(|e| ApiError::text(at("message"), &e))?;
+    let text =
+        MessageText::parse(f.message, channel).map_err(|e| ApiError::text(at("message"), &e))?;
     let region = state.region_of(account);
     let phone_number = if state.settings().messaging.reject_fixed_line {
-        let info = phone::inspect(&f.phone_number, region).map_err(|e| ApiError::phone(at("phone_number"), &e))?;
+        let info = phone::inspect(&f.phone_number, region)
+            .map_err(|e| ApiError::phone(at("phone_number"), &e))?;
         if info.number_type == NumberType::FixedLine {
             return Err(ApiError::InvalidPhoneNumber {
                 field: at("phone_number"),
-                reason: format!("{} is a fixed line, which cannot receive messages", info.e164),
+                reason: format!(
+                    "{} is a fixed line, which cannot receive messages",
+                    info.e164
+                ),
             });
         }
         info.e164
@@ -111,7 +120,8 @@ pub(crate) fn prepare(
         Some(s)
             if !s.is_empty()
                 && s.len() <= 16
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == ' ') =>
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == ' ') =>
         {
             Some(s)
         }
@@ -127,10 +137,16 @@ pub(crate) fn prepare(
         None => now,
         Some(s) => {
             let t = Timestamp::parse_rfc3339(s).ok_or_else(|| {
-                ApiError::invalid(at("scheduled_at"), "must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z")
+                ApiError::invalid(
+                    at("scheduled_at"),
+                    "must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z",
+                )
             })?;
             if t > now.plus(MAX_SCHEDULE_AHEAD) {
-                return Err(ApiError::invalid(at("scheduled_at"), "may be at most 366 days ahead"));
+                return Err(ApiError::invalid(
+                    at("scheduled_at"),
+                    "may be at most 366 days ahead",
+                ));
             }
             t.max(now)
         }
@@ -248,7 +264,10 @@ pub(crate) fn idempotency_record(
 pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

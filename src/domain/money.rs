@@ -35,11 +35,24 @@ impl Money {
         if whole.is_empty() && frac.is_empty() {
             return None;
         }
-        if frac.len() > 4 || !whole.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+        if frac.len() > 4
+            || !whole
+                .chars()
+                .chain(frac.chars())
+                .all(|c| c.is_ascii_digit())
+        {
             return None;
         }
-        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-        let mut frac_units: i64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let mut frac_units: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().ok()?
+        };
         for _ in frac.len()..4 {
             frac_units = frac_units.checked_mul(10)?;
         }
@@ -103,9 +116,7 @@ impl<'de> serde::Deserialize<'de> for Money {
             Raw::Integer(n) => n.to_string(),
         };
         Money::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not an amount with at most 4 decimals"
-            ))
+            serde::de::Error::custom(format!("`{text}` is not an amount with at most 4 decimals"))
         })
     }
 }
@@ -125,7 +136,16 @@ mod tests {
 
     #[test]
     fn more_than_four_decimals_or_junk_is_refused() {
-        for bad in ["", ".", "0.00001", "1e3", "abc", "1.2.3", "--1", "99999999999999999999"] {
+        for bad in [
+            "",
+            ".",
+            "0.00001",
+            "1e3",
+            "abc",
+            "1.2.3",
+            "--1",
+            "99999999999999999999",
+        ] {
             assert_eq!(Money::parse(bad), None, "{bad}");
         }
     }
@@ -134,6 +154,9 @@ mod tests {
     fn display_and_json_show_four_decimals_at_most() {
         assert_eq!(Money(9_999_925).to_string(), "999.9925");
         assert_eq!(Money(-75).to_string(), "-0.0075");
-        assert_eq!(serde_json::to_string(&Money(9_999_925)).ok().as_deref(), Some("999.9925"));
+        assert_eq!(
+            serde_json::to_string(&Money(9_999_925)).ok().as_deref(),
+            Some("999.9925")
+        );
     }
 }

@@ -10,7 +10,9 @@ pub struct MessageText(String);
 pub enum TextError {
     #[error("the message is empty")]
     Empty,
-    #[error("the message contains a control character (U+{0:04X}); only newline, carriage return and tab are allowed")]
+    #[error(
+        "the message contains a control character (U+{0:04X}); only newline, carriage return and tab are allowed"
+    )]
     ControlCharacter(u32),
     #[error("the message is {len} characters long; {channel} messages may have at most {max}")]
     TooLong {
@@ -73,6 +75,9 @@ mod tests {
         assert!(MessageText::parse(format!("{emoji}x"), Channel::Sms).is_err());
         assert!(MessageText::parse("x".repeat(4_096), Channel::Whatsapp).is_ok());
         assert!(MessageText::parse("x".repeat(4_097), Channel::Whatsapp).is_err());
-        assert_eq!(MessageText::parse(String::new(), Channel::Sms), Err(TextError::Empty));
+        assert_eq!(
+            MessageText::parse(String::new(), Channel::Sms),
+            Err(TextError::Empty)
+        );
     }
 }

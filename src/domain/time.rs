@@ -76,8 +76,14 @@ mod tests {
     #[test]
     fn formats_round_trip_through_rfc3339() {
         let t = Timestamp::parse_rfc3339("2025-12-03T10:30:00+02:00");
-        assert_eq!(t.map(Timestamp::to_rfc3339).as_deref(), Some("2025-12-03T08:30:00.000Z"));
-        assert_eq!(t.map(Timestamp::to_odoo).as_deref(), Some("2025-12-03 08:30:00"));
+        assert_eq!(
+            t.map(Timestamp::to_rfc3339).as_deref(),
+            Some("2025-12-03T08:30:00.000Z")
+        );
+        assert_eq!(
+            t.map(Timestamp::to_odoo).as_deref(),
+            Some("2025-12-03 08:30:00")
+        );
         assert_eq!(t.map(Timestamp::day).as_deref(), Some("2025-12-03"));
         assert_eq!(Timestamp::parse_rfc3339("tomorrow"), None);
     }

@@ -20,8 +20,8 @@ use crate::config::MockSettings;
 use crate::domain::{Channel, MessageStatus, Timestamp};
 use crate::store::StatusUpdate;
 use futures::future::BoxFuture;
-use std::collections::{BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::Write;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -142,8 +142,9 @@ impl MockProvider {
         if let Some(log) = ledger.log.as_mut() {
             // One write per line with O_APPEND: survives kill -9 of this process.
             let line = format!("{id} {reference} {}\n", Timestamp::now().millis());
-            log.write_all(line.as_bytes())
-                .map_err(|_| transient("mock_log", "the mock provider could not record the send"))?;
+            log.write_all(line.as_bytes()).map_err(|_| {
+                transient("mock_log", "the mock provider could not record the send")
+            })?;
         }
         ledger.accepted.insert(id.to_owned(), reference.clone());
         Ok(Accepted {
@@ -184,7 +185,11 @@ impl MockProvider {
 
 /// From hand-over to the handset, with these settings.
 pub fn typical_delivery(settings: &MockSettings) -> Duration {
-    Duration::from_millis(settings.accept_delay_ms.saturating_add(settings.deliver_after_ms))
+    Duration::from_millis(
+        settings
+            .accept_delay_ms
+            .saturating_add(settings.deliver_after_ms),
+    )
 }
 
 fn transient(code: &str, message: &str) -> ProviderError {
@@ -200,7 +205,10 @@ impl Provider for MockProvider {
         NAME
     }
 
-    fn send<'a>(&'a self, request: SendRequest<'a>) -> BoxFuture<'a, Result<Accepted, ProviderError>> {
+    fn send<'a>(
+        &'a self,
+        request: SendRequest<'a>,
+    ) -> BoxFuture<'a, Result<Accepted, ProviderError>> {
         Box::pin(async move {
             if self.settings.accept_delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(self.settings.accept_delay_ms)).await;

@@ -53,7 +53,10 @@ pub trait Provider: Send + Sync {
     /// Stable name, stored with each message it sent (receipts are matched by it).
     fn name(&self) -> &'static str;
 
-    fn send<'a>(&'a self, request: SendRequest<'a>) -> BoxFuture<'a, Result<Accepted, ProviderError>>;
+    fn send<'a>(
+        &'a self,
+        request: SendRequest<'a>,
+    ) -> BoxFuture<'a, Result<Accepted, ProviderError>>;
 
     /// Sender id used when a message names none.
     fn default_sender(&self) -> &str;

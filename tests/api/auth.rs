@@ -42,10 +42,18 @@ async fn another_accounts_message_is_404_like_one_that_does_not_exist() {
     let id = app.send_ok(&number("0123"), "mine").await;
 
     let theirs = app.status_as(&id, &other_key).await;
-    let missing = app.status_as("msg_01ARZ3NDEKTSV4RRFFQ69G5FAV", &app.api_key).await;
-    let malformed = app.status_as("'; DROP TABLE message; --", &app.api_key).await;
+    let missing = app
+        .status_as("msg_01ARZ3NDEKTSV4RRFFQ69G5FAV", &app.api_key)
+        .await;
+    let malformed = app
+        .status_as("'; DROP TABLE message; --", &app.api_key)
+        .await;
 
-    for (case, response) in [("another account", theirs), ("unknown", missing), ("malformed", malformed)] {
+    for (case, response) in [
+        ("another account", theirs),
+        ("unknown", missing),
+        ("malformed", malformed),
+    ] {
         assert_eq!(response.status(), 404, "{case}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["code"], "not_found", "{case}");

@@ -3,10 +3,16 @@ use serde_json::{Value, json};
 
 async fn expect_error(response: reqwest::Response, status: u16, code: &str, case: &str) -> Value {
     assert_eq!(response.status(), status, "{case}");
-    let body: Value = response.json().await.unwrap_or_else(|e| panic!("{case}: {e}"));
+    let body: Value = response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
     assert_eq!(body["success"], false, "{case}: {body}");
     assert_eq!(body["code"], code, "{case}: {body}");
-    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{case}: {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{case}: {body}"
+    );
     body
 }
 
@@ -16,21 +22,111 @@ async fn malformed_send_message_bodies_get_a_clear_4xx_and_store_nothing() {
     let ok = number("0123");
     // (case, body, status, code, field)
     let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
-        ("missing phone", json!({"message": "hi"}), 400, "missing_field", Some("phone_number")),
-        ("missing message", json!({"phone_number": ok}), 400, "missing_field", Some("message")),
-        ("phone not a string", json!({"phone_number": 14155550123u64, "message": "hi"}), 400, "invalid_field", Some("phone_number")),
-        ("placeholder number", json!({"phone_number": "+1234567890", "message": "hi"}), 400, "invalid_phone_number", Some("phone_number")),
-        ("letters", json!({"phone_number": "call me", "message": "hi"}), 400, "invalid_phone_number", Some("phone_number")),
-        ("parser crasher", json!({"phone_number": "2015550123;phone-context=+1;tel:", "message": "hi"}), 400, "invalid_phone_number", Some("phone_number")),
-        ("unknown priority", json!({"phone_number": ok, "message": "hi", "priority": "asap"}), 400, "invalid_field", Some("priority")),
-        ("unknown channel", json!({"phone_number": ok, "message": "hi", "channel": "fax"}), 400, "invalid_field", Some("channel")),
-        ("control char", json!({"phone_number": ok, "message": "a\u{0007}b"}), 400, "invalid_field", Some("message")),
-        ("C1 control char", json!({"phone_number": ok, "message": "a\u{0085}b"}), 400, "invalid_field", Some("message")),
-        ("empty message", json!({"phone_number": ok, "message": ""}), 400, "invalid_field", Some("message")),
-        ("too long for SMS", json!({"phone_number": ok, "message": "x".repeat(1_601)}), 400, "invalid_field", Some("message")),
-        ("bad schedule", json!({"phone_number": ok, "message": "hi", "scheduled_at": "tomorrow"}), 400, "invalid_field", Some("scheduled_at")),
-        ("metadata not an object", json!({"phone_number": ok, "message": "hi", "metadata": [1]}), 400, "invalid_field", Some("metadata")),
-        ("callback not a URL", json!({"phone_number": ok, "message": "hi", "status_callback": "ftp://x"}), 400, "invalid_field", Some("status_callback")),
+        (
+            "missing phone",
+            json!({"message": "hi"}),
+            400,
+            "missing_field",
+            Some("phone_number"),
+        ),
+        (
+            "missing message",
+            json!({"phone_number": ok}),
+            400,
+            "missing_field",
+            Some("message"),
+        ),
+        (
+            "phone not a string",
+            json!({"phone_number": 14155550123u64, "message": "hi"}),
+            400,
+            "invalid_field",
+            Some("phone_number"),
+        ),
+        (
+            "placeholder number",
+            json!({"phone_number": "+1234567890", "message": "hi"}),
+            400,
+            "invalid_phone_number",
+            Some("phone_number"),
+        ),
+        (
+            "letters",
+            json!({"phone_number": "call me", "message": "hi"}),
+            400,
+            "invalid_phone_number",
+            Some("phone_number"),
+        ),
+        (
+            "parser crasher",
+            json!({"phone_number": "2015550123;phone-context=+1;tel:", "message": "hi"}),
+            400,
+            "invalid_phone_number",
+            Some("phone_number"),
+        ),
+        (
+            "unknown priority",
+            json!({"phone_number": ok, "message": "hi", "priority": "asap"}),
+            400,
+            "invalid_field",
+            Some("priority"),
+        ),
+        (
+            "unknown channel",
+            json!({"phone_number": ok, "message": "hi", "channel": "fax"}),
+            400,
+            "invalid_field",
+            Some("channel"),
+        ),
+        (
+            "control char",
+            json!({"phone_number": ok, "message": "a\u{0007}b"}),
+            400,
+            "invalid_field",
+            Some("message"),
+        ),
+        (
+            "C1 control char",
+            json!({"phone_number": ok, "message": "a\u{0085}b"}),
+            400,
+            "invalid_field",
+            Some("message"),
+        ),
+        (
+            "empty message",
+            json!({"phone_number": ok, "message": ""}),
+            400,
+            "invalid_field",
+            Some("message"),
+        ),
+        (
+            "too long for SMS",
+            json!({"phone_number": ok, "message": "x".repeat(1_601)}),
+            400,
+            "invalid_field",
+            Some("message"),
+        ),
+        (
+            "bad schedule",
+            json!({"phone_number": ok, "message": "hi", "scheduled_at": "tomorrow"}),
+            400,
+            "invalid_field",
+            Some("scheduled_at"),
+        ),
+        (
+            "metadata not an object",
+            json!({"phone_number": ok, "message": "hi", "metadata": [1]}),
+            400,
+            "invalid_field",
+            Some("metadata"),
+        ),
+        (
+            "callback not a URL",
+            json!({"phone_number": ok, "message": "hi", "status_callback": "ftp://x"}),
+            400,
+            "invalid_field",
+            Some("status_callback"),
+        ),
     ];
     for (case, body, status, code, field) in cases {
         let response = app.send_message(&body).await;
@@ -40,9 +136,21 @@ async fn malformed_send_message_bodies_get_a_clear_4xx_and_store_nothing() {
 
     let raw = [
         ("not JSON", "application/json", "{nope", 400, "invalid_json"),
-        ("JSON array", "application/json", "[1,2]", 400, "invalid_json"),
+        (
+            "JSON array",
+            "application/json",
+            "[1,2]",
+            400,
+            "invalid_json",
+        ),
         ("empty body", "application/json", "", 400, "invalid_json"),
-        ("form body", "application/x-www-form-urlencoded", "phone_number=1", 415, "unsupported_media_type"),
+        (
+            "form body",
+            "application/x-www-form-urlencoded",
+            "phone_number=1",
+            415,
+            "unsupported_media_type",
+        ),
     ];
     for (case, content_type, body, status, code) in raw {
         let response = app
@@ -74,9 +182,13 @@ async fn oversized_bodies_and_batches_get_413() {
         .await;
     expect_error(big, 413, "payload_too_large", "body over the limit").await;
 
-    let items: Vec<Value> = (0..101).map(|_| json!({"phone_number": "1", "message": "m"})).collect();
+    let items: Vec<Value> = (0..101)
+        .map(|_| json!({"phone_number": "1", "message": "m"}))
+        .collect();
     let app2 = spawn_app().await;
-    let batch = app2.post_json("/send-bulk/", &json!({"messages": items})).await;
+    let batch = app2
+        .post_json("/send-bulk/", &json!({"messages": items}))
+        .await;
     expect_error(batch, 413, "batch_too_large", "101 items").await;
     app.stop().await;
     app2.stop().await;
@@ -105,21 +217,35 @@ async fn one_bad_bulk_item_never_rejects_the_batch_and_duplicates_are_sent_once(
     assert_eq!(body["accepted"], 2);
     assert_eq!(body["rejected"], 4);
     let results = body["results"].as_array().unwrap();
-    let codes: Vec<&str> = results.iter().map(|r| r["code"].as_str().unwrap_or("ok")).collect();
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| r["code"].as_str().unwrap_or("ok"))
+        .collect();
     assert_eq!(
         codes,
-        ["ok", "invalid_phone_number", "duplicate_recipient", "invalid_field", "invalid_field", "ok"]
+        [
+            "ok",
+            "invalid_phone_number",
+            "duplicate_recipient",
+            "invalid_field",
+            "invalid_field",
+            "ok"
+        ]
     );
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r["index"], i);
     }
-    assert_eq!(results[2]["message_id"], results[0]["message_id"], "points at the earlier send");
+    assert_eq!(
+        results[2]["message_id"], results[0]["message_id"],
+        "points at the earlier send"
+    );
     let first = results[0]["message_id"].as_str().unwrap();
-    let campaign: (Option<String>,) = sqlx::query_as("SELECT campaign_id FROM message WHERE message_id = ?")
-        .bind(first)
-        .fetch_one(&app.pool().await)
-        .await
-        .unwrap();
+    let campaign: (Option<String>,) =
+        sqlx::query_as("SELECT campaign_id FROM message WHERE message_id = ?")
+            .bind(first)
+            .fetch_one(&app.pool().await)
+            .await
+            .unwrap();
     assert_eq!(campaign.0.as_deref(), Some("spring"));
     app.stop().await;
 }
@@ -127,7 +253,12 @@ async fn one_bad_bulk_item_never_rejects_the_batch_and_duplicates_are_sent_once(
 #[tokio::test]
 async fn validate_phone_reports_what_it_knows_and_never_fails_on_odd_input() {
     let app = spawn_app().await;
-    let valid = app.post_json("/validate-phone/", &json!({"phone_number": "(415) 555-0123"})).await;
+    let valid = app
+        .post_json(
+            "/validate-phone/",
+            &json!({"phone_number": "(415) 555-0123"}),
+        )
+        .await;
     assert_eq!(valid.status(), 200);
     let valid: Value = valid.json().await.unwrap();
     assert_eq!(valid["is_valid"], true);
@@ -137,24 +268,40 @@ async fn validate_phone_reports_what_it_knows_and_never_fails_on_odd_input() {
     assert!(valid["checked_at"].as_f64().unwrap() > 1.7e9);
 
     let uk = app
-        .post_json("/validate-phone/", &json!({"phone_number": "020 7946 0958", "country": "GB"}))
+        .post_json(
+            "/validate-phone/",
+            &json!({"phone_number": "020 7946 0958", "country": "GB"}),
+        )
         .await;
     let uk: Value = uk.json().await.unwrap();
     assert_eq!(uk["formatted_number"], "+442079460958");
     assert_eq!(uk["number_type"], "fixed_line");
     assert_eq!(uk["can_receive_messages"], false);
 
-    for odd in ["+1234567890", "", "2015550123;phone-context=+1;tel:", "💥💥💥", &"9".repeat(5_000)] {
-        let r = app.post_json("/validate-phone/", &json!({"phone_number": odd})).await;
+    for odd in [
+        "+1234567890",
+        "",
+        "2015550123;phone-context=+1;tel:",
+        "💥💥💥",
+        &"9".repeat(5_000),
+    ] {
+        let r = app
+            .post_json("/validate-phone/", &json!({"phone_number": odd}))
+            .await;
         assert_eq!(r.status(), 200, "{odd}");
         let r: Value = r.json().await.unwrap();
         assert_eq!(r["is_valid"], false, "{odd}");
-        assert!(r["formatted_number"].is_null() && r["region"].is_null() && r["country_code"].is_null());
+        assert!(
+            r["formatted_number"].is_null() && r["region"].is_null() && r["country_code"].is_null()
+        );
         assert_eq!(r["number_type"], "unknown");
     }
 
     let bad_country = app
-        .post_json("/validate-phone/", &json!({"phone_number": "555", "country": "XX"}))
+        .post_json(
+            "/validate-phone/",
+            &json!({"phone_number": "555", "country": "XX"}),
+        )
         .await;
     expect_error(bad_country, 400, "invalid_field", "unknown country").await;
     let missing = app.post_json("/validate-phone/", &json!({})).await;
@@ -165,7 +312,12 @@ async fn validate_phone_reports_what_it_knows_and_never_fails_on_odd_input() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     let app = spawn_app().await;
-    let missing = app.client.get(format!("{}/nope", app.address)).send().await.unwrap();
+    let missing = app
+        .client
+        .get(format!("{}/nope", app.address))
+        .send()
+        .await
+        .unwrap();
     expect_error(missing, 404, "not_found", "unknown route").await;
     let wrong_method = app
         .client

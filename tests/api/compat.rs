@@ -22,7 +22,10 @@ async fn sms_send_and_status_work_with_the_json_rpc_envelope() {
     app.wait_for_status(&id, "delivered").await;
 
     let status = app
-        .post_json(&format!("/sms/status/{id}"), &json!({"jsonrpc": "2.0", "id": "s1", "params": {}}))
+        .post_json(
+            &format!("/sms/status/{id}"),
+            &json!({"jsonrpc": "2.0", "id": "s1", "params": {}}),
+        )
         .await;
     assert_eq!(status.status(), 200);
     let status: Value = status.json().await.unwrap();
@@ -38,7 +41,10 @@ async fn sms_send_and_status_work_with_the_json_rpc_envelope() {
 async fn sms_endpoints_also_answer_plain_bodies_and_errors_in_the_callers_style() {
     let app = spawn_app().await;
     let plain = app
-        .post_json("/sms/send", &json!({"phone_number": number("0123"), "message": "plain"}))
+        .post_json(
+            "/sms/send",
+            &json!({"phone_number": number("0123"), "message": "plain"}),
+        )
         .await;
     assert_eq!(plain.status(), 200);
     let plain: Value = plain.json().await.unwrap();
@@ -59,7 +65,10 @@ async fn sms_endpoints_also_answer_plain_bodies_and_errors_in_the_callers_style(
 
     let status_without_body = app
         .client
-        .post(app.url(&format!("/sms/status/{}", plain["message_id"].as_str().unwrap())))
+        .post(app.url(&format!(
+            "/sms/status/{}",
+            plain["message_id"].as_str().unwrap()
+        )))
         .bearer_auth(&app.api_key)
         .send()
         .await

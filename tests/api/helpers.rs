@@ -62,7 +62,9 @@ pub(crate) async fn spawn_app_with(extra: &str) -> TestApp {
 pub(crate) async fn spawn_in(dir: tempfile::TempDir, extra: &str, with_workers: bool) -> TestApp {
     init_logging();
     let settings = settings_in(dir.path(), extra);
-    let app = Application::build(settings, with_workers).await.expect("the app builds");
+    let app = Application::build(settings, with_workers)
+        .await
+        .expect("the app builds");
     let port = app.port();
     let store = app.store().clone();
     let shutdown = CancellationToken::new();
@@ -101,7 +103,10 @@ impl TestApp {
     pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
-            server.await.expect("the server task").expect("a clean stop");
+            server
+                .await
+                .expect("the server task")
+                .expect("a clean stop");
         }
         self.dir
     }
@@ -110,7 +115,12 @@ impl TestApp {
         self.post_json_as(path, body, &self.api_key).await
     }
 
-    pub(crate) async fn post_json_as(&self, path: &str, body: &Value, key: &str) -> reqwest::Response {
+    pub(crate) async fn post_json_as(
+        &self,
+        path: &str,
+        body: &Value,
+        key: &str,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(path))
             .bearer_auth(key)
@@ -131,7 +141,10 @@ impl TestApp {
             .await;
         assert_eq!(response.status(), 202, "send to {number}");
         let body: Value = response.json().await.expect("JSON");
-        body["message_id"].as_str().expect("a message id").to_owned()
+        body["message_id"]
+            .as_str()
+            .expect("a message id")
+            .to_owned()
     }
 
     pub(crate) async fn status_as(&self, message_id: &str, key: &str) -> reqwest::Response {
@@ -201,7 +214,12 @@ impl TestApp {
     }
 
     /// Creates another account with its own key; returns the key.
-    pub(crate) async fn create_account(&self, name: &str, balance: &str, daily_limit: i64) -> String {
+    pub(crate) async fn create_account(
+        &self,
+        name: &str,
+        balance: &str,
+        daily_limit: i64,
+    ) -> String {
         let account = self
             .store
             .create_account(herald::store::NewAccount {
@@ -232,7 +250,11 @@ pub(crate) fn read_handover_log(path: &std::path::Path) -> Vec<(String, String, 
     text.lines()
         .filter_map(|line| {
             let mut f = line.split(' ');
-            Some((f.next()?.to_owned(), f.next()?.to_owned(), f.next()?.parse().ok()?))
+            Some((
+                f.next()?.to_owned(),
+                f.next()?.to_owned(),
+                f.next()?.parse().ok()?,
+            ))
         })
         .collect()
 }
@@ -269,7 +291,9 @@ pub(crate) fn bulk_items(numbers: &[String], priority: &str, tag: &str) -> Vec<V
 
 /// Numbers `+1415555` + four digits from `first` on (keep clear of the mock's 0000-0004).
 pub(crate) fn numbers_from(first: u32, count: u32) -> Vec<String> {
-    (first..first + count).map(|n| number(&format!("{n:04}"))).collect()
+    (first..first + count)
+        .map(|n| number(&format!("{n:04}")))
+        .collect()
 }
 
 /// POSTs `items` (at most 100) to `base` (`http://host:port`)'s `/send-bulk/` with `key`;

@@ -1,7 +1,11 @@
 use crate::helpers::{number, spawn_app};
 use serde_json::{Value, json};
 
-async fn send_with_key(app: &crate::helpers::TestApp, key: &str, body: &Value) -> reqwest::Response {
+async fn send_with_key(
+    app: &crate::helpers::TestApp,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
     app.client
         .post(app.url("/send-message/"))
         .bearer_auth(&app.api_key)
@@ -45,10 +49,20 @@ async fn a_retried_request_replays_the_first_answer_and_charges_once() {
 #[tokio::test]
 async fn the_same_key_with_another_body_is_a_409() {
     let app = spawn_app().await;
-    let first = send_with_key(&app, "k1", &json!({"phone_number": number("0123"), "message": "a"})).await;
+    let first = send_with_key(
+        &app,
+        "k1",
+        &json!({"phone_number": number("0123"), "message": "a"}),
+    )
+    .await;
     assert_eq!(first.status(), 202);
 
-    let other = send_with_key(&app, "k1", &json!({"phone_number": number("0123"), "message": "b"})).await;
+    let other = send_with_key(
+        &app,
+        "k1",
+        &json!({"phone_number": number("0123"), "message": "b"}),
+    )
+    .await;
 
     assert_eq!(other.status(), 409);
     let body: Value = other.json().await.unwrap();
@@ -72,7 +86,9 @@ async fn the_same_key_with_another_body_is_a_409() {
 async fn two_identical_requests_at_once_make_one_message() {
     let app = spawn_app().await;
     let body = json!({"phone_number": number("0123"), "message": "race"});
-    let requests: Vec<_> = (0..8).map(|_| send_with_key(&app, "race-1", &body)).collect();
+    let requests: Vec<_> = (0..8)
+        .map(|_| send_with_key(&app, "race-1", &body))
+        .collect();
 
     let responses = futures::future::join_all(requests).await;
 

@@ -40,10 +40,17 @@ async fn a_message_moves_from_queued_to_read_with_its_whole_history() {
         .iter()
         .map(|h| h["at"].as_str().unwrap())
         .collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "times never go back: {times:?}");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "times never go back: {times:?}"
+    );
     assert_eq!(view["phone_number"], number("0123"));
     assert_eq!(view["provider"], "mock");
-    assert!(view["sent_at"].is_string() && view["delivered_at"].is_string() && view["read_at"].is_string());
+    assert!(
+        view["sent_at"].is_string()
+            && view["delivered_at"].is_string()
+            && view["read_at"].is_string()
+    );
 
     let balance = app.balance().await;
     assert_eq!(balance["balance"], 1000.0 - 0.0075);

@@ -16,12 +16,37 @@ async fn every_mock_rule_ends_where_the_spec_says() {
     let app = spawn_app().await;
     // (suffix, final status, error_code, history)
     let cases: [(&str, &str, Option<&str>, &[&str]); 6] = [
-        ("0000", "failed", Some("unreachable"), &["queued", "sending", "failed"]),
-        ("0001", "read", None, &["queued", "sending", "sent", "delivered", "read"]),
+        (
+            "0000",
+            "failed",
+            Some("unreachable"),
+            &["queued", "sending", "failed"],
+        ),
+        (
+            "0001",
+            "read",
+            None,
+            &["queued", "sending", "sent", "delivered", "read"],
+        ),
         ("0002", "sent", None, &["queued", "sending", "sent"]),
-        ("0003", "delivered", None, &["queued", "sending", "sent", "delivered"]),
-        ("0004", "undelivered", Some("undelivered"), &["queued", "sending", "sent", "undelivered"]),
-        ("0005", "read", None, &["queued", "sending", "sent", "delivered", "read"]),
+        (
+            "0003",
+            "delivered",
+            None,
+            &["queued", "sending", "sent", "delivered"],
+        ),
+        (
+            "0004",
+            "undelivered",
+            Some("undelivered"),
+            &["queued", "sending", "sent", "undelivered"],
+        ),
+        (
+            "0005",
+            "read",
+            None,
+            &["queued", "sending", "sent", "delivered", "read"],
+        ),
     ];
 
     // Act
@@ -73,7 +98,9 @@ async fn whatsapp_messages_follow_the_same_rules() {
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["cost"], 0.005, "WhatsApp is priced per message");
-    let view = app.wait_for_status(body["message_id"].as_str().unwrap(), "read").await;
+    let view = app
+        .wait_for_status(body["message_id"].as_str().unwrap(), "read")
+        .await;
     assert_eq!(view["channel"], "whatsapp");
     app.stop().await;
 }

@@ -5,7 +5,12 @@ use crate::helpers::{number, spawn_app};
 async fn health_and_readiness_answer_without_a_key() {
     let app = spawn_app().await;
     for path in ["/healthz", "/readyz"] {
-        let r = app.client.get(format!("{}{path}", app.address)).send().await.unwrap();
+        let r = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
     app.stop().await;
@@ -33,7 +38,10 @@ async fn openapi_describes_every_endpoint() {
         "/api/messaging/sms/send",
         "/api/messaging/sms/status/{message_id}",
     ] {
-        assert!(paths.contains_key(path), "{path} is missing from /openapi.json");
+        assert!(
+            paths.contains_key(path),
+            "{path} is missing from /openapi.json"
+        );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     app.stop().await;
@@ -55,12 +63,21 @@ async fn metrics_count_accepted_and_sent_messages_and_show_the_queue() {
         .await
         .unwrap();
 
-    assert!(text.contains("herald_messages_accepted_total{channel=\"sms\"} 1"), "{text}");
+    assert!(
+        text.contains("herald_messages_accepted_total{channel=\"sms\"} 1"),
+        "{text}"
+    );
     assert!(
         text.contains("herald_messages_delivery_finished_total{channel=\"sms\",status=\"sent\"} 1"),
         "{text}"
     );
-    assert!(text.contains("herald_queue_depth{priority=\"low\"} 0"), "{text}");
-    assert!(text.contains("herald_http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("herald_queue_depth{priority=\"low\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("herald_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
     app.stop().await;
 }

@@ -4,8 +4,7 @@
 
 use crate::domain::{AccountId, Timestamp};
 use crate::store::{
-    AcceptOutcome, AcceptRequest, ItemOutcome, NewMessage, StoreError, StoreResult,
-    StoredResponse,
+    AcceptOutcome, AcceptRequest, ItemOutcome, NewMessage, StoreError, StoreResult, StoredResponse,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
@@ -145,7 +144,11 @@ impl Batch {
                 continue;
             }
             let rows: Vec<serde_json::Value> = state.accepted.iter().map(message_json).collect();
-            let ids: Vec<&str> = state.accepted.iter().map(|m| m.message_id.as_str()).collect();
+            let ids: Vec<&str> = state
+                .accepted
+                .iter()
+                .map(|m| m.message_id.as_str())
+                .collect();
             sqlx::query(include_str!("queries/insert_messages.sql"))
                 .bind(account_id.as_str())
                 .bind(serde_json::Value::Array(rows).to_string())

@@ -3,9 +3,7 @@
 //! names the allowed predecessors (domain::status), so a move the table forbids simply
 //! matches no row.
 
-use crate::domain::{
-    AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp,
-};
+use crate::domain::{AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp};
 use crate::store::{ClaimedMessage, DeliveryOutcome, StatusUpdate, UpdateResult};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
@@ -333,6 +331,9 @@ mod tests {
         let urgent = lane_quota(Priority::Urgent, batch, batch);
         assert_eq!(urgent, batch - 64 - 32 - 16);
         assert_eq!(lane_quota(Priority::Low, 16, batch), 16);
-        assert!(floor(Priority::Low, 4) >= 1, "low keeps a slot even in tiny batches");
+        assert!(
+            floor(Priority::Low, 4) >= 1,
+            "low keeps a slot even in tiny batches"
+        );
     }
 }

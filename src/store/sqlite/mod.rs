@@ -14,8 +14,7 @@ use super::{
 use crate::config::{DatabaseSettings, Synchronous};
 use crate::domain::{AccountId, ApiKeyId, MessageId, Priority};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection};
 use std::str::FromStr;
@@ -51,7 +50,10 @@ impl SqliteStore {
         })
     }
 
-    async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Op) -> StoreResult<T> {
+    async fn call<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Op,
+    ) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
         self.writer
             .send(op(reply))
@@ -110,13 +112,15 @@ impl SqliteStore {
             account_id: account_id.clone(),
             key_hash,
         };
-        self.call(|reply| Op::Maintenance(maintenance, reply)).await?;
+        self.call(|reply| Op::Maintenance(maintenance, reply))
+            .await?;
         Ok(api_key_id)
     }
 
     pub(super) async fn heartbeat(&self, instance_id: &str) -> StoreResult<()> {
         let maintenance = Maintenance::Heartbeat(instance_id.to_owned());
-        self.call(|reply| Op::Maintenance(maintenance, reply)).await?;
+        self.call(|reply| Op::Maintenance(maintenance, reply))
+            .await?;
         Ok(())
     }
 
@@ -130,7 +134,10 @@ impl SqliteStore {
             .await
     }
 
-    pub(super) async fn authenticate(&self, key_hash: [u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
+    pub(super) async fn authenticate(
+        &self,
+        key_hash: [u8; 32],
+    ) -> StoreResult<Option<AuthenticatedKey>> {
         reads::authenticate(&self.read, key_hash).await
     }
 
@@ -189,7 +196,10 @@ fn connect_options(settings: &DatabaseSettings) -> StoreResult<SqliteConnectOpti
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent).map_err(|e| {
-            StoreError::Invalid(format!("cannot create the folder {}: {e}", parent.display()))
+            StoreError::Invalid(format!(
+                "cannot create the folder {}: {e}",
+                parent.display()
+            ))
         })?;
     }
     let synchronous = match settings.synchronous {
@@ -205,4 +215,47 @@ fn connect_options(settings: &DatabaseSettings) -> StoreResult<SqliteConnectOpti
         // lock for a moment; wait for it rather than fail.
         .busy_timeout(Duration::from_secs(10))
         .statement_cache_capacity(256))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use sqlx::Executor;
+
+    /// The compile-time check sqlx's macros would give, done at test time instead: every
+    /// query file must prepare against a freshly migrated database.
+    #[tokio::test]
+    async fn every_query_file_prepares_against_the_migrated_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("q.db").display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let mut conn = options.connect().await.unwrap();
+        MIGRATOR.run(&mut conn).await.unwrap();
+
+        let folder =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/sqlite/queries");
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let sql = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                sql.starts_with("-- "),
+                "{} must open with a comment saying what it does",
+                path.display()
+            );
+            if let Err(e) = (&mut conn)
+                .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(sql)))
+                .await
+            {
+                failures.push(format!("{}: {e}", path.display()));
+            }
+            checked += 1;
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+        assert!(checked >= 20, "only {checked} query files found");
+    }
 }

@@ -113,7 +113,9 @@ pub(super) async fn find_account(pool: &SqlitePool, name_or_id: &str) -> StoreRe
 }
 
 pub(super) async fn account_count(pool: &SqlitePool) -> StoreResult<i64> {
-    Ok(sqlx::query_scalar(include_str!("queries/count_accounts.sql"))
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar(include_str!("queries/count_accounts.sql"))
+            .fetch_one(pool)
+            .await?,
+    )
 }

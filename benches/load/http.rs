@@ -1,0 +1,359 @@
+//! The load generator: raw hyper HTTP/1.1 keep-alive connections (no pool, no redirects, no
+//! per-request allocation beyond hyper's own), driven closed-loop (each connection sends its
+//! next request as soon as the last is answered), for a fixed count, or open-loop at a fixed
+//! rate. Latencies are kept per request, in microseconds.
+
+use anyhow::Context;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+/// Where requests go, with the headers every request carries (built once).
+#[derive(Clone)]
+pub struct Target {
+    addr: SocketAddr,
+    host: HeaderValue,
+    auth: HeaderValue,
+}
+
+impl Target {
+    pub fn new(addr: SocketAddr, api_key: &str) -> Target {
+        Target {
+            addr,
+            host: HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header"),
+            auth: HeaderValue::from_str(&format!("Bearer {api_key}")).expect("the key is ASCII"),
+        }
+    }
+}
+
+/// One keep-alive connection.
+pub struct Client {
+    sender: http1::SendRequest<Full<Bytes>>,
+    target: Target,
+}
+
+impl Client {
+    pub async fn connect(target: Target) -> anyhow::Result<Client> {
+        let stream = TcpStream::connect(target.addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        // Drives the socket; ends when `sender` is dropped or the server closes.
+        tokio::spawn(connection);
+        Ok(Client { sender, target })
+    }
+
+    pub async fn post(&mut self, path: Uri, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.send(Method::POST, path, body).await
+    }
+
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.send(Method::GET, Uri::try_from(path)?, Bytes::new()).await
+    }
+
+    async fn send(&mut self, method: Method, path: Uri, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(headers) = request.headers_mut() {
+            headers.insert(HOST, self.target.host.clone());
+            headers.insert(AUTHORIZATION, self.target.auth.clone());
+            if !body.is_empty() {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+        }
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request.body(Full::new(body))?).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// How to read an answer: how many messages it accepted (`None`: the request failed).
+#[derive(Debug, Clone, Copy)]
+pub enum Expect {
+    /// `POST /send-message/`: one message per 202.
+    Single,
+    /// `POST /send-bulk/`: the answer's `accepted` count.
+    Bulk,
+}
+
+impl Expect {
+    fn accepted(self, status: StatusCode, body: &[u8]) -> Option<u64> {
+        if status != StatusCode::ACCEPTED {
+            return None;
+        }
+        match self {
+            Expect::Single => Some(1),
+            // The count sits near the start of the answer; a substring search is far cheaper
+            // than parsing 100 results, and the generator must stay light.
+            Expect::Bulk => {
+                let text = std::str::from_utf8(body.get(..body.len().min(96))?).ok()?;
+                let (_, rest) = text.split_once("\"accepted\":")?;
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            }
+        }
+    }
+}
+
+/// What a load produced, measured over its window.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Requests answered as expected inside the window.
+    pub requests: u64,
+    /// Messages those requests got accepted.
+    pub messages: u64,
+    /// Unexpected answers or broken connections inside the window.
+    pub errors: u64,
+    /// Messages accepted over the whole load, warm-up included (for durability checks).
+    pub accepted_total: u64,
+    /// One entry per request inside the window, microseconds.
+    pub latencies_us: Vec<u32>,
+    /// Seconds the window lasted.
+    pub window: f64,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.requests += other.requests;
+        self.messages += other.messages;
+        self.errors += other.errors;
+        self.accepted_total += other.accepted_total;
+        self.latencies_us.extend(other.latencies_us);
+    }
+
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.window
+    }
+
+    pub fn messages_per_second(&self) -> f64 {
+        self.messages as f64 / self.window
+    }
+
+    /// The `q` quantile (0..=1) of request latency, in milliseconds.
+    pub fn latency_ms(&mut self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        self.latencies_us.sort_unstable();
+        let last = self.latencies_us.len() - 1;
+        let at = ((last as f64) * q).round() as usize;
+        f64::from(self.latencies_us[at.min(last)]) / 1000.0
+    }
+
+    /// Records one answered request (or failure) that ended at `done`.
+    fn record(&mut self, outcome: Option<u64>, latency: Duration, counted: bool) {
+        if let Some(n) = outcome {
+            self.accepted_total += n;
+        }
+        if !counted {
+            return;
+        }
+        match outcome {
+            Some(n) => {
+                self.requests += 1;
+                self.messages += n;
+                self.latencies_us
+                    .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+            }
+            None => self.errors += 1,
+        }
+    }
+}
+
+/// One request on `client`, reconnecting when the connection broke. `None`: it failed.
+async fn attempt(client: &mut Option<Client>, target: &Target, path: &Uri, body: Bytes, expect: Expect) -> Option<u64> {
+    if client.is_none() {
+        *client = Client::connect(target.clone()).await.ok();
+    }
+    let c = client.as_mut()?;
+    match c.post(path.clone(), body).await {
+        Ok((status, answer)) => expect.accepted(status, &answer),
+        Err(_) => {
+            // The connection is unusable; the next attempt opens another.
+            *client = None;
+            None
+        }
+    }
+}
+
+/// Closed loop: `connections` connections send back to back for `warmup + duration`;
+/// requests answered during the last `duration` are counted.
+pub async fn closed_loop(
+    target: &Target,
+    path: &'static str,
+    bodies: Arc<Vec<Bytes>>,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    expect: Expect,
+) -> anyhow::Result<Tally> {
+    let path = Uri::from_static(path);
+    let start = Instant::now();
+    let (measure_from, end) = (start + warmup, start + warmup + duration);
+    let mut tasks = JoinSet::new();
+    for id in 0..connections {
+        let (target, path, bodies) = (target.clone(), path.clone(), Arc::clone(&bodies));
+        tasks.spawn(async move {
+            let mut client = Some(Client::connect(target.clone()).await?);
+            let mut tally = Tally::default();
+            let mut next = id;
+            loop {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let body = bodies[next % bodies.len()].clone();
+                next += connections;
+                let outcome = attempt(&mut client, &target, &path, body, expect).await;
+                let done = Instant::now();
+                tally.record(outcome, done - sent, done >= measure_from && done < end);
+            }
+            anyhow::Ok(tally)
+        });
+    }
+    let mut total = join(tasks).await?;
+    total.window = duration.as_secs_f64();
+    Ok(total)
+}
+
+/// Sends every body once, over `connections` connections; for filling queues.
+pub async fn send_all(
+    target: &Target,
+    path: &'static str,
+    bodies: Arc<Vec<Bytes>>,
+    connections: usize,
+    expect: Expect,
+) -> anyhow::Result<Tally> {
+    let path = Uri::from_static(path);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for _ in 0..connections {
+        let (target, path, bodies, next) =
+            (target.clone(), path.clone(), Arc::clone(&bodies), Arc::clone(&next));
+        tasks.spawn(async move {
+            let mut client = Some(Client::connect(target.clone()).await?);
+            let mut tally = Tally::default();
+            while let Some(body) = bodies.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let sent = Instant::now();
+                let outcome = attempt(&mut client, &target, &path, body.clone(), expect).await;
+                tally.record(outcome, sent.elapsed(), true);
+            }
+            anyhow::Ok(tally)
+        });
+    }
+    let mut total = join(tasks).await?;
+    total.window = start.elapsed().as_secs_f64();
+    Ok(total)
+}
+
+/// Open loop: request `k` is due at `k / rate` seconds, whatever happened to the others;
+/// connection `i` sends requests `i`, `i + connections`, …. Latency runs from the due time,
+/// so a server that falls behind shows it (no coordinated omission). `accepted` counts
+/// accepted messages as they come, for samplers running alongside.
+pub async fn open_loop(
+    target: &Target,
+    path: &'static str,
+    bodies: Arc<Vec<Bytes>>,
+    connections: usize,
+    rate: u64,
+    duration: Duration,
+    accepted: Arc<AtomicU64>,
+) -> anyhow::Result<Tally> {
+    let path = Uri::from_static(path);
+    let start = tokio::time::Instant::now();
+    let total = u64::try_from(duration.as_millis())? * rate / 1000;
+    let mut tasks = JoinSet::new();
+    for id in 0..connections {
+        let (target, path, bodies, accepted) =
+            (target.clone(), path.clone(), Arc::clone(&bodies), Arc::clone(&accepted));
+        tasks.spawn(async move {
+            let mut client = Some(Client::connect(target.clone()).await?);
+            let mut tally = Tally::default();
+            let mut k = id as u64;
+            while k < total {
+                let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
+                tokio::time::sleep_until(due).await;
+                let body = bodies[usize::try_from(k)? % bodies.len()].clone();
+                let outcome = attempt(&mut client, &target, &path, body, Expect::Single).await;
+                if let Some(n) = outcome {
+                    accepted.fetch_add(n, Ordering::Relaxed);
+                }
+                tally.record(outcome, due.elapsed(), true);
+                k += connections as u64;
+            }
+            anyhow::Ok(tally)
+        });
+    }
+    let mut tally = join(tasks).await?;
+    tally.window = duration.as_secs_f64();
+    Ok(tally)
+}
+
+async fn join(mut tasks: JoinSet<anyhow::Result<Tally>>) -> anyhow::Result<Tally> {
+    let mut total = Tally::default();
+    while let Some(joined) = tasks.join_next().await {
+        total.merge(joined.context("a load task panicked")??);
+    }
+    Ok(total)
+}
+
+/// A number the mock delivers normally: `+1415555` and four digits, never 0000–0004 (the
+/// mock's failure and no-receipt rules).
+fn phone_number(i: usize) -> String {
+    format!("+1415555{:04}", 5 + i % 9995)
+}
+
+/// Single-send bodies, each to another number (a pool reused round-robin).
+pub fn single_bodies(count: usize, priority: &str) -> Arc<Vec<Bytes>> {
+    let bodies = (0..count)
+        .map(|i| {
+            let body = serde_json::json!({
+                "phone_number": phone_number(i),
+                "message": format!("Herald load test {i}: your code is 482913"),
+                "priority": priority,
+            });
+            Bytes::from(body.to_string())
+        })
+        .collect();
+    Arc::new(bodies)
+}
+
+/// `count` bulk bodies of `per_batch` items, numbers distinct within a batch (a repeated
+/// number and text would be refused as `duplicate_recipient`).
+pub fn bulk_bodies(count: usize, per_batch: usize, priority: &str) -> Arc<Vec<Bytes>> {
+    let bodies = (0..count)
+        .map(|batch| {
+            let messages: Vec<serde_json::Value> = (0..per_batch)
+                .map(|i| {
+                    serde_json::json!({
+                        "phone_number": phone_number(batch * per_batch + i),
+                        "message": format!("Herald load test {batch}/{i}: your code is 482913"),
+                        "priority": priority,
+                    })
+                })
+                .collect();
+            Bytes::from(serde_json::json!({ "messages": messages }).to_string())
+        })
+        .collect();
+    Arc::new(bodies)
+}
+
+/// One urgent message, for the priority probes.
+pub fn urgent_body(probe: usize) -> Bytes {
+    let body = serde_json::json!({
+        "phone_number": phone_number(9000 + probe),
+        "message": format!("Herald urgent probe {probe}"),
+        "priority": "urgent",
+    });
+    Bytes::from(body.to_string())
+}

@@ -1,0 +1,122 @@
+//! Load benchmarks for Herald: ingest, bulk ingest, dispatch, priority and keeping pace.
+//!
+//! Run with `cargo bench --bench load -- <scenario> [--runs 3] [--duration 10] …`
+//! (`--help` lists the options; BENCHMARKS.md holds the figures and how to read them).
+//!
+//! Each run starts the release `herald` binary as a child process on a fresh temporary
+//! database and a free loopback port, and drives it with the light HTTP/1.1 load generator in
+//! `http.rs` (raw hyper keep-alive connections on one thread, so the generator leaves most of
+//! a 2-core machine to the server). Ingest figures are set beside a bare axum handler
+//! (`baseline.rs`), run as its own process from this same binary and loaded the same way in
+//! the same run, so a figure can be read as a ratio even when the machine's speed varies.
+
+// A benchmark reports and stops at the first surprise; panicking helpers would be fine too,
+// but errors are propagated with context anyway. Indexing into sorted latency vectors and
+// result rows is checked by construction.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod baseline;
+mod http;
+mod process;
+mod report;
+mod scenarios;
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Single sends, closed loop, against the same load on the baseline handler.
+    Ingest,
+    /// `/send-bulk/` with batches of 100, closed loop, against the baseline.
+    Bulk,
+    /// A queued backlog drained by `herald worker` through the zero-latency mock.
+    Dispatch,
+    /// Urgent messages sent behind a draining backlog of low ones.
+    Priority,
+    /// A steady open-loop rate of single sends while the workers deliver.
+    Pace,
+    /// Every scenario above, in that order.
+    All,
+}
+
+/// Options shared by the scenarios; the defaults are the targets.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "load", about = "Herald load benchmarks (see BENCHMARKS.md)")]
+pub struct Args {
+    #[arg(value_enum, default_value = "all")]
+    scenario: Scenario,
+    /// Runs per scenario, each on a fresh database; tables show every run and the median.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Measured seconds of closed-loop load per run (ingest, bulk).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds of load before measuring starts (connections, caches, WAL growth).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u64,
+    /// Concurrent connections for single sends (ingest, pace).
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Concurrent connections for bulk sends (bulk, and filling backlogs).
+    #[arg(long, default_value_t = 16)]
+    pub bulk_connections: usize,
+    /// Messages queued before the dispatch and priority scenarios.
+    #[arg(long, default_value_t = 100_000)]
+    pub backlog: usize,
+    /// Urgent probes per priority run.
+    #[arg(long, default_value_t = 5)]
+    pub probes: usize,
+    /// Offered rate of single sends in the pace scenario, per second.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    /// Seconds the pace scenario offers its rate.
+    #[arg(long, default_value_t = 60)]
+    pub pace_duration: u64,
+    /// Run ingest and bulk against `herald serve` with its workers delivering, instead of
+    /// `serve --no-workers` (API only).
+    #[arg(long)]
+    pub workers: bool,
+    /// Skip the baseline handler (ingest, bulk): faster, but no ratio.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Internal: run as the baseline server on this address (the harness starts itself so).
+    #[arg(long, hide = true, value_name = "ADDR")]
+    baseline_server: Option<SocketAddr>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(addr) = args.baseline_server {
+        return baseline::serve(addr);
+    }
+    // One thread for the generator: it must stay light beside the server it loads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    report::print_machine();
+    let all = args.scenario == Scenario::All;
+    if all || args.scenario == Scenario::Ingest {
+        scenarios::ingest(&args).await?;
+    }
+    if all || args.scenario == Scenario::Bulk {
+        scenarios::bulk(&args).await?;
+    }
+    if all || args.scenario == Scenario::Dispatch {
+        scenarios::dispatch(&args).await?;
+    }
+    if all || args.scenario == Scenario::Priority {
+        scenarios::priority(&args).await?;
+    }
+    if all || args.scenario == Scenario::Pace {
+        scenarios::pace(&args).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The processes under test (`herald serve`, `herald worker`, the baseline), their
+//! sandboxes, CPU accounting from `/proc`, and read access to Herald's SQLite file.
+
+use crate::http::{Client, Target};
+use anyhow::{Context, bail};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, SqliteConnection};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// The key every benchmark run registers as the bootstrap account's.
+pub const API_KEY: &str = "bench-3f1c9a7e5b2d4c6a8e0f1b3d5c7a9e2f";
+
+/// Built by Cargo for bench targets, in the bench profile (release settings).
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+/// How long a process may take to answer `/healthz` after it starts.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `herald` may take to drain after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One run's fresh database folder and port; every process of the run shares them.
+pub struct Sandbox {
+    dir: TempDir,
+    pub addr: SocketAddr,
+}
+
+impl Sandbox {
+    pub fn new() -> anyhow::Result<Sandbox> {
+        Ok(Sandbox {
+            dir: tempfile::Builder::new().prefix("herald-bench-").tempdir()?,
+            addr: free_port()?,
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("herald.db")
+    }
+
+    pub fn target(&self) -> Target {
+        Target::new(self.addr, API_KEY)
+    }
+
+    /// `herald serve` (with `--no-workers` unless `workers`), once it answers `/healthz`.
+    pub async fn serve(&self, workers: bool) -> anyhow::Result<Server> {
+        let mut args = vec!["serve"];
+        if !workers {
+            args.push("--no-workers");
+        }
+        let server = self.spawn(&args)?;
+        server.wait_ready(self.addr).await?;
+        Ok(server)
+    }
+
+    /// `herald worker`: delivery only, no HTTP. Returns as soon as it is started.
+    pub fn worker(&self) -> anyhow::Result<Server> {
+        self.spawn(&["worker"])
+    }
+
+    fn spawn(&self, args: &[&str]) -> anyhow::Result<Server> {
+        let log_path = self.dir.path().join(format!("{}.log", args.join("-")));
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(HERALD)
+            .args(args)
+            .envs(self.env())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("could not start {HERALD}"))?;
+        Ok(Server {
+            child,
+            log: Some(log_path),
+        })
+    }
+
+    /// The issue's setup: SQLite defaults, zero-latency mock, no rate limits that could cap
+    /// a figure. Anything else comes from the caller's `HERALD__…` environment, inherited.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("HERALD__DATABASE__URL", format!("sqlite://{}", self.db_path().display())),
+            ("HERALD__SERVER__LISTEN", self.addr.to_string()),
+            ("HERALD__AUTH__BOOTSTRAP_API_KEY", API_KEY.to_owned()),
+            ("HERALD__LIMITS__API_REQUESTS_PER_SECOND", "1000000".to_owned()),
+            ("HERALD__LIMITS__API_BURST", "1000000".to_owned()),
+            ("HERALD__LIMITS__ACCOUNT_PER_MINUTE", "0".to_owned()),
+            ("HERALD__PROVIDERS__MOCK__ACCEPT_DELAY_MS", "0".to_owned()),
+            ("HERALD__PROVIDERS__MOCK__SENDER_PER_SECOND", "0".to_owned()),
+            // A run sends more than the default balance (1,000 USD ≈ 133k SMS) and daily
+            // limit (1M) allow; neither should be what stops a benchmark.
+            ("HERALD__ACCOUNTS__BOOTSTRAP_BALANCE", "1000000000".to_owned()),
+            ("HERALD__ACCOUNTS__DAILY_LIMIT", "1000000000".to_owned()),
+        ]
+    }
+
+    /// A read-only connection to the run's database (WAL: it never blocks Herald's writer).
+    pub async fn db(&self) -> anyhow::Result<Db> {
+        let options = SqliteConnectOptions::new()
+            .filename(self.db_path())
+            .read_only(true);
+        let conn = SqliteConnection::connect_with(&options)
+            .await
+            .context("could not open the benchmark database")?;
+        Ok(Db { conn })
+    }
+}
+
+/// The baseline server: this bench binary again, with `--baseline-server`.
+pub async fn start_baseline() -> anyhow::Result<(Server, Target)> {
+    let addr = free_port()?;
+    let child = Command::new(std::env::current_exe()?)
+        .arg("--baseline-server")
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("could not start the baseline server")?;
+    let server = Server { child, log: None };
+    server.wait_ready(addr).await?;
+    Ok((server, Target::new(addr, API_KEY)))
+}
+
+/// A loopback port nobody listens on right now (the child binds it a moment later).
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A child process under test; killed if dropped while running.
+pub struct Server {
+    child: Child,
+    log: Option<PathBuf>,
+}
+
+impl Server {
+    async fn wait_ready(&self, addr: SocketAddr) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < READY_TIMEOUT {
+            if let Ok(mut client) = Client::connect(Target::new(addr, API_KEY)).await
+                && let Ok((status, _)) = client.get("/healthz").await
+                && status.is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("the server did not answer on {addr} within {READY_TIMEOUT:?}{}", self.log_tail())
+    }
+
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// SIGTERM, then waits for the graceful drain (workers finish, writer commits).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("could not signal the server");
+        }
+        let started = Instant::now();
+        while started.elapsed() < STOP_TIMEOUT {
+            if let Some(exit) = self.child.try_wait()? {
+                if !exit.success() {
+                    bail!("the server exited with {exit}{}", self.log_tail());
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("the server did not stop within {STOP_TIMEOUT:?} of SIGTERM")
+    }
+
+    /// SIGKILL: no drain, no final commit. What was answered 202 must still be there.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        let Some(text) = self.log.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else {
+            return String::new();
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        format!("; its log ends:\n{tail}")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// CPU seconds of this process (the load generator), for showing it is not the bottleneck.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/self/stat")
+}
+
+/// utime + stime from a `/proc/<pid>/stat` file; 0 when unreadable (not Linux).
+fn cpu_seconds(stat_path: &str) -> f64 {
+    // Clock ticks per second: 100 on every Linux architecture Rust targets by default
+    // (USER_HZ); reading it properly would need libc for sysconf.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let Ok(stat) = std::fs::read_to_string(stat_path) else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces, so count fields after its closing paren:
+    // there, field 3 (state) is index 0, utime (14) index 11 and stime (15) index 12.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+}
+
+/// Read access to a run's SQLite file.
+pub struct Db {
+    conn: SqliteConnection,
+}
+
+impl Db {
+    /// Messages waiting for delivery or being delivered: the queue's depth. The condition
+    /// is the partial index `message_ready`'s own, so this counts index entries only.
+    pub async fn backlog(&mut self) -> anyhow::Result<u64> {
+        self.count("SELECT COUNT(*) FROM message WHERE status IN ('queued', 'sending')")
+            .await
+    }
+
+    /// Every stored message (a full scan: only after the load).
+    pub async fn messages(&mut self) -> anyhow::Result<u64> {
+        self.count("SELECT COUNT(*) FROM message").await
+    }
+
+    /// Messages that ended without being sent (a full scan: only after the load).
+    pub async fn unsent(&mut self) -> anyhow::Result<u64> {
+        self.count(
+            "SELECT COUNT(*) FROM message \
+             WHERE status IN ('failed', 'expired', 'undelivered', 'canceled')",
+        )
+        .await
+    }
+
+    async fn count(&mut self, sql: &str) -> anyhow::Result<u64> {
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut self.conn).await?;
+        Ok(u64::try_from(n)?)
+    }
+}

@@ -1,0 +1,475 @@
+//! The five scenarios of the issue. Each run starts from a fresh database; each scenario
+//! prints a table of its runs, the medians, and whether the goals are met.
+
+use crate::Args;
+use crate::http::{self, Client, Expect, Tally};
+use crate::process::{self, Db, Sandbox, Server};
+use crate::report::{Table, median};
+use anyhow::{Context, bail, ensure};
+use hyper::StatusCode;
+use hyper::body::Bytes;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const SEND_MESSAGE: &str = "/api/messaging/send-message/";
+const SEND_BULK: &str = "/api/messaging/send-bulk/";
+/// The issue's batch size (and Herald's default `max_messages_per_batch`).
+const BATCH: usize = 100;
+/// Distinct single-send bodies cycled through (numbers repeat after 9,995 anyway).
+const SINGLE_POOL: usize = 10_000;
+/// How often drains and backlogs are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+/// Longest wait for a backlog to drain before the run is declared stuck.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+// ---------------------------------------------------------------------------------------
+// ingest and bulk: closed loop against Herald, then the same against the baseline
+
+pub async fn ingest(args: &Args) -> anyhow::Result<()> {
+    let title = format!(
+        "ingest: POST /send-message/, {} connections, closed loop {} s after {} s warm-up, {}",
+        args.connections,
+        args.duration,
+        args.warmup,
+        mode(args)
+    );
+    let columns = [
+        "req/s", "p50 ms", "p99 ms", "errors", "lost", "srv CPU%", "gen CPU%", "base req/s",
+        "base p99", "ratio",
+    ];
+    let mut table = Table::new(title, &columns);
+    let bodies = http::single_bodies(SINGLE_POOL, "normal");
+    for _ in 0..args.runs {
+        let (mut herald, lost, mut base) =
+            compare(args, SEND_MESSAGE, &bodies, args.connections, Expect::Single).await?;
+        table.push(vec![
+            herald.tally.requests_per_second(),
+            herald.tally.latency_ms(0.50),
+            herald.tally.latency_ms(0.99),
+            herald.tally.errors as f64,
+            lost as f64,
+            herald.server_cpu,
+            herald.generator_cpu,
+            base.as_ref().map_or(f64::NAN, |b| b.tally.requests_per_second()),
+            base.as_mut().map_or(f64::NAN, |b| b.tally.latency_ms(0.99)),
+            base.as_ref().map_or(f64::NAN, |b| {
+                herald.tally.requests_per_second() / b.tally.requests_per_second()
+            }),
+        ]);
+    }
+    table.finish(&[
+        ("≥ 10,000 req/s", table.median("req/s") >= 10_000.0),
+        ("p99 ≤ 20 ms", table.median("p99 ms") <= 20.0),
+        ("≥ 0.20 of the baseline", table.median("ratio") >= 0.20),
+        ("every 202 durable (lost = 0 after SIGKILL)", table.max("lost") == 0.0),
+    ]);
+    Ok(())
+}
+
+pub async fn bulk(args: &Args) -> anyhow::Result<()> {
+    let title = format!(
+        "bulk: POST /send-bulk/ × {BATCH} messages, {} connections, closed loop {} s after {} s warm-up, {}",
+        args.bulk_connections,
+        args.duration,
+        args.warmup,
+        mode(args)
+    );
+    let columns = [
+        "msg/s", "req/s", "p50 ms", "p99 ms", "errors", "lost", "srv CPU%", "gen CPU%",
+        "base msg/s", "ratio",
+    ];
+    let mut table = Table::new(title, &columns);
+    // Enough distinct batches that consecutive requests on a connection differ.
+    let bodies = http::bulk_bodies(256, BATCH, "normal");
+    for _ in 0..args.runs {
+        let (mut herald, lost, base) =
+            compare(args, SEND_BULK, &bodies, args.bulk_connections, Expect::Bulk).await?;
+        table.push(vec![
+            herald.tally.messages_per_second(),
+            herald.tally.requests_per_second(),
+            herald.tally.latency_ms(0.50),
+            herald.tally.latency_ms(0.99),
+            herald.tally.errors as f64,
+            lost as f64,
+            herald.server_cpu,
+            herald.generator_cpu,
+            base.as_ref().map_or(f64::NAN, |b| b.tally.messages_per_second()),
+            base.as_ref().map_or(f64::NAN, |b| {
+                herald.tally.messages_per_second() / b.tally.messages_per_second()
+            }),
+        ]);
+    }
+    table.finish(&[
+        ("≥ 50,000 messages/s", table.median("msg/s") >= 50_000.0),
+        ("every 202 durable (lost = 0 after SIGKILL)", table.max("lost") == 0.0),
+    ]);
+    Ok(())
+}
+
+fn mode(args: &Args) -> &'static str {
+    if args.workers {
+        "herald serve (workers delivering)"
+    } else {
+        "herald serve --no-workers"
+    }
+}
+
+/// A load's tally and the CPU the server and the generator used meanwhile (% of one core).
+struct Measured {
+    tally: Tally,
+    server_cpu: f64,
+    generator_cpu: f64,
+}
+
+async fn measure(server: &Server, load: impl Future<Output = anyhow::Result<Tally>>) -> anyhow::Result<Measured> {
+    let (server_before, own_before, started) =
+        (server.cpu_seconds(), process::own_cpu_seconds(), Instant::now());
+    let tally = load.await?;
+    let wall = started.elapsed().as_secs_f64();
+    Ok(Measured {
+        tally,
+        server_cpu: 100.0 * (server.cpu_seconds() - server_before) / wall,
+        generator_cpu: 100.0 * (process::own_cpu_seconds() - own_before) / wall,
+    })
+}
+
+/// One closed-loop run against Herald, then (unless `--no-baseline`) the same load against
+/// the baseline. Herald is then killed with SIGKILL and its database counted: every message
+/// it answered 202 for must be there (`lost` counts those that are not).
+async fn compare(
+    args: &Args,
+    path: &'static str,
+    bodies: &Arc<Vec<Bytes>>,
+    connections: usize,
+    expect: Expect,
+) -> anyhow::Result<(Measured, u64, Option<Measured>)> {
+    let (warmup, duration) = (Duration::from_secs(args.warmup), Duration::from_secs(args.duration));
+    let sandbox = Sandbox::new()?;
+    let server = sandbox.serve(args.workers).await?;
+    let target = sandbox.target();
+    let load = http::closed_loop(&target, path, Arc::clone(bodies), connections, warmup, duration, expect);
+    let herald = measure(&server, load).await?;
+    server.kill()?;
+    let stored = sandbox.db().await?.messages().await?;
+    let lost = herald.tally.accepted_total.saturating_sub(stored);
+
+    let base = if args.no_baseline {
+        None
+    } else {
+        let (server, target) = process::start_baseline().await?;
+        let load = http::closed_loop(&target, path, Arc::clone(bodies), connections, warmup, duration, expect);
+        let measured = measure(&server, load).await?;
+        server.kill()?;
+        Some(measured)
+    };
+    Ok((herald, lost, base))
+}
+
+// ---------------------------------------------------------------------------------------
+// dispatch: a queued backlog drained by `herald worker`
+
+pub async fn dispatch(args: &Args) -> anyhow::Result<()> {
+    let title = format!(
+        "dispatch: {} queued messages drained by `herald worker` through the zero-latency mock",
+        args.backlog
+    );
+    let columns = ["queued", "msg/s", "steady/s", "first s", "total s", "wrk CPU%", "unsent"];
+    let mut table = Table::new(title, &columns);
+    for _ in 0..args.runs {
+        table.push(dispatch_run(args).await?);
+    }
+    table.finish(&[
+        ("≥ 10,000 messages/s queued → sent", table.median("msg/s") >= 10_000.0),
+        ("all sent", table.max("unsent") == 0.0),
+    ]);
+    println!("   (msg/s: backlog ÷ time from starting the worker to an empty queue; steady/s: from 90 % to 10 % left)");
+    Ok(())
+}
+
+async fn dispatch_run(args: &Args) -> anyhow::Result<Vec<f64>> {
+    let sandbox = Sandbox::new()?;
+    let server = sandbox.serve(false).await?;
+    fill(&sandbox, args, "normal").await?;
+    server.stop().await?;
+
+    let mut db = sandbox.db().await?;
+    let queued = db.backlog().await?;
+    let started = Instant::now();
+    let worker = sandbox.worker()?;
+    let drain = Drain::watch(&mut db, queued, started).await?;
+    let worker_cpu = 100.0 * worker.cpu_seconds() / drain.done;
+    worker.stop().await?;
+    let unsent = db.unsent().await?;
+    Ok(vec![
+        queued as f64,
+        queued as f64 / drain.done,
+        0.8 * queued as f64 / (drain.ten - drain.ninety),
+        drain.first,
+        drain.done,
+        worker_cpu,
+        unsent as f64,
+    ])
+}
+
+/// Queues `args.backlog` messages (rounded up to whole batches) through `/send-bulk/`.
+async fn fill(sandbox: &Sandbox, args: &Args, priority: &str) -> anyhow::Result<()> {
+    let batches = args.backlog.div_ceil(BATCH);
+    let bodies = http::bulk_bodies(batches, BATCH, priority);
+    let tally = http::send_all(&sandbox.target(), SEND_BULK, bodies, args.bulk_connections, Expect::Bulk).await?;
+    let wanted = (batches * BATCH) as u64;
+    ensure!(
+        tally.accepted_total == wanted,
+        "filling the queue accepted {} of {wanted} messages ({} failed requests)",
+        tally.accepted_total,
+        tally.errors
+    );
+    Ok(())
+}
+
+/// When a draining backlog passed its marks, in seconds from `started`.
+struct Drain {
+    /// The first message left the queue.
+    first: f64,
+    /// 90 % and 10 % of the backlog were left.
+    ninety: f64,
+    ten: f64,
+    /// The queue was empty.
+    done: f64,
+}
+
+impl Drain {
+    async fn watch(db: &mut Db, initial: u64, started: Instant) -> anyhow::Result<Drain> {
+        let mut marks: [Option<f64>; 3] = [None; 3];
+        let thresholds = [initial.saturating_sub(1), initial * 9 / 10, initial / 10];
+        loop {
+            let left = db.backlog().await?;
+            let now = started.elapsed().as_secs_f64();
+            for (mark, threshold) in marks.iter_mut().zip(thresholds) {
+                if mark.is_none() && left <= threshold {
+                    *mark = Some(now);
+                }
+            }
+            if left == 0 {
+                let [first, ninety, ten] = marks.map(|m| m.unwrap_or(now));
+                return Ok(Drain { first, ninety, ten, done: now });
+            }
+            if started.elapsed() > DRAIN_TIMEOUT {
+                bail!("{left} of {initial} messages still queued after {DRAIN_TIMEOUT:?}");
+            }
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// priority: urgent probes behind a draining backlog of low messages
+
+pub async fn priority(args: &Args) -> anyhow::Result<()> {
+    let title = format!(
+        "priority: {} urgent probes per run behind {} low messages draining (herald serve)",
+        args.probes, args.backlog
+    );
+    let columns = [
+        "backlog@1st", "backlog@last", "p50 ms", "max ms", "seen p50", "seen max",
+    ];
+    let mut table = Table::new(title, &columns);
+    for _ in 0..args.runs {
+        table.push(priority_run(args).await?);
+    }
+    table.finish(&[("urgent reaches sent ≤ 200 ms (worst probe of all runs)", table.max("max ms") <= 200.0)]);
+    println!("   (ms: `sent` − `queued` in the message's history; seen: 202 → first status poll showing it sent, polled every 2 ms)");
+    Ok(())
+}
+
+async fn priority_run(args: &Args) -> anyhow::Result<Vec<f64>> {
+    let sandbox = Sandbox::new()?;
+    let server = sandbox.serve(false).await?;
+    fill(&sandbox, args, "low").await?;
+    server.stop().await?;
+
+    let server = sandbox.serve(true).await?;
+    let mut db = sandbox.db().await?;
+    let queued = db.backlog().await?;
+    // Probe only once the workers are busy with the backlog.
+    let started = Instant::now();
+    while db.backlog().await? == queued {
+        ensure!(started.elapsed() < Duration::from_secs(30), "the workers did not start draining");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut client = Client::connect(sandbox.target()).await?;
+    let (mut history, mut seen, mut backlogs) = (Vec::new(), Vec::new(), Vec::new());
+    for probe in 0..args.probes {
+        backlogs.push(db.backlog().await? as f64);
+        let (history_ms, seen_ms) = probe_urgent(&mut client, probe).await?;
+        history.push(history_ms);
+        seen.push(seen_ms);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await?;
+    let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+    Ok(vec![
+        backlogs.first().copied().unwrap_or(f64::NAN),
+        backlogs.last().copied().unwrap_or(f64::NAN),
+        median(&mut history.clone()),
+        max(&history),
+        median(&mut seen.clone()),
+        max(&seen),
+    ])
+}
+
+/// Sends one urgent message and polls its status until it left the queue. Returns its
+/// queued → sent time from the history, and the time from the 202 to seeing it sent, in ms.
+async fn probe_urgent(client: &mut Client, probe: usize) -> anyhow::Result<(f64, f64)> {
+    let (status, body) = client
+        .post(hyper::Uri::from_static(SEND_MESSAGE), http::urgent_body(probe))
+        .await?;
+    let accepted = Instant::now();
+    ensure!(status == StatusCode::ACCEPTED, "the urgent send was answered {status}");
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    let id = answer["message_id"].as_str().context("no message_id in the answer")?;
+    let path = format!("/api/messaging/message/{id}/status/");
+    loop {
+        let (status, body) = client.get(&path).await?;
+        ensure!(status == StatusCode::OK, "the status poll was answered {status}");
+        let view: serde_json::Value = serde_json::from_slice(&body)?;
+        let current = view["status"].as_str().unwrap_or_default();
+        if current != "queued" && current != "sending" {
+            let seen_ms = accepted.elapsed().as_secs_f64() * 1000.0;
+            let at = |wanted: &str| {
+                view["history"]
+                    .as_array()
+                    .and_then(|h| h.iter().find(|e| e["status"] == wanted))
+                    .and_then(|e| e["at"].as_str())
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            };
+            let (Some(queued), Some(sent)) = (at("queued"), at("sent")) else {
+                bail!("the urgent probe ended `{current}` without being sent: {view}");
+            };
+            let history_ms = (sent - queued).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
+            return Ok((history_ms, seen_ms));
+        }
+        ensure!(accepted.elapsed() < Duration::from_secs(60), "the urgent probe was not sent within 60 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// pace: a steady open-loop rate of single sends while the workers deliver
+
+pub async fn pace(args: &Args) -> anyhow::Result<()> {
+    let title = format!(
+        "pace: {} single sends/s offered for {} s over {} connections (open loop), herald serve",
+        args.rate, args.pace_duration, args.connections
+    );
+    let columns = [
+        "offered/s", "sent/s", "sent÷offered", "backlog max", "backlog end", "slope/s", "p50 ms",
+        "p99 ms", "errors", "srv CPU%", "drain s",
+    ];
+    let mut table = Table::new(title, &columns);
+    for _ in 0..args.runs {
+        table.push(pace_run(args).await?);
+    }
+    let rate = args.rate as f64;
+    table.finish(&[
+        ("API accepts the offered rate (within 10 %)", table.median("offered/s") >= 0.9 * rate),
+        ("sent at the offered rate (within 10 %)", (table.median("sent÷offered") - 1.0).abs() <= 0.10),
+        (
+            "no growing backlog (end < 1 s of traffic, slope < 1 % of the rate)",
+            table.median("backlog end") < rate && table.median("slope/s") < 0.01 * rate,
+        ),
+    ]);
+    println!("   (sent/s: messages leaving the queue from 5 s to the end; slope: backlog growth over the second half, by least squares)");
+    Ok(())
+}
+
+/// One second's view of the queue during the pace run.
+struct Sample {
+    at: f64,
+    accepted: u64,
+    backlog: u64,
+}
+
+impl Sample {
+    /// Messages that have left the queue (sent, or finished otherwise).
+    fn left_queue(&self) -> u64 {
+        self.accepted.saturating_sub(self.backlog)
+    }
+}
+
+async fn pace_run(args: &Args) -> anyhow::Result<Vec<f64>> {
+    let sandbox = Sandbox::new()?;
+    let server = sandbox.serve(true).await?;
+    let mut db = sandbox.db().await?;
+    let duration = Duration::from_secs(args.pace_duration);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let bodies = http::single_bodies(SINGLE_POOL, "normal");
+    let target = sandbox.target();
+    let load = http::open_loop(&target, SEND_MESSAGE, bodies, args.connections, args.rate, duration, Arc::clone(&accepted));
+    let sampler = sample_queue(&mut db, &accepted, duration);
+    let (load, samples) = tokio::join!(measure(&server, load), sampler);
+    let (mut measured, samples) = (load?, samples?);
+
+    let drained = Instant::now();
+    while db.backlog().await? > 0 {
+        ensure!(drained.elapsed() < Duration::from_secs(120), "the backlog did not drain after the load");
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    let drain = drained.elapsed().as_secs_f64();
+    server.stop().await?;
+
+    let from = samples
+        .iter()
+        .find(|s| s.at >= 5.0_f64.min(args.pace_duration as f64 / 4.0))
+        .context("too few samples")?;
+    let last = samples.last().context("no samples")?;
+    let offered = measured.tally.accepted_total as f64 / duration.as_secs_f64();
+    let sent = (last.left_queue() - from.left_queue()) as f64 / (last.at - from.at);
+    let second_half: Vec<&Sample> = samples.iter().filter(|s| s.at >= last.at / 2.0).collect();
+    Ok(vec![
+        offered,
+        sent,
+        sent / offered,
+        samples.iter().map(|s| s.backlog).max().unwrap_or(0) as f64,
+        last.backlog as f64,
+        slope(&second_half),
+        measured.tally.latency_ms(0.50),
+        measured.tally.latency_ms(0.99),
+        measured.tally.errors as f64,
+        measured.server_cpu,
+        drain,
+    ])
+}
+
+/// Samples accepted messages and queue depth once a second for `duration`.
+async fn sample_queue(db: &mut Db, accepted: &AtomicU64, duration: Duration) -> anyhow::Result<Vec<Sample>> {
+    let started = tokio::time::Instant::now();
+    let mut samples = Vec::new();
+    for second in 1..=duration.as_secs() {
+        tokio::time::sleep_until(started + Duration::from_secs(second)).await;
+        // Accepted first: a message accepted between the two reads then counts as queued
+        // (backlog over-, never under-estimated).
+        let accepted = accepted.load(Ordering::Relaxed);
+        let backlog = db.backlog().await?;
+        samples.push(Sample {
+            at: started.elapsed().as_secs_f64(),
+            accepted,
+            backlog,
+        });
+    }
+    Ok(samples)
+}
+
+/// Least-squares slope of the backlog over time, messages per second.
+fn slope(samples: &[&Sample]) -> f64 {
+    let n = samples.len() as f64;
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    let mean_t = samples.iter().map(|s| s.at).sum::<f64>() / n;
+    let mean_b = samples.iter().map(|s| s.backlog as f64).sum::<f64>() / n;
+    let covariance: f64 = samples.iter().map(|s| (s.at - mean_t) * (s.backlog as f64 - mean_b)).sum();
+    let variance: f64 = samples.iter().map(|s| (s.at - mean_t).powi(2)).sum();
+    covariance / variance
+}
