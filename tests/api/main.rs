@@ -12,5 +12,7 @@ mod idempotency;
 mod lifecycle;
 mod mock_rules;
 mod priority;
+mod process;
 mod rate_limit;
+mod scheduling;
 mod service;

@@ -1,0 +1,198 @@
+//! The `herald` binary itself: the CLI next to a running server, and SIGTERM draining.
+use crate::helpers::{API_KEY, PATIENCE, number, spawn_app, test_dir};
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn herald(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
+        .env(
+            "HERALD__DATABASE__URL",
+            format!("sqlite://{}", dir.join("herald.db").display()),
+        )
+        .env("HERALD__AUTH__BOOTSTRAP_API_KEY", API_KEY)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// The last line a command printed (where the new key goes).
+fn last_line(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn accounts_and_keys_can_be_created_while_serve_runs() {
+    let app = spawn_app().await;
+    let dir = app.dir.path().to_owned();
+
+    let created = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || {
+            herald(&dir)
+                .args(["accounts", "create", "acme", "--balance", "5.25"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let first_key = last_line(&created);
+    let another = tokio::task::spawn_blocking(move || {
+        herald(&dir)
+            .args(["keys", "create", "acme"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let second_key = last_line(&another);
+
+    assert_ne!(first_key, second_key);
+    for key in [&first_key, &second_key] {
+        let balance = app.balance_as(key).await;
+        assert_eq!(balance["balance"], 5.25);
+    }
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .env(
+            "HERALD__DATABASE__URL",
+            format!("sqlite://{}", app.dir.path().join("herald.db").display()),
+        )
+        .args(["keys", "create", "nobody"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nobody"));
+    app.stop().await;
+}
+
+/// Kills the child if the test fails before it exits.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn count(pool: &sqlx::SqlitePool, sql: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    n
+}
+
+#[tokio::test]
+async fn sigterm_lets_deliveries_in_flight_finish_and_gives_back_the_rest() {
+    // Arrange: slow hand-overs, so a SIGTERM finds deliveries in flight.
+    let dir = test_dir();
+    let port = free_port();
+    let child = herald(dir.path())
+        .args(["serve"])
+        .env("HERALD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("HERALD__PROVIDERS__MOCK__ACCEPT_DELAY_MS", "300")
+        .env("HERALD__WORKERS__CONCURRENCY", "4")
+        .env("HERALD__QUEUE__BATCH_SIZE", "8")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "herald never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let messages: Vec<Value> = (0..40)
+        .map(|i| json!({"phone_number": number(&format!("2{i:03}")), "message": "drain"}))
+        .collect();
+    let response = client
+        .post(format!("{base}/api/messaging/send-bulk/"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"messages": messages}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("herald.db").display()
+    ))
+    .await
+    .unwrap();
+    while count(
+        &pool,
+        "SELECT COUNT(*) FROM message WHERE status = 'sending'",
+    )
+    .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was ever claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Act
+    let pid = running.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || running.0.wait().unwrap())
+        .await
+        .unwrap();
+
+    // Assert: a clean exit, nothing left leased to the dead process, some delivered, the
+    // rest back in the queue for the next start.
+    assert!(status.success(), "exit status {status:?}");
+    let leased = count(
+        &pool,
+        "SELECT COUNT(*) FROM message WHERE status = 'sending' AND lease_until > 0",
+    )
+    .await;
+    assert_eq!(leased, 0, "every claim was finished or given back");
+    let sent = count(
+        &pool,
+        "SELECT COUNT(*) FROM message WHERE status IN ('sent', 'delivered', 'read')",
+    )
+    .await;
+    let waiting = count(
+        &pool,
+        "SELECT COUNT(*) FROM message WHERE status IN ('queued', 'sending')",
+    )
+    .await;
+    assert!(sent >= 1, "the deliveries in flight finished");
+    assert_eq!(
+        sent + waiting,
+        40,
+        "nothing lost: {sent} sent, {waiting} waiting"
+    );
+}
