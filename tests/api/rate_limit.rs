@@ -3,7 +3,7 @@
 use crate::helpers::{bulk_items, numbers_from, read_handover_log, spawn_in, test_dir, toml_path};
 
 /// Clock granularity and scheduling noise allowed on a hand-over's logged time (ms).
-const SLACK_MS: i64 = 30;
+const SLACK_MS: i64 = 50;
 
 #[tokio::test]
 async fn a_sender_rate_limit_holds_on_the_times_the_provider_saw() {
@@ -33,7 +33,7 @@ async fn a_sender_rate_limit_holds_on_the_times_the_provider_saw() {
     }
 
     // Assert
-    let mut times: Vec<i64> = read_handover_log(&log)
+    let mut times: Vec<i64> = read_handover_log(&app.handover_log())
         .into_iter()
         .map(|(_, _, ms)| ms)
         .collect();
@@ -62,4 +62,59 @@ async fn a_sender_rate_limit_holds_on_the_times_the_provider_saw() {
         "15 hand-overs in {span} ms; at 5/s they need {least_span} ms: {times:?}"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "engine bug: a claim's lease runs out while the message waits in the sender rate limiter, and the same worker claims and sends it again (see the report)"]
+async fn a_message_held_back_by_the_sender_rate_limit_is_handed_over_once() {
+    // Arrange: 2 messages a second, and a claim lease (1 s) shorter than the wait in the
+    // limiter for most of the batch (the default 30 s lease against Twilio's 1/s is the same
+    // situation for any backlog over 30 messages).
+    const COUNT: usize = 8;
+    let dir = test_dir();
+    let db = dir.path().join("herald.db");
+    let log = dir.path().join("handover.log");
+    let extra = format!(
+        "[providers.mock]\nhandover_log = {}\nsender_per_second = 2\n[workers]\nlease_seconds = 1\n",
+        toml_path(&log)
+    );
+    let app = spawn_in(dir, &extra, true).await;
+
+    // Act
+    let ids = app
+        .send_bulk_ok(&bulk_items(
+            &numbers_from(1000, COUNT as u32),
+            "normal",
+            "lease",
+        ))
+        .await;
+    for id in &ids {
+        app.wait_for(id, |s| matches!(s, "sent" | "delivered" | "read"))
+            .await;
+    }
+    let _dir = app.stop().await; // lets every delivery still in flight finish
+
+    // Assert: each message was claimed for delivery once (the mock hides a second hand-over
+    // of the same id, as its idempotency key would; Twilio has none and would send it twice).
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db)
+        .read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("the database opens");
+    let attempts: Vec<(String, i64)> = sqlx::query_as("SELECT message_id, attempts FROM message")
+        .fetch_all(&pool)
+        .await
+        .expect("attempts");
+    pool.close().await;
+    assert_eq!(
+        read_handover_log(&log).len(),
+        COUNT,
+        "the mock accepted each once"
+    );
+    let repeated: Vec<&(String, i64)> = attempts.iter().filter(|(_, n)| *n != 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "messages sent to the provider more than once (attempts): {repeated:?}"
+    );
 }
