@@ -203,8 +203,13 @@ impl Settings {
                 bail!("{key} = \"{name}\" is not a provider Herald has (only \"mock\" so far)");
             }
         }
-        if self.workers.heartbeat_seconds == 0 || self.workers.lease_seconds == 0 {
-            bail!("workers.heartbeat_seconds and workers.lease_seconds must be at least 1");
+        if self.workers.heartbeat_seconds == 0 {
+            bail!("workers.heartbeat_seconds must be at least 1");
+        }
+        // Leases are renewed every heartbeat; a lease that could run out between two beats
+        // would let a live worker's message be claimed again.
+        if self.workers.lease_seconds < 2 * self.workers.heartbeat_seconds + 1 {
+            bail!("workers.lease_seconds must be more than twice workers.heartbeat_seconds");
         }
         Ok(())
     }

@@ -5,18 +5,23 @@
 //! share; a limit shared across processes needs a common store (Redis) behind this same API,
 //! which arrives with the Redis backend.
 
-use crate::domain::AccountId;
+use crate::domain::{AccountId, Priority};
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// Limits applied before each hand-over to a provider.
 #[derive(Clone, Default)]
 pub struct DeliveryLimits {
-    sender: Option<Arc<DefaultKeyedRateLimiter<String>>>,
-    account: Option<Arc<DefaultKeyedRateLimiter<AccountId>>>,
+    sender: Option<Arc<Gates<String>>>,
+    account: Option<Arc<Gates<AccountId>>>,
 }
 
 impl DeliveryLimits {
@@ -24,35 +29,166 @@ impl DeliveryLimits {
         Self {
             // burst 1: a sender limited to N/s sends evenly, never N at once.
             sender: sender_per_second.map(|rate| {
-                Arc::new(RateLimiter::keyed(
+                Arc::new(Gates::new(
                     Quota::per_second(rate).allow_burst(NonZeroU32::MIN),
                 ))
             }),
             account: NonZeroU32::new(account_per_minute)
-                .map(|rate| Arc::new(RateLimiter::keyed(Quota::per_minute(rate)))),
+                .map(|rate| Arc::new(Gates::new(Quota::per_minute(rate)))),
         }
     }
 
-    /// Waits until both the sender and the account may send one more message.
-    pub async fn until_ready(&self, sender_key: &str, account: &AccountId) {
-        if let Some(limiter) = &self.account {
-            limiter.until_key_ready(account).await;
+    /// Waits until both the account and the sender may send one more message. Messages
+    /// waiting for the same key go in priority order, so an urgent message overtakes a
+    /// rate-limited backlog instead of queueing behind it.
+    pub async fn until_ready(&self, sender_key: &str, account: &AccountId, priority: Priority) {
+        if let Some(gates) = &self.account {
+            gates.pass(account, priority).await;
         }
-        if let Some(limiter) = &self.sender {
-            let key = sender_key.to_owned();
-            limiter.until_key_ready(&key).await;
+        if let Some(gates) = &self.sender {
+            gates.pass(&sender_key.to_owned(), priority).await;
         }
     }
 
-    /// Forgets keys idle long enough to be back at full capacity (keyed limiters grow
-    /// with every key otherwise).
+    /// Forgets keys idle long enough to be back at full capacity (they grow with every key
+    /// otherwise).
     pub fn forget_idle(&self) {
-        if let Some(l) = &self.sender {
-            l.retain_recent();
+        if let Some(g) = &self.sender {
+            g.forget_idle();
         }
-        if let Some(l) = &self.account {
-            l.retain_recent();
+        if let Some(g) = &self.account {
+            g.forget_idle();
         }
+    }
+}
+
+/// A key unused this long has its whole quota back (the longest quota period is a minute).
+const IDLE_AFTER: Duration = Duration::from_secs(61);
+
+/// One [`Gate`] per key, created on first use.
+struct Gates<K> {
+    quota: Quota,
+    gates: Mutex<HashMap<K, Arc<Gate>>>,
+    tickets: AtomicU64,
+}
+
+impl<K: Clone + Eq + Hash> Gates<K> {
+    fn new(quota: Quota) -> Self {
+        Self {
+            quota,
+            gates: Mutex::new(HashMap::new()),
+            tickets: AtomicU64::new(0),
+        }
+    }
+
+    async fn pass(&self, key: &K, priority: Priority) {
+        let gate = {
+            let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(
+                gates
+                    .entry(key.clone())
+                    .or_insert_with(|| Arc::new(Gate::new(self.quota))),
+            )
+        };
+        let ticket = (
+            Reverse(priority),
+            self.tickets.fetch_add(1, Ordering::Relaxed),
+        );
+        gate.pass(ticket).await;
+    }
+
+    fn forget_idle(&self) {
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        gates.retain(|_, gate| Arc::strong_count(gate) > 1 || !gate.idle_for(IDLE_AFTER));
+    }
+}
+
+/// Position in a gate's line: higher priority first, then first come.
+type Ticket = (Reverse<Priority>, u64);
+
+/// A rate limiter whose waiters are let through one at a time in priority order (governor
+/// serves concurrent waiters in no particular order).
+struct Gate {
+    limiter: DefaultDirectRateLimiter,
+    line: Mutex<Line>,
+    turn: Notify,
+}
+
+struct Line {
+    waiting: BTreeSet<Ticket>,
+    /// Someone is at the limiter, waiting for its cell.
+    busy: bool,
+    last_used: Instant,
+}
+
+impl Gate {
+    fn new(quota: Quota) -> Self {
+        Self {
+            limiter: RateLimiter::direct(quota),
+            line: Mutex::new(Line {
+                waiting: BTreeSet::new(),
+                busy: false,
+                last_used: Instant::now(),
+            }),
+            turn: Notify::new(),
+        }
+    }
+
+    fn line(&self) -> std::sync::MutexGuard<'_, Line> {
+        self.line.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn pass(&self, ticket: Ticket) {
+        self.line().waiting.insert(ticket);
+        // Leaves the line (or the limiter) however this future ends, also when it is dropped
+        // at shutdown, so a cancelled waiter never blocks the ones behind it.
+        let mut place = Place {
+            gate: self,
+            ticket,
+            at_limiter: false,
+        };
+        loop {
+            let turn = self.turn.notified();
+            tokio::pin!(turn);
+            turn.as_mut().enable();
+            {
+                let mut line = self.line();
+                if !line.busy && line.waiting.first() == Some(&ticket) {
+                    line.waiting.remove(&ticket);
+                    line.busy = true;
+                    place.at_limiter = true;
+                    break;
+                }
+            }
+            turn.await;
+        }
+        self.limiter.until_ready().await;
+    }
+
+    fn idle_for(&self, d: Duration) -> bool {
+        let line = self.line();
+        line.waiting.is_empty() && !line.busy && line.last_used.elapsed() >= d
+    }
+}
+
+struct Place<'a> {
+    gate: &'a Gate,
+    ticket: Ticket,
+    at_limiter: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        {
+            let mut line = self.gate.line();
+            if self.at_limiter {
+                line.busy = false;
+            } else {
+                line.waiting.remove(&self.ticket);
+            }
+            line.last_used = Instant::now();
+        }
+        self.gate.turn.notify_waiters();
     }
 }
 
@@ -88,6 +224,29 @@ impl ApiLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn waiters_for_a_limited_sender_go_in_priority_order() {
+        // 20 messages a second; after a first send, a low, a normal and an urgent one wait.
+        let limits = DeliveryLimits::new(NonZeroU32::new(20), 0);
+        let account = AccountId::generate();
+        limits.until_ready("s", &account, Priority::Low).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for priority in [Priority::Low, Priority::Normal, Priority::Urgent] {
+            let (limits, account, tx) = (limits.clone(), account.clone(), tx.clone());
+            tokio::spawn(async move {
+                limits.until_ready("s", &account, priority).await;
+                let _ = tx.send(priority);
+            });
+            tokio::task::yield_now().await;
+        }
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            order.extend(rx.recv().await);
+        }
+        // The low one was already first in line when the others came; after it, priority.
+        assert_eq!(order, [Priority::Low, Priority::Urgent, Priority::Normal]);
+    }
 
     #[test]
     fn api_limit_refuses_past_the_burst_and_says_how_long_to_wait() {

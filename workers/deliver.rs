@@ -61,7 +61,9 @@ impl Deliverer {
         let provider = self.provider(m.channel);
         let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
         let sender_key = format!("{}:{}:{from}", provider.name(), m.channel);
-        self.limits.until_ready(&sender_key, &m.account_id).await;
+        self.limits
+            .until_ready(&sender_key, &m.account_id, m.priority)
+            .await;
 
         let request = SendRequest {
             message_id: &m.message_id,

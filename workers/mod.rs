@@ -85,8 +85,9 @@ impl Workers {
         ));
 
         // Alive before the first claim, so no other process mistakes our claims for orphans.
+        let lease = Duration::from_secs(settings.workers.lease_seconds);
         store
-            .heartbeat(&instance_id)
+            .heartbeat(&instance_id, lease)
             .await
             .context("could not register the worker process")?;
 
@@ -98,6 +99,7 @@ impl Workers {
             instance_id.clone(),
             limits,
             Duration::from_secs(settings.workers.heartbeat_seconds),
+            lease,
             shutdown.clone(),
         ));
 
@@ -105,7 +107,7 @@ impl Workers {
             store,
             instance_id.clone(),
             settings.queue.batch_size,
-            Duration::from_secs(settings.workers.lease_seconds),
+            lease,
             Duration::from_millis(settings.queue.poll_interval_ms),
         );
         let concurrency = settings.workers.concurrency;

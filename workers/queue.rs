@@ -14,7 +14,8 @@ use apalis_core::task::task_id::RandomId;
 use apalis_core::worker::context::WorkerContext;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use std::collections::VecDeque;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,7 +34,13 @@ pub struct MessageQueue {
     batch_size: usize,
     lease: Duration,
     poll_interval: Duration,
-    buffer: VecDeque<ClaimedMessage>,
+    /// Claimed messages not yet handed to a delivery, highest priority first: a fetch that
+    /// brings an urgent message puts it ahead of the low ones claimed before.
+    buffer: BinaryHeap<Buffered>,
+    claimed: u64,
+    /// Tops the buffer up at least this often while it has room, so new urgent work is seen
+    /// even while slow deliveries (a rate-limited sender) keep the buffer from draining.
+    top_up: Pin<Box<tokio::time::Sleep>>,
     fetch: Option<BoxFuture<'static, StoreResult<Vec<ClaimedMessage>>>>,
     /// Armed before each fetch, so a notification that lands during the fetch is not lost.
     wake: Option<Pin<Box<OwnedNotified>>>,
@@ -55,7 +62,9 @@ impl MessageQueue {
             batch_size,
             lease,
             poll_interval,
-            buffer: VecDeque::with_capacity(batch_size),
+            buffer: BinaryHeap::with_capacity(batch_size),
+            claimed: 0,
+            top_up: Box::pin(tokio::time::sleep(poll_interval)),
             fetch: None,
             wake: None,
             idle: None,
@@ -70,7 +79,12 @@ impl MessageQueue {
         self.wake = Some(wake);
         let store = self.store.clone();
         let instance = Arc::clone(&self.instance_id);
-        let (limit, lease) = (self.batch_size, self.lease);
+        let (limit, lease) = (
+            self.batch_size.saturating_sub(self.buffer.len()).max(1),
+            self.lease,
+        );
+        let next = tokio::time::Instant::now() + self.poll_interval;
+        self.top_up.as_mut().reset(next);
         self.fetch = Some(async move { store.claim_due(&instance, limit, lease).await }.boxed());
     }
 
@@ -84,7 +98,15 @@ impl MessageQueue {
         };
         self.fetch = None;
         match result {
-            Ok(claimed) if !claimed.is_empty() => self.buffer.extend(claimed),
+            Ok(claimed) if !claimed.is_empty() => {
+                for message in claimed {
+                    self.claimed += 1;
+                    self.buffer.push(Buffered {
+                        order: (message.priority, Reverse(self.claimed)),
+                        message,
+                    });
+                }
+            }
             Ok(_) => {
                 let wake = self.wake.take();
                 let interval = self.poll_interval;
@@ -163,8 +185,8 @@ impl Backend for MessageQueue {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        match self.buffer.pop_front() {
-            Some(message) => Poll::Ready(Some(Ok(Task::new(message)))),
+        match self.buffer.pop() {
+            Some(buffered) => Poll::Ready(Some(Ok(Task::new(buffered.message)))),
             None => Poll::Pending,
         }
     }
@@ -179,9 +201,9 @@ impl Backend for MessageQueue {
             // start) sends them without waiting for the lease to run out.
             let released: Vec<DeliveryOutcome> = self
                 .buffer
-                .drain(..)
-                .map(|m| DeliveryOutcome::Released {
-                    message_id: m.message_id,
+                .drain()
+                .map(|b| DeliveryOutcome::Released {
+                    message_id: b.message.message_id,
                 })
                 .collect();
             let store = self.store.clone();
@@ -216,6 +238,32 @@ impl Backend for MessageQueue {
             Some(Poll::Pending) => Poll::Pending,
             None => Poll::Ready(Ok(())),
         }
+    }
+}
+
+/// A claimed message and its place in the buffer: priority, then claim order.
+struct Buffered {
+    order: (crate::domain::Priority, Reverse<u64>),
+    message: ClaimedMessage,
+}
+
+impl PartialEq for Buffered {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl Eq for Buffered {}
+
+impl PartialOrd for Buffered {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Buffered {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.order.cmp(&other.order)
     }
 }
 

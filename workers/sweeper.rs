@@ -1,4 +1,5 @@
-//! Housekeeping on a timer: this process's heartbeat, recovery of messages whose worker died
+//! Housekeeping on a timer: this process's heartbeat (which also renews the leases of the
+//! messages it holds, so none of them is claimed again while it waits), recovery of messages whose worker died
 //! mid-delivery (at start, and whenever a process goes silent), purging idempotency records
 //! past their 24 hours, and trimming idle rate-limiter keys.
 
@@ -18,6 +19,7 @@ pub(super) async fn run_until(
     instance_id: String,
     limits: DeliveryLimits,
     every: Duration,
+    lease: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let stale_after = every.saturating_mul(MISSED_BEATS);
@@ -27,15 +29,20 @@ pub(super) async fn run_until(
             _ = ticker.tick() => {}
             () = shutdown.cancelled() => return Ok(()),
         }
-        if let Err(e) = sweep(&store, &instance_id, stale_after).await {
+        if let Err(e) = sweep(&store, &instance_id, lease, stale_after).await {
             tracing::error!(error = %e, "housekeeping failed; trying again next beat");
         }
         limits.forget_idle();
     }
 }
 
-async fn sweep(store: &Store, instance_id: &str, stale_after: Duration) -> anyhow::Result<()> {
-    store.heartbeat(instance_id).await?;
+async fn sweep(
+    store: &Store,
+    instance_id: &str,
+    lease: Duration,
+    stale_after: Duration,
+) -> anyhow::Result<()> {
+    store.heartbeat(instance_id, lease).await?;
     let released = store.release_orphans(stale_after).await?;
     if released > 0 {
         tracing::warn!(

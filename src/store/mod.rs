@@ -316,9 +316,10 @@ impl Store {
         self.sqlite.insert_api_key(account_id, key_hash).await
     }
 
-    /// Records that this worker process is alive.
-    pub async fn heartbeat(&self, instance_id: &str) -> StoreResult<()> {
-        self.sqlite.heartbeat(instance_id).await
+    /// Records that this worker process is alive, and extends the leases of the messages it
+    /// holds to `lease` from now.
+    pub async fn heartbeat(&self, instance_id: &str, lease: Duration) -> StoreResult<()> {
+        self.sqlite.heartbeat(instance_id, lease).await
     }
 
     /// Releases messages claimed by worker processes silent for longer than `stale_after`

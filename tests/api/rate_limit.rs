@@ -65,17 +65,17 @@ async fn a_sender_rate_limit_holds_on_the_times_the_provider_saw() {
 }
 
 #[tokio::test]
-#[ignore = "engine bug: a claim's lease runs out while the message waits in the sender rate limiter, and the same worker claims and sends it again (see the report)"]
 async fn a_message_held_back_by_the_sender_rate_limit_is_handed_over_once() {
-    // Arrange: 2 messages a second, and a claim lease (1 s) shorter than the wait in the
-    // limiter for most of the batch (the default 30 s lease against Twilio's 1/s is the same
-    // situation for any backlog over 30 messages).
-    const COUNT: usize = 8;
+    // Arrange: 2 messages a second, and a claim lease (3 s) shorter than the wait in the
+    // limiter for the later messages of the batch (the default 30 s lease against Twilio's
+    // 1/s is the same situation for any backlog over 30 messages): only the worker's
+    // heartbeat renewing its leases keeps them from being claimed again.
+    const COUNT: usize = 10;
     let dir = test_dir();
     let db = dir.path().join("herald.db");
     let log = dir.path().join("handover.log");
     let extra = format!(
-        "[providers.mock]\nhandover_log = {}\nsender_per_second = 2\n[workers]\nlease_seconds = 1\n",
+        "[providers.mock]\nhandover_log = {}\nsender_per_second = 2\n[workers]\nlease_seconds = 3\n",
         toml_path(&log)
     );
     let app = spawn_in(dir, &extra, true).await;

@@ -50,13 +50,18 @@ pub(super) async fn run(conn: &mut SqliteConnection, m: Maintenance) -> StoreRes
                 .await?;
             Ok(done.rows_affected())
         }
-        Maintenance::Heartbeat(instance_id) => {
-            let done = sqlx::query(include_str!("queries/record_heartbeat.sql"))
-                .bind(instance_id)
+        Maintenance::Heartbeat { instance_id, lease } => {
+            sqlx::query(include_str!("queries/record_heartbeat.sql"))
+                .bind(&instance_id)
                 .bind(now.millis())
                 .execute(&mut *conn)
                 .await?;
-            Ok(done.rows_affected())
+            let renewed = sqlx::query(include_str!("queries/renew_leases.sql"))
+                .bind(&instance_id)
+                .bind(now.plus(lease).millis())
+                .execute(&mut *conn)
+                .await?;
+            Ok(renewed.rows_affected())
         }
         Maintenance::ReleaseOrphans(stale_after) => {
             let cutoff = now.minus(stale_after).millis();

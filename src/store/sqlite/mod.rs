@@ -117,8 +117,11 @@ impl SqliteStore {
         Ok(api_key_id)
     }
 
-    pub(super) async fn heartbeat(&self, instance_id: &str) -> StoreResult<()> {
-        let maintenance = Maintenance::Heartbeat(instance_id.to_owned());
+    pub(super) async fn heartbeat(&self, instance_id: &str, lease: Duration) -> StoreResult<()> {
+        let maintenance = Maintenance::Heartbeat {
+            instance_id: instance_id.to_owned(),
+            lease,
+        };
         self.call(|reply| Op::Maintenance(maintenance, reply))
             .await?;
         Ok(())

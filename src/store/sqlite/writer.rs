@@ -40,7 +40,11 @@ pub(super) enum Maintenance {
         account_id: AccountId,
         key_hash: [u8; 32],
     },
-    Heartbeat(String),
+    /// Records that a worker is alive and renews the leases of what it holds.
+    Heartbeat {
+        instance_id: String,
+        lease: Duration,
+    },
     ReleaseOrphans(Duration),
     PurgeIdempotency(Duration),
 }
