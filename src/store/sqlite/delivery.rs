@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-/// Share of a claim kept for each lower lane while higher lanes have work, so a flood of
-/// urgent traffic slows `low` down but never stops it (SPEC §4: no starvation).
+/// Share of a claim each lower lane gets first when it has work, so a flood of urgent
+/// traffic slows `low` down but never stops it (SPEC §4: no starvation).
 fn floor(priority: Priority, batch: usize) -> usize {
     match priority {
         Priority::Urgent => 0,
@@ -21,14 +21,14 @@ fn floor(priority: Priority, batch: usize) -> usize {
     }
 }
 
-/// How many to take from each lane, highest first, keeping the floors of the lanes below.
-fn lane_quota(priority: Priority, remaining: usize, batch: usize) -> usize {
-    let reserved_below: usize = Priority::DESCENDING
-        .iter()
-        .filter(|p| **p < priority)
-        .map(|p| floor(*p, batch))
-        .sum();
-    remaining.saturating_sub(reserved_below)
+/// How many to ask of `priority`'s lane: its floor in the first pass, then everything left,
+/// highest lane first.
+fn lane_quota(pass: usize, priority: Priority, remaining: usize, batch: usize) -> usize {
+    if pass == 0 {
+        floor(priority, batch).min(remaining)
+    } else {
+        remaining
+    }
 }
 
 pub(super) async fn claim_due(
@@ -40,17 +40,12 @@ pub(super) async fn claim_due(
     let now = Timestamp::now();
     let lease_until = now.plus(lease);
     let mut claimed = Vec::with_capacity(limit);
-    // First pass honours the floors; the second gives slots the lower lanes did not need back
-    // to the higher ones.
+    let mut exhausted: Vec<Priority> = Vec::new();
     for pass in 0..2 {
         for priority in Priority::DESCENDING {
             let remaining = limit.saturating_sub(claimed.len());
-            let quota = if pass == 0 {
-                lane_quota(priority, remaining, limit)
-            } else {
-                remaining
-            };
-            if quota == 0 {
+            let quota = lane_quota(pass, priority, remaining, limit);
+            if quota == 0 || exhausted.contains(&priority) {
                 continue;
             }
             let rows = sqlx::query(include_str!("queries/claim_lane.sql"))
@@ -61,12 +56,12 @@ pub(super) async fn claim_due(
                 .bind(i64::try_from(quota).unwrap_or(i64::MAX))
                 .fetch_all(&mut *conn)
                 .await?;
+            if rows.len() < quota {
+                exhausted.push(priority);
+            }
             for row in rows {
                 claimed.push(claimed_message(&row)?);
             }
-        }
-        if claimed.len() >= limit {
-            break;
         }
     }
     if !claimed.is_empty() {
@@ -326,11 +321,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quotas_leave_room_for_every_lower_lane() {
+    fn lower_lanes_get_their_floor_first_then_the_rest_goes_top_down() {
         let batch = 256;
-        let urgent = lane_quota(Priority::Urgent, batch, batch);
-        assert_eq!(urgent, batch - 64 - 32 - 16);
-        assert_eq!(lane_quota(Priority::Low, 16, batch), 16);
+        assert_eq!(lane_quota(0, Priority::Urgent, batch, batch), 0);
+        assert_eq!(lane_quota(0, Priority::High, batch, batch), 64);
+        assert_eq!(lane_quota(0, Priority::Low, batch, batch), 16);
+        assert_eq!(
+            lane_quota(0, Priority::Low, 3, batch),
+            3,
+            "never more than what is left"
+        );
+        assert_eq!(lane_quota(1, Priority::Urgent, 240, batch), 240);
         assert!(
             floor(Priority::Low, 4) >= 1,
             "low keeps a slot even in tiny batches"
