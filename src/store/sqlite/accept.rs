@@ -6,10 +6,19 @@ use crate::domain::{AccountId, Timestamp};
 use crate::store::{
     AcceptOutcome, AcceptRequest, ItemOutcome, NewMessage, StoreError, StoreResult, StoredResponse,
 };
-use sqlx::Row;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// Rows per INSERT: 16 parameters × 1,000 rows stays below SQLite's 32,766 variables.
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// The column list of `insert_messages.sql`; the writer repeats its VALUES tuple per row.
+fn insert_messages_prefix() -> &'static str {
+    let sql = include_str!("queries/insert_messages.sql");
+    sql.split("\nVALUES").next().unwrap_or(sql)
+}
 
 /// Idempotency records are honoured for 24 hours (SPEC §1).
 pub(crate) const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -143,18 +152,36 @@ impl Batch {
             if state.accepted.is_empty() {
                 continue;
             }
-            let rows: Vec<serde_json::Value> = state.accepted.iter().map(message_json).collect();
+            for chunk in state.accepted.chunks(ROWS_PER_INSERT) {
+                let mut insert = QueryBuilder::<Sqlite>::new(insert_messages_prefix());
+                insert.push_values(chunk, |mut row, m| {
+                    row.push_bind(m.message_id.as_str())
+                        .push_bind(account_id.as_str())
+                        .push_bind(m.campaign_id.as_deref())
+                        .push_bind(m.channel.as_str())
+                        .push_bind(m.phone_number.as_str())
+                        .push_bind(m.sender_id.as_deref())
+                        .push_bind(m.body.as_str())
+                        .push_bind(m.attachment_url.as_deref())
+                        .push_bind(m.priority.rank())
+                        .push("'queued'")
+                        .push_bind(i64::from(m.segments))
+                        .push_bind(m.cost.units())
+                        .push("'reserved'")
+                        .push_bind(m.due_at.millis())
+                        .push_bind(m.expires_at.millis())
+                        .push_bind(m.status_callback.as_deref())
+                        .push_bind(m.metadata.as_deref())
+                        .push_bind(now.millis())
+                        .push_bind(now.millis());
+                });
+                insert.build().execute(&mut *conn).await?;
+            }
             let ids: Vec<&str> = state
                 .accepted
                 .iter()
                 .map(|m| m.message_id.as_str())
                 .collect();
-            sqlx::query(include_str!("queries/insert_messages.sql"))
-                .bind(account_id.as_str())
-                .bind(serde_json::Value::Array(rows).to_string())
-                .bind(now.millis())
-                .execute(&mut *conn)
-                .await?;
             sqlx::query(include_str!("queries/insert_status_events.sql"))
                 .bind(serde_json::to_string(&ids).unwrap_or_default())
                 .bind("queued")
@@ -188,23 +215,4 @@ impl Batch {
         }
         Ok(())
     }
-}
-
-fn message_json(m: &NewMessage) -> serde_json::Value {
-    serde_json::json!({
-        "id": m.message_id.as_str(),
-        "campaign_id": m.campaign_id,
-        "channel": m.channel.as_str(),
-        "phone": m.phone_number,
-        "sender_id": m.sender_id,
-        "body": m.body,
-        "attachment_url": m.attachment_url,
-        "priority": m.priority.rank(),
-        "segments": m.segments,
-        "cost": m.cost.units(),
-        "due_at": m.due_at.millis(),
-        "expires_at": m.expires_at.millis(),
-        "status_callback": m.status_callback,
-        "metadata": m.metadata,
-    })
 }
