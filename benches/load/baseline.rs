@@ -39,7 +39,7 @@ struct SendBulk {
 }
 
 /// Serves until killed. Prints nothing: the harness waits for `/healthz`.
-pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -59,7 +59,10 @@ fn router() -> Router {
 
 async fn send_message(body: Bytes) -> Response {
     match serde_json::from_slice::<SendFields>(&body) {
-        Ok(_) => accepted(r#"{"success":true,"message_id":"msg_01JDZ8K5Q6V0X3M2N4P7R9S1T2","status":"queued"}"#.to_owned()),
+        Ok(_) => accepted(
+            r#"{"success":true,"message_id":"msg_01JDZ8K5Q6V0X3M2N4P7R9S1T2","status":"queued"}"#
+                .to_owned(),
+        ),
         Err(_) => StatusCode::BAD_REQUEST.into_response(),
     }
 }

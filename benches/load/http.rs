@@ -19,14 +19,14 @@ use tokio::task::JoinSet;
 
 /// Where requests go, with the headers every request carries (built once).
 #[derive(Clone)]
-pub struct Target {
+pub(crate) struct Target {
     addr: SocketAddr,
     host: HeaderValue,
     auth: HeaderValue,
 }
 
 impl Target {
-    pub fn new(addr: SocketAddr, api_key: &str) -> Target {
+    pub(crate) fn new(addr: SocketAddr, api_key: &str) -> Target {
         Target {
             addr,
             host: HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header"),
@@ -36,13 +36,13 @@ impl Target {
 }
 
 /// One keep-alive connection.
-pub struct Client {
+pub(crate) struct Client {
     sender: http1::SendRequest<Full<Bytes>>,
     target: Target,
 }
 
 impl Client {
-    pub async fn connect(target: Target) -> anyhow::Result<Client> {
+    pub(crate) async fn connect(target: Target) -> anyhow::Result<Client> {
         let stream = TcpStream::connect(target.addr).await?;
         stream.set_nodelay(true)?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
@@ -51,15 +51,25 @@ impl Client {
         Ok(Client { sender, target })
     }
 
-    pub async fn post(&mut self, path: Uri, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
+    pub(crate) async fn post(
+        &mut self,
+        path: Uri,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         self.send(Method::POST, path, body).await
     }
 
-    pub async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
-        self.send(Method::GET, Uri::try_from(path)?, Bytes::new()).await
+    pub(crate) async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.send(Method::GET, Uri::try_from(path)?, Bytes::new())
+            .await
     }
 
-    async fn send(&mut self, method: Method, path: Uri, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: Uri,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(headers) = request.headers_mut() {
             headers.insert(HOST, self.target.host.clone());
@@ -69,7 +79,10 @@ impl Client {
             }
         }
         self.sender.ready().await?;
-        let response = self.sender.send_request(request.body(Full::new(body))?).await?;
+        let response = self
+            .sender
+            .send_request(request.body(Full::new(body))?)
+            .await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
@@ -78,7 +91,7 @@ impl Client {
 
 /// How to read an answer: how many messages it accepted (`None`: the request failed).
 #[derive(Debug, Clone, Copy)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// `POST /send-message/`: one message per 202.
     Single,
     /// `POST /send-bulk/`: the answer's `accepted` count.
@@ -106,19 +119,19 @@ impl Expect {
 
 /// What a load produced, measured over its window.
 #[derive(Debug, Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// Requests answered as expected inside the window.
-    pub requests: u64,
+    pub(crate) requests: u64,
     /// Messages those requests got accepted.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// Unexpected answers or broken connections inside the window.
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// Messages accepted over the whole load, warm-up included (for durability checks).
-    pub accepted_total: u64,
+    pub(crate) accepted_total: u64,
     /// One entry per request inside the window, microseconds.
-    pub latencies_us: Vec<u32>,
+    pub(crate) latencies_us: Vec<u32>,
     /// Seconds the window lasted.
-    pub window: f64,
+    pub(crate) window: f64,
 }
 
 impl Tally {
@@ -130,16 +143,16 @@ impl Tally {
         self.latencies_us.extend(other.latencies_us);
     }
 
-    pub fn requests_per_second(&self) -> f64 {
+    pub(crate) fn requests_per_second(&self) -> f64 {
         self.requests as f64 / self.window
     }
 
-    pub fn messages_per_second(&self) -> f64 {
+    pub(crate) fn messages_per_second(&self) -> f64 {
         self.messages as f64 / self.window
     }
 
     /// The `q` quantile (0..=1) of request latency, in milliseconds.
-    pub fn latency_ms(&mut self, q: f64) -> f64 {
+    pub(crate) fn latency_ms(&mut self, q: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return f64::NAN;
         }
@@ -149,7 +162,8 @@ impl Tally {
         f64::from(self.latencies_us[at.min(last)]) / 1000.0
     }
 
-    /// Records one answered request (or failure) that ended at `done`.
+    /// Records one request's outcome (`None`: it failed); only `counted` ones (those that
+    /// ended inside the window) enter the window's figures.
     fn record(&mut self, outcome: Option<u64>, latency: Duration, counted: bool) {
         if let Some(n) = outcome {
             self.accepted_total += n;
@@ -170,7 +184,13 @@ impl Tally {
 }
 
 /// One request on `client`, reconnecting when the connection broke. `None`: it failed.
-async fn attempt(client: &mut Option<Client>, target: &Target, path: &Uri, body: Bytes, expect: Expect) -> Option<u64> {
+async fn attempt(
+    client: &mut Option<Client>,
+    target: &Target,
+    path: &Uri,
+    body: Bytes,
+    expect: Expect,
+) -> Option<u64> {
     if client.is_none() {
         *client = Client::connect(target.clone()).await.ok();
     }
@@ -187,7 +207,7 @@ async fn attempt(client: &mut Option<Client>, target: &Target, path: &Uri, body:
 
 /// Closed loop: `connections` connections send back to back for `warmup + duration`;
 /// requests answered during the last `duration` are counted.
-pub async fn closed_loop(
+pub(crate) async fn closed_loop(
     target: &Target,
     path: &'static str,
     bodies: Arc<Vec<Bytes>>,
@@ -226,7 +246,7 @@ pub async fn closed_loop(
 }
 
 /// Sends every body once, over `connections` connections; for filling queues.
-pub async fn send_all(
+pub(crate) async fn send_all(
     target: &Target,
     path: &'static str,
     bodies: Arc<Vec<Bytes>>,
@@ -238,8 +258,12 @@ pub async fn send_all(
     let start = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..connections {
-        let (target, path, bodies, next) =
-            (target.clone(), path.clone(), Arc::clone(&bodies), Arc::clone(&next));
+        let (target, path, bodies, next) = (
+            target.clone(),
+            path.clone(),
+            Arc::clone(&bodies),
+            Arc::clone(&next),
+        );
         tasks.spawn(async move {
             let mut client = Some(Client::connect(target.clone()).await?);
             let mut tally = Tally::default();
@@ -260,7 +284,7 @@ pub async fn send_all(
 /// connection `i` sends requests `i`, `i + connections`, …. Latency runs from the due time,
 /// so a server that falls behind shows it (no coordinated omission). `accepted` counts
 /// accepted messages as they come, for samplers running alongside.
-pub async fn open_loop(
+pub(crate) async fn open_loop(
     target: &Target,
     path: &'static str,
     bodies: Arc<Vec<Bytes>>,
@@ -274,8 +298,12 @@ pub async fn open_loop(
     let total = u64::try_from(duration.as_millis())? * rate / 1000;
     let mut tasks = JoinSet::new();
     for id in 0..connections {
-        let (target, path, bodies, accepted) =
-            (target.clone(), path.clone(), Arc::clone(&bodies), Arc::clone(&accepted));
+        let (target, path, bodies, accepted) = (
+            target.clone(),
+            path.clone(),
+            Arc::clone(&bodies),
+            Arc::clone(&accepted),
+        );
         tasks.spawn(async move {
             let mut client = Some(Client::connect(target.clone()).await?);
             let mut tally = Tally::default();
@@ -314,7 +342,7 @@ fn phone_number(i: usize) -> String {
 }
 
 /// Single-send bodies, each to another number (a pool reused round-robin).
-pub fn single_bodies(count: usize, priority: &str) -> Arc<Vec<Bytes>> {
+pub(crate) fn single_bodies(count: usize, priority: &str) -> Arc<Vec<Bytes>> {
     let bodies = (0..count)
         .map(|i| {
             let body = serde_json::json!({
@@ -330,7 +358,7 @@ pub fn single_bodies(count: usize, priority: &str) -> Arc<Vec<Bytes>> {
 
 /// `count` bulk bodies of `per_batch` items, numbers distinct within a batch (a repeated
 /// number and text would be refused as `duplicate_recipient`).
-pub fn bulk_bodies(count: usize, per_batch: usize, priority: &str) -> Arc<Vec<Bytes>> {
+pub(crate) fn bulk_bodies(count: usize, per_batch: usize, priority: &str) -> Arc<Vec<Bytes>> {
     let bodies = (0..count)
         .map(|batch| {
             let messages: Vec<serde_json::Value> = (0..per_batch)
@@ -349,7 +377,7 @@ pub fn bulk_bodies(count: usize, per_batch: usize, priority: &str) -> Arc<Vec<By
 }
 
 /// One urgent message, for the priority probes.
-pub fn urgent_body(probe: usize) -> Bytes {
+pub(crate) fn urgent_body(probe: usize) -> Bytes {
     let body = serde_json::json!({
         "phone_number": phone_number(9000 + probe),
         "message": format!("Herald urgent probe {probe}"),

@@ -43,43 +43,47 @@ enum Scenario {
 /// Options shared by the scenarios; the defaults are the targets.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "load", about = "Herald load benchmarks (see BENCHMARKS.md)")]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(value_enum, default_value = "all")]
     scenario: Scenario,
     /// Runs per scenario, each on a fresh database; tables show every run and the median.
     #[arg(long, default_value_t = 3)]
-    pub runs: usize,
+    pub(crate) runs: usize,
     /// Measured seconds of closed-loop load per run (ingest, bulk).
     #[arg(long, default_value_t = 10)]
-    pub duration: u64,
+    pub(crate) duration: u64,
     /// Seconds of load before measuring starts (connections, caches, WAL growth).
     #[arg(long, default_value_t = 1)]
-    pub warmup: u64,
+    pub(crate) warmup: u64,
     /// Concurrent connections for single sends (ingest, pace).
     #[arg(long, default_value_t = 64)]
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Concurrent connections for bulk sends (bulk, and filling backlogs).
     #[arg(long, default_value_t = 16)]
-    pub bulk_connections: usize,
+    pub(crate) bulk_connections: usize,
     /// Messages queued before the dispatch and priority scenarios.
     #[arg(long, default_value_t = 100_000)]
-    pub backlog: usize,
+    pub(crate) backlog: usize,
     /// Urgent probes per priority run.
     #[arg(long, default_value_t = 5)]
-    pub probes: usize,
+    pub(crate) probes: usize,
     /// Offered rate of single sends in the pace scenario, per second.
     #[arg(long, default_value_t = 2000)]
-    pub rate: u64,
+    pub(crate) rate: u64,
     /// Seconds the pace scenario offers its rate.
     #[arg(long, default_value_t = 60)]
-    pub pace_duration: u64,
+    pub(crate) pace_duration: u64,
     /// Run ingest and bulk against `herald serve` with its workers delivering, instead of
     /// `serve --no-workers` (API only).
     #[arg(long)]
-    pub workers: bool,
+    pub(crate) workers: bool,
     /// Skip the baseline handler (ingest, bulk): faster, but no ratio.
     #[arg(long)]
-    pub no_baseline: bool,
+    pub(crate) no_baseline: bool,
+    /// Diagnostic: push the mock's delivery receipts a day out, so no receipt is applied
+    /// during a run and the figures show the dispatch path alone.
+    #[arg(long)]
+    pub(crate) no_receipts: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,

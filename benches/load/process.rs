@@ -1,6 +1,7 @@
 //! The processes under test (`herald serve`, `herald worker`, the baseline), their
 //! sandboxes, CPU accounting from `/proc`, and read access to Herald's SQLite file.
 
+use crate::Args;
 use crate::http::{Client, Target};
 use anyhow::{Context, bail};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -12,10 +13,16 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// The key every benchmark run registers as the bootstrap account's.
-pub const API_KEY: &str = "bench-3f1c9a7e5b2d4c6a8e0f1b3d5c7a9e2f";
+pub(crate) const API_KEY: &str = "bench-3f1c9a7e5b2d4c6a8e0f1b3d5c7a9e2f";
 
-/// Built by Cargo for bench targets, in the bench profile (release settings).
+/// Built by Cargo for bench targets, in the bench profile (release settings). `HERALD_BIN`
+/// overrides it at run time: to keep one binary through a long series while the tree
+/// changes, or to compare two builds.
 const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+fn herald_binary() -> std::ffi::OsString {
+    std::env::var_os("HERALD_BIN").unwrap_or_else(|| HERALD.into())
+}
 
 /// How long a process may take to answer `/healthz` after it starts.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,29 +30,31 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One run's fresh database folder and port; every process of the run shares them.
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     dir: TempDir,
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
+    receipts: bool,
 }
 
 impl Sandbox {
-    pub fn new() -> anyhow::Result<Sandbox> {
+    pub(crate) fn new(args: &Args) -> anyhow::Result<Sandbox> {
         Ok(Sandbox {
             dir: tempfile::Builder::new().prefix("herald-bench-").tempdir()?,
             addr: free_port()?,
+            receipts: !args.no_receipts,
         })
     }
 
-    pub fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.dir.path().join("herald.db")
     }
 
-    pub fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         Target::new(self.addr, API_KEY)
     }
 
     /// `herald serve` (with `--no-workers` unless `workers`), once it answers `/healthz`.
-    pub async fn serve(&self, workers: bool) -> anyhow::Result<Server> {
+    pub(crate) async fn serve(&self, workers: bool) -> anyhow::Result<Server> {
         let mut args = vec!["serve"];
         if !workers {
             args.push("--no-workers");
@@ -56,21 +65,22 @@ impl Sandbox {
     }
 
     /// `herald worker`: delivery only, no HTTP. Returns as soon as it is started.
-    pub fn worker(&self) -> anyhow::Result<Server> {
+    pub(crate) fn worker(&self) -> anyhow::Result<Server> {
         self.spawn(&["worker"])
     }
 
     fn spawn(&self, args: &[&str]) -> anyhow::Result<Server> {
         let log_path = self.dir.path().join(format!("{}.log", args.join("-")));
         let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(HERALD)
+        let binary = herald_binary();
+        let child = Command::new(&binary)
             .args(args)
             .envs(self.env())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("could not start {HERALD}"))?;
+            .with_context(|| format!("could not start {}", binary.to_string_lossy()))?;
         Ok(Server {
             child,
             log: Some(log_path),
@@ -80,24 +90,41 @@ impl Sandbox {
     /// The issue's setup: SQLite defaults, zero-latency mock, no rate limits that could cap
     /// a figure. Anything else comes from the caller's `HERALD__…` environment, inherited.
     fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("HERALD__DATABASE__URL", format!("sqlite://{}", self.db_path().display())),
+        let mut env = vec![
+            (
+                "HERALD__DATABASE__URL",
+                format!("sqlite://{}", self.db_path().display()),
+            ),
             ("HERALD__SERVER__LISTEN", self.addr.to_string()),
             ("HERALD__AUTH__BOOTSTRAP_API_KEY", API_KEY.to_owned()),
-            ("HERALD__LIMITS__API_REQUESTS_PER_SECOND", "1000000".to_owned()),
+            (
+                "HERALD__LIMITS__API_REQUESTS_PER_SECOND",
+                "1000000".to_owned(),
+            ),
             ("HERALD__LIMITS__API_BURST", "1000000".to_owned()),
             ("HERALD__LIMITS__ACCOUNT_PER_MINUTE", "0".to_owned()),
             ("HERALD__PROVIDERS__MOCK__ACCEPT_DELAY_MS", "0".to_owned()),
             ("HERALD__PROVIDERS__MOCK__SENDER_PER_SECOND", "0".to_owned()),
             // A run sends more than the default balance (1,000 USD ≈ 133k SMS) and daily
             // limit (1M) allow; neither should be what stops a benchmark.
-            ("HERALD__ACCOUNTS__BOOTSTRAP_BALANCE", "1000000000".to_owned()),
+            (
+                "HERALD__ACCOUNTS__BOOTSTRAP_BALANCE",
+                "1000000000".to_owned(),
+            ),
             ("HERALD__ACCOUNTS__DAILY_LIMIT", "1000000000".to_owned()),
-        ]
+        ];
+        if !self.receipts {
+            // Due in a day: scheduled, never applied while the run lasts.
+            env.push((
+                "HERALD__PROVIDERS__MOCK__DELIVER_AFTER_MS",
+                "86400000".to_owned(),
+            ));
+        }
+        env
     }
 
     /// A read-only connection to the run's database (WAL: it never blocks Herald's writer).
-    pub async fn db(&self) -> anyhow::Result<Db> {
+    pub(crate) async fn db(&self) -> anyhow::Result<Db> {
         let options = SqliteConnectOptions::new()
             .filename(self.db_path())
             .read_only(true);
@@ -109,7 +136,7 @@ impl Sandbox {
 }
 
 /// The baseline server: this bench binary again, with `--baseline-server`.
-pub async fn start_baseline() -> anyhow::Result<(Server, Target)> {
+pub(crate) async fn start_baseline() -> anyhow::Result<(Server, Target)> {
     let addr = free_port()?;
     let child = Command::new(std::env::current_exe()?)
         .arg("--baseline-server")
@@ -129,7 +156,7 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 }
 
 /// A child process under test; killed if dropped while running.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     log: Option<PathBuf>,
 }
@@ -146,16 +173,19 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        bail!("the server did not answer on {addr} within {READY_TIMEOUT:?}{}", self.log_tail())
+        bail!(
+            "the server did not answer on {addr} within {READY_TIMEOUT:?}{}",
+            self.log_tail()
+        )
     }
 
     /// CPU seconds (user + system) the process has used so far.
-    pub fn cpu_seconds(&self) -> f64 {
+    pub(crate) fn cpu_seconds(&self) -> f64 {
         cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
 
     /// SIGTERM, then waits for the graceful drain (workers finish, writer commits).
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()?;
@@ -176,14 +206,18 @@ impl Server {
     }
 
     /// SIGKILL: no drain, no final commit. What was answered 202 must still be there.
-    pub fn kill(mut self) -> anyhow::Result<()> {
+    pub(crate) fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
     }
 
     fn log_tail(&self) -> String {
-        let Some(text) = self.log.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else {
+        let Some(text) = self
+            .log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        else {
             return String::new();
         };
         let lines: Vec<&str> = text.lines().collect();
@@ -202,7 +236,7 @@ impl Drop for Server {
 }
 
 /// CPU seconds of this process (the load generator), for showing it is not the bottleneck.
-pub fn own_cpu_seconds() -> f64 {
+pub(crate) fn own_cpu_seconds() -> f64 {
     cpu_seconds("/proc/self/stat")
 }
 
@@ -220,30 +254,35 @@ fn cpu_seconds(stat_path: &str) -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / TICKS_PER_SECOND
 }
 
 /// Read access to a run's SQLite file.
-pub struct Db {
+pub(crate) struct Db {
     conn: SqliteConnection,
 }
 
 impl Db {
     /// Messages waiting for delivery or being delivered: the queue's depth. The condition
     /// is the partial index `message_ready`'s own, so this counts index entries only.
-    pub async fn backlog(&mut self) -> anyhow::Result<u64> {
+    pub(crate) async fn backlog(&mut self) -> anyhow::Result<u64> {
         self.count("SELECT COUNT(*) FROM message WHERE status IN ('queued', 'sending')")
             .await
     }
 
     /// Every stored message (a full scan: only after the load).
-    pub async fn messages(&mut self) -> anyhow::Result<u64> {
+    pub(crate) async fn messages(&mut self) -> anyhow::Result<u64> {
         self.count("SELECT COUNT(*) FROM message").await
     }
 
     /// Messages that ended without being sent (a full scan: only after the load).
-    pub async fn unsent(&mut self) -> anyhow::Result<u64> {
+    pub(crate) async fn unsent(&mut self) -> anyhow::Result<u64> {
         self.count(
             "SELECT COUNT(*) FROM message \
              WHERE status IN ('failed', 'expired', 'undelivered', 'canceled')",
@@ -251,8 +290,25 @@ impl Db {
         .await
     }
 
-    async fn count(&mut self, sql: &str) -> anyhow::Result<u64> {
+    async fn count(&mut self, sql: &'static str) -> anyhow::Result<u64> {
         let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut self.conn).await?;
         Ok(u64::try_from(n)?)
     }
+}
+
+/// The binary under test and when it was built, for the record.
+pub(crate) fn herald_description() -> String {
+    let binary = herald_binary();
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        });
+    format!(
+        "{} (built {})",
+        binary.to_string_lossy(),
+        built.unwrap_or_else(|| "?".to_owned())
+    )
 }

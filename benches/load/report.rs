@@ -2,14 +2,14 @@
 //! doing (a benchmark on a busy 2-core machine measures the other processes too).
 
 /// One scenario's results: a row of numbers per run, under named columns.
-pub struct Table {
+pub(crate) struct Table {
     title: String,
     columns: Vec<&'static str>,
     rows: Vec<Vec<f64>>,
 }
 
 impl Table {
-    pub fn new(title: impl Into<String>, columns: &[&'static str]) -> Table {
+    pub(crate) fn new(title: impl Into<String>, columns: &[&'static str]) -> Table {
         Table {
             title: title.into(),
             columns: columns.to_vec(),
@@ -19,11 +19,25 @@ impl Table {
 
     /// Adds a run's row (one value per column) and prints it at once, so a long scenario
     /// shows progress.
-    pub fn push(&mut self, row: Vec<f64>) {
-        assert_eq!(row.len(), self.columns.len(), "a row has one value per column");
+    pub(crate) fn push(&mut self, row: Vec<f64>) {
+        assert_eq!(
+            row.len(),
+            self.columns.len(),
+            "a row has one value per column"
+        );
         if self.rows.is_empty() {
             println!("\n== {}", self.title);
-            println!("{}", self.line("run", &self.columns.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>()));
+            println!(
+                "{}",
+                self.line(
+                    "run",
+                    &self
+                        .columns
+                        .iter()
+                        .map(|c| (*c).to_owned())
+                        .collect::<Vec<_>>()
+                )
+            );
         }
         let cells: Vec<String> = row.iter().map(|v| format_value(*v)).collect();
         println!("{}", self.line(&(self.rows.len() + 1).to_string(), &cells));
@@ -31,16 +45,21 @@ impl Table {
     }
 
     /// The median of a column over the runs (NaN values, e.g. a missing baseline, ignored).
-    pub fn median(&self, column: &str) -> f64 {
+    pub(crate) fn median(&self, column: &str) -> f64 {
         let Some(i) = self.columns.iter().position(|c| *c == column) else {
             return f64::NAN;
         };
-        let mut values: Vec<f64> = self.rows.iter().map(|r| r[i]).filter(|v| !v.is_nan()).collect();
+        let mut values: Vec<f64> = self
+            .rows
+            .iter()
+            .map(|r| r[i])
+            .filter(|v| !v.is_nan())
+            .collect();
         median(&mut values)
     }
 
     /// The largest value of a column over the runs.
-    pub fn max(&self, column: &str) -> f64 {
+    pub(crate) fn max(&self, column: &str) -> f64 {
         let Some(i) = self.columns.iter().position(|c| *c == column) else {
             return f64::NAN;
         };
@@ -48,8 +67,12 @@ impl Table {
     }
 
     /// Prints the median row and one verdict line per goal.
-    pub fn finish(&self, goals: &[(&str, bool)]) {
-        let medians: Vec<String> = self.columns.iter().map(|c| format_value(self.median(c))).collect();
+    pub(crate) fn finish(&self, goals: &[(&str, bool)]) {
+        let medians: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format_value(self.median(c)))
+            .collect();
         println!("{}", self.line("median", &medians));
         for (goal, met) in goals {
             println!("   goal {goal}: {}", if *met { "MET" } else { "MISSED" });
@@ -66,7 +89,7 @@ impl Table {
     }
 }
 
-pub fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -93,14 +116,18 @@ fn format_value(v: f64) -> String {
 }
 
 /// Cores, load average and compilers running now: the context every figure needs.
-pub fn print_machine() {
+pub(crate) fn print_machine() {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     println!("machine: {cores} cores, load average {}", load.join(" "));
+    println!("herald: {}", crate::process::herald_description());
     let busy = heavy_processes();
     if !busy.is_empty() {
-        println!("WARNING: other heavy processes are running ({}); figures will be low", busy.join(", "));
+        println!(
+            "WARNING: other heavy processes are running ({}); figures will be low",
+            busy.join(", ")
+        );
     }
 }
 
