@@ -122,11 +122,15 @@ fn unsent(m: &ClaimedMessage, status: MessageStatus, code: &str, message: &str) 
     }
 }
 
+/// Attempts at recording one outcome before giving up (about 6 s in all).
+const RECORD_ATTEMPTS: u32 = 6;
+
 /// The apalis task handler.
 ///
 /// # Errors
-/// The outcome could not be recorded; the message stays leased and is retried once the
-/// lease runs out.
+/// The outcome could not be recorded even after retries. The message stays claimed by this
+/// process (its lease is renewed while the process lives) and is sent again, under the same
+/// idempotency key, by the next start's orphan recovery.
 #[tracing::instrument(skip_all, fields(message_id = %message.message_id, attempt = message.attempts))]
 pub(super) async fn deliver(
     message: ClaimedMessage,
@@ -142,7 +146,20 @@ pub(super) async fn deliver(
         }
         DeliveryOutcome::Released { .. } => None,
     };
-    deliverer.store.record_outcomes(vec![outcome]).await?;
+    // The provider may already have the message: losing this write would mean sending it
+    // again, so a failed write (database busy, disk briefly full) is retried before giving up.
+    let mut pause = std::time::Duration::from_millis(100);
+    for attempt in 1..=RECORD_ATTEMPTS {
+        match deliverer.store.record_outcomes(vec![outcome.clone()]).await {
+            Ok(()) => break,
+            Err(e) if attempt == RECORD_ATTEMPTS => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "recording a delivery outcome failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2);
+            }
+        }
+    }
     if let Some(status) = metric {
         deliverer.metrics.delivery_finished(message.channel, status);
     }

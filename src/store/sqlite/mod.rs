@@ -225,18 +225,25 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use sqlx::Executor;
+    use sqlx::sqlite::SqliteConnection;
+
+    /// A connection to a fresh, migrated database in `dir`.
+    async fn migrated(dir: &tempfile::TempDir) -> SqliteConnection {
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let mut conn = options.connect().await.unwrap();
+        MIGRATOR.run(&mut conn).await.unwrap();
+        conn
+    }
 
     /// The compile-time check sqlx's macros would give, done at test time instead: every
     /// query file must prepare against a freshly migrated database.
     #[tokio::test]
     async fn every_query_file_prepares_against_the_migrated_schema() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("q.db").display());
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true);
-        let mut conn = options.connect().await.unwrap();
-        MIGRATOR.run(&mut conn).await.unwrap();
+        let mut conn = migrated(&dir).await;
 
         let folder =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/sqlite/queries");
@@ -267,12 +274,7 @@ mod tests {
     #[tokio::test]
     async fn hot_queries_never_scan_the_message_table() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true);
-        let mut conn = options.connect().await.unwrap();
-        MIGRATOR.run(&mut conn).await.unwrap();
+        let mut conn = migrated(&dir).await;
         let hot = [
             include_str!("queries/claim_lane.sql"),
             include_str!("queries/mark_sent.sql"),
