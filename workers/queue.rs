@@ -16,6 +16,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,6 +29,9 @@ use tower::layer::util::Identity;
 /// restarting; a worker must not spin, nor stop).
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
+/// One small top-up claim in this many is a fair one.
+const FAIR_EVERY: u64 = 8;
+
 pub struct MessageQueue {
     store: Store,
     instance_id: Arc<str>,
@@ -38,6 +42,7 @@ pub struct MessageQueue {
     /// brings an urgent message puts it ahead of the low ones claimed before.
     buffer: BinaryHeap<Buffered>,
     claimed: u64,
+    fetches: u64,
     /// Tops the buffer up at least this often while it has room, so new urgent work is seen
     /// even while slow deliveries (a rate-limited sender) keep the buffer from draining.
     top_up: Pin<Box<tokio::time::Sleep>>,
@@ -64,6 +69,7 @@ impl MessageQueue {
             poll_interval,
             buffer: BinaryHeap::with_capacity(batch_size),
             claimed: 0,
+            fetches: 0,
             top_up: Box::pin(tokio::time::sleep(poll_interval)),
             fetch: None,
             wake: None,
@@ -85,7 +91,12 @@ impl MessageQueue {
         );
         let next = tokio::time::Instant::now() + self.poll_interval;
         self.top_up.as_mut().reset(next);
-        self.fetch = Some(async move { store.claim_due(&instance, limit, lease).await }.boxed());
+        // Refills share the claim between lanes; small top-ups take the most urgent work,
+        // except every FAIR_EVERY-th, so a busy slow sender still lets `low` through.
+        self.fetches = self.fetches.wrapping_add(1);
+        let fair = limit >= self.batch_size / 2 || self.fetches.is_multiple_of(FAIR_EVERY);
+        self.fetch =
+            Some(async move { store.claim_due(&instance, limit, lease, fair).await }.boxed());
     }
 
     /// Drives an in-flight fetch; true when it finished (successfully or not).
@@ -144,12 +155,13 @@ impl Backend for MessageQueue {
         _: &WorkerContext,
     ) -> Poll<Result<(), Self::Error>> {
         loop {
-            // Refill early, while the buffer still feeds the deliveries.
-            if self.buffer.len() <= self.batch_size / 2
-                && self.fetch.is_none()
-                && self.idle.is_none()
-            {
-                self.start_fetch();
+            // Refill early, while the buffer still feeds the deliveries, and top it up every
+            // poll interval while it has room (slow deliveries keep it from draining).
+            if self.fetch.is_none() && self.idle.is_none() && self.buffer.len() < self.batch_size {
+                let low = self.buffer.len() <= self.batch_size / 2;
+                if low || self.top_up.as_mut().poll(cx).is_ready() {
+                    self.start_fetch();
+                }
             }
             let fetched = self.poll_fetch(cx);
             if !self.buffer.is_empty() {

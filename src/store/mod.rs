@@ -254,13 +254,17 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Claims up to `limit` due messages for `instance_id`, highest priority first. A `fair`
+    /// claim first gives each lower lane a share (so `low` never starves); other claims
+    /// follow priority strictly.
     pub async fn claim_due(
         &self,
         instance_id: &str,
         limit: usize,
         lease: Duration,
+        fair: bool,
     ) -> StoreResult<Vec<ClaimedMessage>> {
-        self.sqlite.claim_due(instance_id, limit, lease).await
+        self.sqlite.claim_due(instance_id, limit, lease, fair).await
     }
 
     pub async fn record_outcomes(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<()> {

@@ -21,8 +21,8 @@ fn floor(priority: Priority, batch: usize) -> usize {
     }
 }
 
-/// How many to ask of `priority`'s lane: its floor in the first pass, then everything left,
-/// highest lane first.
+/// How many to ask of `priority`'s lane: its floor in the first pass of a fair claim, then
+/// everything left, highest lane first.
 fn lane_quota(pass: usize, priority: Priority, remaining: usize, batch: usize) -> usize {
     if pass == 0 {
         floor(priority, batch).min(remaining)
@@ -36,12 +36,16 @@ pub(super) async fn claim_due(
     instance_id: &str,
     limit: usize,
     lease: Duration,
+    fair: bool,
 ) -> sqlx::Result<Vec<ClaimedMessage>> {
     let now = Timestamp::now();
     let lease_until = now.plus(lease);
     let mut claimed = Vec::with_capacity(limit);
     let mut exhausted: Vec<Priority> = Vec::new();
-    for pass in 0..2 {
+    // A fair claim gives lower lanes their floors first; others follow priority strictly
+    // (small top-ups, where a floor of one would be the whole claim, taken from urgent).
+    let first_pass = if fair { 0 } else { 1 };
+    for pass in first_pass..2 {
         for priority in Priority::DESCENDING {
             let remaining = limit.saturating_sub(claimed.len());
             let quota = lane_quota(pass, priority, remaining, limit);

@@ -71,12 +71,14 @@ impl SqliteStore {
         instance_id: &str,
         limit: usize,
         lease: Duration,
+        fair: bool,
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let instance_id = instance_id.to_owned();
         self.call(|reply| Op::Claim {
             instance_id,
             limit,
             lease,
+            fair,
             reply,
         })
         .await

@@ -25,6 +25,7 @@ pub(super) enum Op {
         instance_id: String,
         limit: usize,
         lease: Duration,
+        fair: bool,
         reply: Reply<Vec<ClaimedMessage>>,
     },
     Outcomes(Vec<DeliveryOutcome>, Reply<()>),
@@ -116,9 +117,11 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
                     instance_id,
                     limit,
                     lease,
+                    fair,
                     reply,
                 } => {
-                    let claimed = delivery::claim_due(&mut tx, &instance_id, limit, lease).await;
+                    let claimed =
+                        delivery::claim_due(&mut tx, &instance_id, limit, lease, fair).await;
                     pending.push(Pending::Claim(reply, claimed.map_err(StoreError::from)));
                 }
                 Op::Outcomes(batch, reply) => {
