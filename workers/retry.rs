@@ -39,7 +39,9 @@ impl RetryPolicy {
             None => step,
         };
         let factor = 1.0 + rand::rng().random_range(-self.jitter..=self.jitter);
-        base.mul_f64(factor.max(0.0))
+        // try_from: a configured maximum near Duration's limit must not overflow (mul_f64
+        // would panic).
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor.max(0.0)).unwrap_or(base)
     }
 }
 
@@ -70,6 +72,17 @@ mod tests {
             let d = p.delay(3, None).as_secs_f64();
             assert!((3.2..=4.8).contains(&d), "{d}");
         }
+    }
+
+    #[test]
+    fn a_huge_configured_maximum_does_not_overflow() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            jitter: 0.2,
+        };
+        assert!(p.delay(40, Some(Duration::MAX)) > Duration::ZERO);
     }
 
     #[test]
