@@ -10,8 +10,6 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 2] = [Channel::Sms, Channel::Whatsapp];
-
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "sms" => Some(Self::Sms),

@@ -14,9 +14,6 @@ macro_rules! prefixed_id {
         pub struct $name(String);
 
         impl $name {
-            /// The prefix every id of this kind starts with.
-            pub const PREFIX: &'static str = $prefix;
-
             /// A new, unique id.
             pub fn generate() -> Self {
                 Self(format!("{}{}", $prefix, ulid::Ulid::new()))

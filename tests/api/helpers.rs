@@ -209,6 +209,13 @@ impl TestApp {
         }
     }
 
+    /// Waits until every message in `ids` was handed to the provider (sent or later).
+    pub(crate) async fn wait_all_handed_over(&self, ids: &[String]) {
+        for id in ids {
+            self.wait_for(id, handed_over).await;
+        }
+    }
+
     pub(crate) async fn wait_for_status(&self, message_id: &str, status: &str) -> Value {
         self.wait_for(message_id, |s| s == status).await
     }
@@ -237,6 +244,11 @@ impl TestApp {
             .expect("the key is stored");
         key
     }
+}
+
+/// Whether a status means the provider has the message.
+pub(crate) fn handed_over(status: &str) -> bool {
+    matches!(status, "sent" | "delivered" | "read")
 }
 
 /// A valid US mobile-style number whose last four digits are `suffix` (the mock's rules).

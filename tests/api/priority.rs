@@ -3,14 +3,10 @@
 //! start workers on the same database and read the order of hand-overs from the mock's log.
 
 use crate::helpers::{
-    PATIENCE, bulk_items, eventually, number, numbers_from, read_handover_log, spawn_in, test_dir,
-    toml_path,
+    PATIENCE, bulk_items, eventually, handed_over, number, numbers_from, read_handover_log,
+    spawn_in, test_dir, toml_path,
 };
 use std::collections::HashSet;
-
-fn sent(status: &str) -> bool {
-    matches!(status, "sent" | "delivered" | "read")
-}
 
 #[tokio::test]
 async fn an_urgent_message_overtakes_a_low_backlog() {
@@ -33,7 +29,7 @@ async fn an_urgent_message_overtakes_a_low_backlog() {
 
     // Act: workers start on that queue.
     let app = spawn_in(dir, &extra, true).await;
-    app.wait_for(&urgent, sent).await;
+    app.wait_for(&urgent, handed_over).await;
 
     // Assert: it was handed over within the first claim, ahead of almost all the backlog.
     let order: Vec<String> = read_handover_log(&log)

@@ -27,10 +27,7 @@ async fn a_sender_rate_limit_holds_on_the_times_the_provider_saw() {
             "rate",
         ))
         .await;
-    for id in &ids {
-        app.wait_for(id, |s| matches!(s, "sent" | "delivered" | "read"))
-            .await;
-    }
+    app.wait_all_handed_over(&ids).await;
 
     // Assert
     let mut times: Vec<i64> = read_handover_log(&app.handover_log())
@@ -88,10 +85,7 @@ async fn a_message_held_back_by_the_sender_rate_limit_is_handed_over_once() {
             "lease",
         ))
         .await;
-    for id in &ids {
-        app.wait_for(id, |s| matches!(s, "sent" | "delivered" | "read"))
-            .await;
-    }
+    app.wait_all_handed_over(&ids).await;
     let _dir = app.stop().await; // lets every delivery still in flight finish
 
     // Assert: each message was claimed for delivery once (the mock hides a second hand-over
