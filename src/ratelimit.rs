@@ -41,12 +41,17 @@ impl DeliveryLimits {
     /// Waits until both the account and the sender may send one more message. Messages
     /// waiting for the same key go in priority order, so an urgent message overtakes a
     /// rate-limited backlog instead of queueing behind it.
-    pub async fn until_ready(&self, sender_key: &str, account: &AccountId, priority: Priority) {
+    pub async fn until_ready(
+        &self,
+        sender_key: impl FnOnce() -> String,
+        account: &AccountId,
+        priority: Priority,
+    ) {
         if let Some(gates) = &self.account {
             gates.pass(account, priority).await;
         }
         if let Some(gates) = &self.sender {
-            gates.pass(&sender_key.to_owned(), priority).await;
+            gates.pass(&sender_key(), priority).await;
         }
     }
 
@@ -230,12 +235,14 @@ mod tests {
         // 20 messages a second; after a first send, a low, a normal and an urgent one wait.
         let limits = DeliveryLimits::new(NonZeroU32::new(20), 0);
         let account = AccountId::generate();
-        limits.until_ready("s", &account, Priority::Low).await;
+        limits
+            .until_ready(|| "s".into(), &account, Priority::Low)
+            .await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for priority in [Priority::Low, Priority::Normal, Priority::Urgent] {
             let (limits, account, tx) = (limits.clone(), account.clone(), tx.clone());
             tokio::spawn(async move {
-                limits.until_ready("s", &account, priority).await;
+                limits.until_ready(|| "s".into(), &account, priority).await;
                 let _ = tx.send(priority);
             });
             tokio::task::yield_now().await;

@@ -60,9 +60,10 @@ impl Deliverer {
         }
         let provider = self.provider(m.channel);
         let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
-        let sender_key = format!("{}:{}:{from}", provider.name(), m.channel);
+        // The key is only built when a sender limit exists (not on the unlimited mock).
+        let sender_key = || format!("{}:{}:{from}", provider.name(), m.channel);
         self.limits
-            .until_ready(&sender_key, &m.account_id, m.priority)
+            .until_ready(sender_key, &m.account_id, m.priority)
             .await;
 
         let request = SendRequest {
