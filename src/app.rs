@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::providers::mock;
 use crate::store::{NewAccount, Store};
+use crate::templates::TemplateLibrary;
 use crate::workers::Workers;
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -23,6 +24,7 @@ pub struct Application {
     store: Store,
     listener: TcpListener,
     with_workers: bool,
+    templates: TemplateLibrary,
     /// The key generated on first start, if one was (printed once).
     pub generated_key: Option<String>,
 }
@@ -35,6 +37,9 @@ impl Application {
             .await
             .with_context(|| format!("could not open the database {}", settings.database.url))?;
         let generated_key = bootstrap(&store, &settings).await?;
+        let dir = std::path::Path::new(&settings.campaigns.templates_dir);
+        let templates = TemplateLibrary::load_dir(dir)
+            .with_context(|| format!("could not load the templates in {}", dir.display()))?;
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("could not listen on {}", settings.server.listen))?;
@@ -43,6 +48,7 @@ impl Application {
             store,
             listener,
             with_workers,
+            templates,
             generated_key,
         })
     }
@@ -81,6 +87,7 @@ impl Application {
             self.settings.clone(),
             metrics,
             Some(typical),
+            self.templates,
         );
         let trim = state.clone();
         let trim_stop = shutdown.clone();

@@ -3,7 +3,7 @@
 //! status changes that cause them.
 
 use crate::config::PricingSettings;
-use crate::domain::{Channel, Money, Segments};
+use crate::domain::{Channel, Encoding, Money, Segments, segments};
 
 #[derive(Debug, Clone)]
 pub struct Pricing {
@@ -25,5 +25,18 @@ impl Pricing {
             Channel::Sms => self.sms_per_segment.times(segments.count),
             Channel::Whatsapp => self.whatsapp_per_message,
         }
+    }
+}
+
+/// What a text counts as on `channel`: SMS segments, or one WhatsApp message however long
+/// (reported as UCS-2, since WhatsApp carries any character).
+pub fn measure(channel: Channel, text: &str) -> Segments {
+    match channel {
+        Channel::Sms => segments::count(text),
+        Channel::Whatsapp => Segments {
+            encoding: Encoding::Ucs2,
+            count: 1,
+            units: 0,
+        },
     }
 }

@@ -26,6 +26,7 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub workers: WorkerSettings,
     pub providers: ProviderSettings,
+    pub campaigns: CampaignSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +121,14 @@ pub struct MockSettings {
     pub handover_log: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct CampaignSettings {
+    pub templates_dir: String,
+    pub max_upload_bytes: u64,
+    pub max_recipients: i64,
+    pub fanout_batch: usize,
+}
+
 fn region<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Region, D::Error> {
     let code = String::deserialize(d)?;
     Region::parse(&code).map_err(serde::de::Error::custom)
@@ -154,7 +163,7 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        let checks: [(bool, &str); 9] = [
+        let checks: [(bool, &str); 11] = [
             (
                 self.server.max_body_bytes >= 1024,
                 "server.max_body_bytes must be at least 1024",
@@ -186,6 +195,14 @@ impl Settings {
             (
                 (0.0..1.0).contains(&self.workers.backoff_jitter),
                 "workers.backoff_jitter must be in [0, 1)",
+            ),
+            (
+                self.campaigns.fanout_batch >= 1,
+                "campaigns.fanout_batch must be at least 1",
+            ),
+            (
+                self.campaigns.max_recipients >= 1,
+                "campaigns.max_recipients must be at least 1",
             ),
             (
                 self.accounts.daily_limit >= 0,

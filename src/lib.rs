@@ -8,6 +8,8 @@
 //! - [`workers`] (in `workers/` at the top of the repository): claiming, delivering,
 //!   receipts, recovery; apalis runs the deliveries.
 //! - [`providers`]: the provider trait and the mock provider.
+//! - [`campaign`]: turning a campaign's list into rendered, priced recipients;
+//!   [`templates`]: Handlebars, strict, unescaped.
 //! - [`billing`], [`ratelimit`], [`idempotency`], [`auth`], [`metrics`]: one concern each.
 //! - [`app`], [`cli`], [`config`], [`shutdown`], [`telemetry`]: wiring.
 //!
@@ -20,6 +22,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod billing;
+pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -30,6 +33,7 @@ pub mod ratelimit;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod templates;
 
 // The worker side lives in the top-level `workers/` folder (the layout asks for it) but is
 // part of this crate: `herald serve` runs API and workers in one process, and the workers

@@ -5,6 +5,8 @@
 //! later under the same message id, which is also the provider idempotency key.
 
 use super::RetryPolicy;
+use super::campaign::CampaignGate;
+use crate::domain::CampaignStatus;
 use crate::domain::{Channel, MessageStatus, Timestamp};
 use crate::metrics::Metrics;
 use crate::providers::{Provider, ProviderError, SendRequest};
@@ -20,6 +22,7 @@ pub struct Deliverer {
     limits: DeliveryLimits,
     retry: RetryPolicy,
     metrics: Metrics,
+    campaigns: CampaignGate,
 }
 
 impl Deliverer {
@@ -32,6 +35,7 @@ impl Deliverer {
         metrics: Metrics,
     ) -> Self {
         Self {
+            campaigns: CampaignGate::new(store.clone()),
             store,
             sms,
             whatsapp,
@@ -65,6 +69,26 @@ impl Deliverer {
         self.limits
             .until_ready(sender_key, &m.account_id, m.priority)
             .await;
+        // Checked after the rate-limit wait, which can be long: a campaign paused or
+        // canceled meanwhile must not send this message.
+        if let Some(campaign) = m.campaign_id.as_deref() {
+            match self.campaigns.state(campaign).await {
+                Some(CampaignStatus::Paused) => {
+                    return DeliveryOutcome::Held {
+                        message_id: m.message_id.clone(),
+                    };
+                }
+                Some(CampaignStatus::Canceled) => {
+                    return unsent(
+                        m,
+                        MessageStatus::Canceled,
+                        "campaign_canceled",
+                        "the campaign was canceled before this message was sent",
+                    );
+                }
+                _ => {}
+            }
+        }
 
         let request = SendRequest {
             message_id: &m.message_id,
@@ -145,7 +169,7 @@ pub(super) async fn deliver(
             tracing::info!(code = %error_code, "transient failure; will retry");
             None
         }
-        DeliveryOutcome::Released { .. } => None,
+        DeliveryOutcome::Released { .. } | DeliveryOutcome::Held { .. } => None,
     };
     // The provider may already have the message: losing this write would mean sending it
     // again, so a failed write (database busy, disk briefly full) is retried before giving up.

@@ -10,16 +10,19 @@
 //! 3. `receipts.rs`: provider receipts (webhooks, or the mock's timers) move messages on to
 //!    delivered / read / undelivered.
 //! 4. `sweeper.rs`: heartbeats, and recovery of messages whose worker process died.
+//! 5. `campaign.rs`: expands running campaigns into messages, in checkpointed batches.
 //!
 //! This folder is part of the `herald` crate (mounted from `src/lib.rs`), because `herald
 //! serve` runs API and workers in one process and both need the store and providers.
 
+mod campaign;
 mod deliver;
 mod queue;
 mod receipts;
 mod retry;
 mod sweeper;
 
+pub use campaign::{CampaignGate, GATE_TTL};
 pub use deliver::Deliverer;
 pub use queue::MessageQueue;
 pub use receipts::ReceiptApplier;
@@ -94,6 +97,14 @@ impl Workers {
         let mut tasks = JoinSet::new();
         let receipts_shutdown = CancellationToken::new();
         tasks.spawn(applier.run_until(receipts_shutdown.clone()));
+        tasks.spawn(
+            campaign::Fanout {
+                store: store.clone(),
+                batch: settings.campaigns.fanout_batch,
+                validity: settings.validity_period(),
+            }
+            .run_until(shutdown.clone()),
+        );
         tasks.spawn(sweeper::run_until(
             store.clone(),
             instance_id.clone(),

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Where requests go, with the headers every request carries (built once).
 #[derive(Clone)]
@@ -293,16 +294,65 @@ pub(crate) async fn open_loop(
     duration: Duration,
     accepted: Arc<AtomicU64>,
 ) -> anyhow::Result<Tally> {
+    let schedule = Schedule {
+        rate,
+        total: u64::try_from(duration.as_millis())? * rate / 1000,
+        stop: CancellationToken::new(),
+    };
+    let mut tally = offer(target, path, bodies, connections, schedule, accepted).await?;
+    tally.window = duration.as_secs_f64();
+    Ok(tally)
+}
+
+/// The same open loop, offered until `stop` is cancelled (for a load that must last as
+/// long as something else does); the window is the time it ran.
+pub(crate) async fn open_loop_until(
+    target: &Target,
+    path: &'static str,
+    bodies: Arc<Vec<Bytes>>,
+    connections: usize,
+    rate: u64,
+    stop: CancellationToken,
+) -> anyhow::Result<Tally> {
+    let started = Instant::now();
+    let schedule = Schedule {
+        rate,
+        total: u64::MAX,
+        stop,
+    };
+    let accepted = Arc::new(AtomicU64::new(0));
+    let mut tally = offer(target, path, bodies, connections, schedule, accepted).await?;
+    tally.window = started.elapsed().as_secs_f64();
+    Ok(tally)
+}
+
+/// When an open loop's requests are due: `rate` a second, `total` of them at most, none
+/// once `stop` is cancelled (requests already sent are still answered and counted).
+struct Schedule {
+    rate: u64,
+    total: u64,
+    stop: CancellationToken,
+}
+
+async fn offer(
+    target: &Target,
+    path: &'static str,
+    bodies: Arc<Vec<Bytes>>,
+    connections: usize,
+    schedule: Schedule,
+    accepted: Arc<AtomicU64>,
+) -> anyhow::Result<Tally> {
     let path = Uri::from_static(path);
     let start = tokio::time::Instant::now();
-    let total = u64::try_from(duration.as_millis())? * rate / 1000;
+    let Schedule { rate, total, stop } = schedule;
     let mut tasks = JoinSet::new();
     for id in 0..connections {
-        let (target, path, bodies, accepted) = (
+        let (target, path, bodies, accepted, stop) = (
             target.clone(),
             path.clone(),
             Arc::clone(&bodies),
             Arc::clone(&accepted),
+            stop.clone(),
         );
         tasks.spawn(async move {
             let mut client = Some(Client::connect(target.clone()).await?);
@@ -310,7 +360,11 @@ pub(crate) async fn open_loop(
             let mut k = id as u64;
             while k < total {
                 let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
-                tokio::time::sleep_until(due).await;
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep_until(due) => {}
+                }
                 let body = bodies[usize::try_from(k)? % bodies.len()].clone();
                 let outcome = attempt(&mut client, &target, &path, body, Expect::Single).await;
                 if let Some(n) = outcome {
@@ -322,9 +376,7 @@ pub(crate) async fn open_loop(
             anyhow::Ok(tally)
         });
     }
-    let mut tally = join(tasks).await?;
-    tally.window = duration.as_secs_f64();
-    Ok(tally)
+    join(tasks).await
 }
 
 async fn join(mut tasks: JoinSet<anyhow::Result<Tally>>) -> anyhow::Result<Tally> {

@@ -1,4 +1,5 @@
-//! Load benchmarks for Herald: ingest, bulk ingest, dispatch, priority and keeping pace.
+//! Load benchmarks for Herald: ingest, bulk ingest, dispatch, priority and keeping pace;
+//! and campaigns: CSV upload and fan-out, template rendering, a campaign's send rate.
 //!
 //! Run with `cargo bench --bench load -- <scenario> [--runs 3] [--duration 10] …`
 //! (`--help` lists the options; BENCHMARKS.md holds the figures and how to read them).
@@ -16,6 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod baseline;
+mod campaigns;
 mod http;
 mod process;
 mod report;
@@ -36,8 +38,16 @@ enum Scenario {
     Priority,
     /// A steady open-loop rate of single sends while the workers deliver.
     Pace,
-    /// Every scenario above, in that order.
+    /// The five scenarios above, in that order (not the campaign ones below).
     All,
+    /// A generated CSV list uploaded to `herald serve`, until every message is queued.
+    CampaignUpload,
+    /// One template rendered for every recipient, in-process; then the per-row pipeline.
+    Render,
+    /// A campaign's send rate through the zero-latency mock, alone and beside single sends.
+    CampaignSend,
+    /// The three campaign scenarios above, in that order.
+    Campaigns,
 }
 
 /// Options shared by the scenarios; the defaults are the targets.
@@ -55,7 +65,7 @@ pub(crate) struct Args {
     /// Seconds of load before measuring starts (connections, caches, WAL growth).
     #[arg(long, default_value_t = 1)]
     pub(crate) warmup: u64,
-    /// Concurrent connections for single sends (ingest, pace).
+    /// Concurrent connections for single sends (ingest, pace, campaign-send).
     #[arg(long, default_value_t = 64)]
     pub(crate) connections: usize,
     /// Concurrent connections for bulk sends (bulk, and filling backlogs).
@@ -73,6 +83,15 @@ pub(crate) struct Args {
     /// Seconds the pace scenario offers its rate.
     #[arg(long, default_value_t = 60)]
     pub(crate) pace_duration: u64,
+    /// Recipients in the campaign-upload list, and recipients rendered by render.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) recipients: usize,
+    /// Recipients in the campaign sent by campaign-send.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) campaign_size: usize,
+    /// Single sends per second offered beside the campaign in campaign-send.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) singles_rate: u64,
     /// Run ingest and bulk against `herald serve` with its workers delivering, instead of
     /// `serve --no-workers` (API only).
     #[arg(long)]
@@ -121,6 +140,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Pace {
         scenarios::pace(&args).await?;
+    }
+    let campaigns = args.scenario == Scenario::Campaigns;
+    if campaigns || args.scenario == Scenario::CampaignUpload {
+        campaigns::campaign_upload(&args).await?;
+    }
+    if campaigns || args.scenario == Scenario::Render {
+        campaigns::render(&args).await?;
+    }
+    if campaigns || args.scenario == Scenario::CampaignSend {
+        campaigns::campaign_send(&args).await?;
     }
     Ok(())
 }

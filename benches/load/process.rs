@@ -184,6 +184,23 @@ impl Server {
         cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
 
+    /// The process's peak resident memory so far (`VmHWM`), in MB; NaN when unreadable.
+    pub(crate) fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
     /// SIGTERM, then waits for the graceful drain (workers finish, writer commits).
     pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let status = Command::new("kill")
@@ -288,6 +305,37 @@ impl Db {
              WHERE status IN ('failed', 'expired', 'undelivered', 'canceled')",
         )
         .await
+    }
+
+    /// Whether every recipient of a launched campaign has been expanded into a message (the
+    /// fan-out checkpoint reached the list's last row).
+    pub(crate) async fn fanned_out(&mut self, campaign_id: &str) -> anyhow::Result<bool> {
+        let done: Option<i64> = sqlx::query_scalar(
+            "SELECT status <> 'loading' AND fanned_out >= last_seq \
+             FROM campaign WHERE campaign_id = ?1",
+        )
+        .bind(campaign_id)
+        .fetch_optional(&mut self.conn)
+        .await?;
+        Ok(done.context("the campaign is not in the database")? != 0)
+    }
+
+    /// A campaign's recipients not yet handed to the provider (nor failed): rows not yet
+    /// expanded plus its queued and sending messages. Counted on the partial index
+    /// `message_campaign`, so it costs the campaign's queue, not the table.
+    pub(crate) async fn campaign_pending(&mut self, campaign_id: &str) -> anyhow::Result<u64> {
+        let pending: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(last_seq - fanned_out, 0) + \
+                 (SELECT COUNT(*) FROM message \
+                  WHERE campaign_id = ?1 AND status IN ('queued', 'sending')) \
+             FROM campaign WHERE campaign_id = ?1",
+        )
+        .bind(campaign_id)
+        .fetch_optional(&mut self.conn)
+        .await?;
+        Ok(u64::try_from(
+            pending.context("the campaign is not in the database")?,
+        )?)
     }
 
     async fn count(&mut self, sql: &'static str) -> anyhow::Result<u64> {

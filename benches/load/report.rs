@@ -5,6 +5,8 @@
 pub(crate) struct Table {
     title: String,
     columns: Vec<&'static str>,
+    /// Columns holding 1 or 0 for a per-run verdict, shown as yes or no.
+    verdicts: Vec<&'static str>,
     rows: Vec<Vec<f64>>,
 }
 
@@ -13,8 +15,16 @@ impl Table {
         Table {
             title: title.into(),
             columns: columns.to_vec(),
+            verdicts: Vec::new(),
             rows: Vec::new(),
         }
+    }
+
+    /// Marks `columns` as per-run verdicts (1 yes, 0 no; a median between the two is shown
+    /// as a number, the runs being split).
+    pub(crate) fn verdicts(mut self, columns: &[&'static str]) -> Table {
+        self.verdicts = columns.to_vec();
+        self
     }
 
     /// Adds a run's row (one value per column) and prints it at once, so a long scenario
@@ -39,7 +49,7 @@ impl Table {
                 )
             );
         }
-        let cells: Vec<String> = row.iter().map(|v| format_value(*v)).collect();
+        let cells = self.cells(&row);
         println!("{}", self.line(&(self.rows.len() + 1).to_string(), &cells));
         self.rows.push(row);
     }
@@ -68,15 +78,27 @@ impl Table {
 
     /// Prints the median row and one verdict line per goal.
     pub(crate) fn finish(&self, goals: &[(&str, bool)]) {
-        let medians: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| format_value(self.median(c)))
-            .collect();
-        println!("{}", self.line("median", &medians));
+        let medians: Vec<f64> = self.columns.iter().map(|c| self.median(c)).collect();
+        println!("{}", self.line("median", &self.cells(&medians)));
         for (goal, met) in goals {
             println!("   goal {goal}: {}", if *met { "MET" } else { "MISSED" });
         }
+    }
+
+    fn cells(&self, row: &[f64]) -> Vec<String> {
+        row.iter()
+            .zip(&self.columns)
+            .map(|(&v, column)| {
+                let verdict = self.verdicts.contains(column);
+                if verdict && v == 1.0 {
+                    "yes".to_owned()
+                } else if verdict && v == 0.0 {
+                    "no".to_owned()
+                } else {
+                    format_value(v)
+                }
+            })
+            .collect()
     }
 
     fn line(&self, first: &str, cells: &[String]) -> String {

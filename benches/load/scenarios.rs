@@ -1,5 +1,6 @@
-//! The five scenarios of the issue. Each run starts from a fresh database; each scenario
-//! prints a table of its runs, the medians, and whether the goals are met.
+//! The five delivery scenarios of the issue (the campaign ones are in `campaigns.rs`). Each
+//! run starts from a fresh database; each scenario prints a table of its runs, the medians,
+//! and whether the goals are met.
 
 use crate::Args;
 use crate::http::{self, Client, Expect, Tally};

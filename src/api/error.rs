@@ -15,14 +15,23 @@ use std::time::Duration;
 pub enum ApiError {
     #[error("{0}")]
     InvalidJson(String),
-    #[error("send a JSON body with `Content-Type: application/json`")]
-    UnsupportedMediaType,
+    /// Says what to send instead.
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
     #[error("the field `{field}` is required")]
     MissingField { field: String },
     #[error("{reason}")]
     InvalidField { field: String, reason: String },
     #[error("{reason}")]
     InvalidPhoneNumber { field: String, reason: String },
+    #[error("the recipient opted out of messages from this account (replied STOP)")]
+    RecipientOptedOut { field: String },
+    #[error("{reason}")]
+    TemplateError { field: String, reason: String },
+    #[error("none of the campaign's recipients can be messaged")]
+    NoValidRecipients,
+    #[error("{0}")]
+    InvalidState(String),
     #[error("send `Authorization: Bearer <api key>` with a valid API key")]
     Unauthorized,
     #[error("the account's available balance does not cover this message")]
@@ -65,8 +74,13 @@ impl ApiError {
             Self::InvalidJson(_)
             | Self::MissingField { .. }
             | Self::InvalidField { .. }
-            | Self::InvalidPhoneNumber { .. } => StatusCode::BAD_REQUEST,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            | Self::InvalidPhoneNumber { .. }
+            | Self::RecipientOptedOut { .. } => StatusCode::BAD_REQUEST,
+            Self::TemplateError { .. } | Self::NoValidRecipients => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::InvalidState(_) => StatusCode::CONFLICT,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -85,10 +99,14 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidJson(_) => "invalid_json",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::MissingField { .. } => "missing_field",
             Self::InvalidField { .. } => "invalid_field",
             Self::InvalidPhoneNumber { .. } => "invalid_phone_number",
+            Self::RecipientOptedOut { .. } => "recipient_opted_out",
+            Self::TemplateError { .. } => "template_error",
+            Self::NoValidRecipients => "no_valid_recipients",
+            Self::InvalidState(_) => "invalid_state",
             Self::Unauthorized => "unauthorized",
             Self::InsufficientBalance => "insufficient_balance",
             Self::NotFound(_) => "not_found",
@@ -106,7 +124,9 @@ impl ApiError {
         match self {
             Self::MissingField { field }
             | Self::InvalidField { field, .. }
-            | Self::InvalidPhoneNumber { field, .. } => Some(field),
+            | Self::InvalidPhoneNumber { field, .. }
+            | Self::RecipientOptedOut { field, .. }
+            | Self::TemplateError { field, .. } => Some(field),
             _ => None,
         }
     }

@@ -10,6 +10,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+const SEND_JSON: &str = "send a JSON body with `Content-Type: application/json`";
+
 /// A JSON object body, read up to `server.max_body_bytes`.
 pub(crate) struct JsonBody(pub serde_json::Value);
 
@@ -21,7 +23,7 @@ impl FromRequest<AppState> for JsonBody {
         match MaybeJsonBody::from_request(req, state).await? {
             MaybeJsonBody(Some(value)) => Ok(JsonBody(value)),
             MaybeJsonBody(None) if json => Err(ApiError::InvalidJson("the body is empty".into())),
-            MaybeJsonBody(None) => Err(ApiError::UnsupportedMediaType),
+            MaybeJsonBody(None) => Err(ApiError::UnsupportedMediaType(SEND_JSON)),
         }
     }
 }
@@ -47,7 +49,7 @@ impl FromRequest<AppState> for MaybeJsonBody {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let json = is_json(&req);
         if !json && req.headers().contains_key(header::CONTENT_TYPE) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType(SEND_JSON));
         }
         let max = state.max_body_bytes();
         let bytes = axum::body::to_bytes(req.into_body(), max)
@@ -65,7 +67,7 @@ impl FromRequest<AppState> for MaybeJsonBody {
             return Ok(MaybeJsonBody(None));
         }
         if !json {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType(SEND_JSON));
         }
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;

@@ -3,29 +3,35 @@
 
 mod account;
 mod bulk;
+mod campaign_upload;
+mod campaigns;
 mod compat_odoo;
 mod error;
 mod extract;
 mod health;
 mod messages;
 mod openapi;
+mod opt_outs;
 mod phone;
 mod send;
+mod stats;
+mod templates;
 
 pub use error::ApiError;
 
 use crate::billing::Pricing;
 use crate::config::Settings;
-use crate::domain::{AccountId, Region};
+use crate::domain::{AccountId, CampaignId, Region, Timestamp};
 use crate::metrics::Metrics;
 use crate::ratelimit::ApiLimits;
 use crate::store::{AuthenticatedKey, Store};
+use crate::templates::TemplateLibrary;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use std::collections::HashMap;
+use axum::routing::{delete, get, post};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,7 +53,14 @@ struct Shared {
     api_limits: ApiLimits,
     auth_cache: Mutex<HashMap<[u8; 32], (AuthenticatedKey, Instant)>>,
     typical_delivery: Option<Duration>,
+    templates: TemplateLibrary,
+    /// Recent (time, messages handed over) samples per campaign, behind `send_rate`.
+    progress: Mutex<HashMap<CampaignId, VecDeque<(Instant, i64)>>>,
 }
+
+/// How far back the send rate looks.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+const RATE_CAMPAIGNS_MAX: usize = 1_000;
 
 impl AppState {
     pub fn new(
@@ -55,6 +68,7 @@ impl AppState {
         settings: Settings,
         metrics: Metrics,
         typical_delivery: Option<Duration>,
+        templates: TemplateLibrary,
     ) -> Self {
         Self {
             inner: Arc::new(Shared {
@@ -68,6 +82,8 @@ impl AppState {
                 metrics,
                 auth_cache: Mutex::new(HashMap::new()),
                 typical_delivery,
+                templates,
+                progress: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -94,6 +110,56 @@ impl AppState {
 
     pub fn max_body_bytes(&self) -> usize {
         self.inner.settings.server.max_body_bytes
+    }
+
+    /// The named templates shipped in `templates/`.
+    pub fn templates(&self) -> &TemplateLibrary {
+        &self.inner.templates
+    }
+
+    /// A campaign's recent send rate (messages handed over per second), from the counts
+    /// this process saw on earlier reads over the last few seconds; before there are two
+    /// samples, the average since the campaign started.
+    pub fn send_rate(
+        &self,
+        campaign: &CampaignId,
+        handed_over: i64,
+        started_at: Option<Timestamp>,
+    ) -> f64 {
+        let now = Instant::now();
+        let average = || {
+            started_at.map_or(0.0, |t| {
+                let secs = (Timestamp::now().millis() - t.millis()) as f64 / 1000.0;
+                if secs > 0.5 {
+                    handed_over as f64 / secs
+                } else {
+                    0.0
+                }
+            })
+        };
+        let Ok(mut progress) = self.inner.progress.lock() else {
+            return average();
+        };
+        if progress.len() >= RATE_CAMPAIGNS_MAX && !progress.contains_key(campaign) {
+            progress.clear();
+        }
+        let samples = progress.entry(campaign.clone()).or_default();
+        samples.push_back((now, handed_over));
+        while samples.len() > 2
+            && samples
+                .get(1)
+                .is_some_and(|(at, _)| now.duration_since(*at) >= RATE_WINDOW)
+        {
+            samples.pop_front();
+        }
+        match (samples.front(), samples.back()) {
+            (Some((t0, n0)), Some((t1, n1)))
+                if t1.duration_since(*t0) >= Duration::from_secs(1) =>
+            {
+                (n1 - n0).max(0) as f64 / t1.duration_since(*t0).as_secs_f64()
+            }
+            _ => average(),
+        }
     }
 
     /// The region national-format numbers of this account are read in.
@@ -148,6 +214,49 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/account/balance/", get(account::balance))
         .route("/account/balance", get(account::balance))
+        .route(
+            "/create-campaign-send/",
+            post(campaigns::create_campaign_send),
+        )
+        .route(
+            "/create-campaign-send",
+            post(campaigns::create_campaign_send),
+        )
+        .route("/stats/", get(stats::stats))
+        .route("/stats", get(stats::stats))
+        .route(
+            "/campaigns",
+            get(campaigns::list_campaigns).post(campaigns::create_campaign),
+        )
+        .route("/campaigns/upload", post(campaign_upload::upload_campaign))
+        .route("/campaigns/{campaign_id}", get(campaigns::get_campaign))
+        .route(
+            "/campaigns/{campaign_id}/pause",
+            post(campaigns::pause_campaign),
+        )
+        .route(
+            "/campaigns/{campaign_id}/resume",
+            post(campaigns::resume_campaign),
+        )
+        .route(
+            "/campaigns/{campaign_id}/cancel",
+            post(campaigns::cancel_campaign),
+        )
+        .route(
+            "/campaigns/{campaign_id}/rejections",
+            get(campaigns::campaign_rejections),
+        )
+        .route(
+            "/templates",
+            get(templates::list_templates).post(templates::create_template),
+        )
+        .route("/templates/preview", post(templates::preview_template))
+        .route("/templates/{name}", get(templates::get_template))
+        .route(
+            "/opt-outs",
+            get(opt_outs::list_opt_outs).post(opt_outs::add_opt_out),
+        )
+        .route("/opt-outs/{phone_number}", delete(opt_outs::remove_opt_out))
         .route("/sms/send", post(compat_odoo::sms_send))
         .route("/sms/status/{message_id}", post(compat_odoo::sms_status));
 

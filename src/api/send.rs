@@ -4,8 +4,7 @@
 use super::extract::fields;
 use super::{ApiError, AppState};
 use crate::domain::{
-    AccountId, Channel, E164, MessageId, MessageText, NumberType, Priority, Segments, Timestamp,
-    phone, segments,
+    AccountId, Channel, E164, MessageId, MessageText, NumberType, Priority, Timestamp, phone,
 };
 use crate::idempotency::{IdempotencyKey, request_hash};
 use crate::store::{AcceptOutcome, IdempotencyRecord, ItemOutcome, NewMessage, StoredResponse};
@@ -78,24 +77,18 @@ pub(crate) fn prepare(
     prefix: &str,
 ) -> Result<Prepared, ApiError> {
     let at = |name: &str| format!("{prefix}{name}");
-    let channel = match f.channel.as_deref() {
-        None => Channel::Sms,
-        Some(c) => Channel::parse(c).ok_or_else(|| {
-            ApiError::invalid(
-                at("channel"),
-                format!("unknown channel `{c}`; use `sms` or `whatsapp`"),
-            )
-        })?,
-    };
-    let priority = match f.priority.as_deref() {
-        None => Priority::Normal,
-        Some(p) => Priority::parse(p).ok_or_else(|| {
-            ApiError::invalid(
-                at("priority"),
-                format!("unknown priority `{p}`; use `low`, `normal`, `high` or `urgent`"),
-            )
-        })?,
-    };
+    let MessageOptions {
+        channel,
+        priority,
+        sender_id,
+        due_at,
+    } = options(
+        f.channel.as_deref(),
+        f.priority.as_deref(),
+        f.sender_id,
+        f.scheduled_at.as_deref(),
+        prefix,
+    )?;
     let text =
         MessageText::parse(f.message, channel).map_err(|e| ApiError::text(at("message"), &e))?;
     let region = state.region_of(account);
@@ -115,50 +108,7 @@ pub(crate) fn prepare(
     } else {
         E164::parse(&f.phone_number, region).map_err(|e| ApiError::phone(at("phone_number"), &e))?
     };
-    let sender_id = match f.sender_id {
-        None => None,
-        Some(s)
-            if !s.is_empty()
-                && s.len() <= 16
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == ' ') =>
-        {
-            Some(s)
-        }
-        Some(_) => {
-            return Err(ApiError::invalid(
-                at("sender_id"),
-                "must be 1 to 16 letters, digits, spaces or `+`",
-            ));
-        }
-    };
-    let now = Timestamp::now();
-    let due_at = match f.scheduled_at.as_deref() {
-        None => now,
-        Some(s) => {
-            let t = Timestamp::parse_rfc3339(s).ok_or_else(|| {
-                ApiError::invalid(
-                    at("scheduled_at"),
-                    "must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z",
-                )
-            })?;
-            if t > now.plus(MAX_SCHEDULE_AHEAD) {
-                return Err(ApiError::invalid(
-                    at("scheduled_at"),
-                    "may be at most 366 days ahead",
-                ));
-            }
-            t.max(now)
-        }
-    };
-    let segments = match channel {
-        Channel::Sms => segments::count(text.as_str()),
-        Channel::Whatsapp => Segments {
-            encoding: segments::Encoding::Ucs2,
-            count: 1,
-            units: 0,
-        },
-    };
+    let segments = crate::billing::measure(channel, text.as_str());
     let metadata = f.metadata.map(|m| serde_json::Value::Object(m).to_string());
     let message = NewMessage {
         message_id: MessageId::generate(),
@@ -179,6 +129,86 @@ pub(crate) fn prepare(
     Ok(Prepared {
         estimated_delivery: state.typical_delivery().map(|d| due_at.plus(d)),
         message,
+    })
+}
+
+/// A message's delivery options, as every kind of send spells them.
+pub(crate) struct MessageOptions {
+    pub channel: Channel,
+    pub priority: Priority,
+    pub sender_id: Option<String>,
+    /// `scheduled_at`, or now when absent or past.
+    pub due_at: Timestamp,
+}
+
+/// Parses the options shared by single sends, bulk items and campaigns.
+pub(crate) fn options(
+    channel: Option<&str>,
+    priority: Option<&str>,
+    sender_id: Option<String>,
+    scheduled_at: Option<&str>,
+    prefix: &str,
+) -> Result<MessageOptions, ApiError> {
+    let at = |name: &str| format!("{prefix}{name}");
+    let channel = match channel {
+        None => Channel::Sms,
+        Some(c) => Channel::parse(c).ok_or_else(|| {
+            ApiError::invalid(
+                at("channel"),
+                format!("unknown channel `{c}`; use `sms` or `whatsapp`"),
+            )
+        })?,
+    };
+    let priority = match priority {
+        None => Priority::Normal,
+        Some(p) => Priority::parse(p).ok_or_else(|| {
+            ApiError::invalid(
+                at("priority"),
+                format!("unknown priority `{p}`; use `low`, `normal`, `high` or `urgent`"),
+            )
+        })?,
+    };
+    let sender_id = match sender_id {
+        None => None,
+        Some(s)
+            if !s.is_empty()
+                && s.len() <= 16
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == ' ') =>
+        {
+            Some(s)
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                at("sender_id"),
+                "must be 1 to 16 letters, digits, spaces or `+`",
+            ));
+        }
+    };
+    let now = Timestamp::now();
+    let due_at = match scheduled_at {
+        None => now,
+        Some(s) => {
+            let t = Timestamp::parse_rfc3339(s).ok_or_else(|| {
+                ApiError::invalid(
+                    at("scheduled_at"),
+                    "must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z",
+                )
+            })?;
+            if t > now.plus(MAX_SCHEDULE_AHEAD) {
+                return Err(ApiError::invalid(
+                    at("scheduled_at"),
+                    "may be at most 366 days ahead",
+                ));
+            }
+            t.max(now)
+        }
+    };
+    Ok(MessageOptions {
+        channel,
+        priority,
+        sender_id,
+        due_at,
     })
 }
 
@@ -237,6 +267,9 @@ impl Envelope {
 pub(crate) fn refusal(outcome: ItemOutcome) -> Option<ApiError> {
     match outcome {
         ItemOutcome::Accepted => None,
+        ItemOutcome::OptedOut => Some(ApiError::RecipientOptedOut {
+            field: "phone_number".to_owned(),
+        }),
         ItemOutcome::InsufficientBalance => Some(ApiError::InsufficientBalance),
         ItemOutcome::DailyLimitExceeded => Some(ApiError::DailyLimitExceeded {
             retry_after: until_utc_midnight(),

@@ -1,4 +1,4 @@
-//! Opaque, prefixed identifiers (`msg_…`, `acc_…`, `key_…`).
+//! Opaque, prefixed identifiers (`msg_…`, `acc_…`, `cmp_…`, `key_…`).
 //!
 //! The suffix is a ULID, so ids sort by creation time (handy for cursors and for SQLite's
 //! B-tree, which appends instead of splitting pages). A string that does not carry the right
@@ -59,6 +59,11 @@ prefixed_id!(
     /// An account: the tenant that owns keys, messages and a balance.
     AccountId,
     "acc_"
+);
+prefixed_id!(
+    /// A campaign: one template sent to a list of recipients.
+    CampaignId,
+    "cmp_"
 );
 prefixed_id!(
     /// An API key's public handle (the secret itself is never stored).

@@ -4,6 +4,7 @@
 //! downstream can rely on a phone number being valid E.164, a status transition being legal,
 //! and money being exact.
 
+pub mod campaign;
 pub mod channel;
 pub mod ids;
 pub mod money;
@@ -14,8 +15,9 @@ pub mod status;
 pub mod text;
 pub mod time;
 
+pub use campaign::{CampaignStatus, PauseReason};
 pub use channel::Channel;
-pub use ids::{AccountId, ApiKeyId, MessageId};
+pub use ids::{AccountId, ApiKeyId, CampaignId, MessageId};
 pub use money::Money;
 pub use phone::{E164, NumberType, PhoneError, PhoneInfo, Region};
 pub use priority::Priority;

@@ -79,6 +79,13 @@ impl MessageStatus {
         matches!(self, Read | Failed | Undelivered | Expired | Canceled)
     }
 
+    /// A provider accepted the message (and so it was charged). A `failed` that a provider
+    /// reported after accepting is the exception this cannot see; it is rare and counted
+    /// as not handed over.
+    pub fn was_handed_over(self) -> bool {
+        matches!(self, Sent | Delivered | Read | Undelivered)
+    }
+
     /// Position in the lifecycle, used to order a message's history.
     pub fn order(self) -> u8 {
         match self {

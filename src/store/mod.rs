@@ -10,6 +10,7 @@
 //! connection to connection costs milliseconds of busy-waiting, while one transaction holding
 //! a hundred requests costs about as much as one holding a single request.
 
+mod campaigns;
 mod sqlite;
 
 use crate::config::DatabaseSettings;
@@ -20,6 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+pub use campaigns::{
+    ActiveCampaign, CampaignCommand, CampaignCounts, CampaignTotals, CampaignView, FanOutRequest,
+    FanOutResult, FinishCampaign, HELD, NewCampaign, OptOut, Rejection, StagedRecipient, StatsRow,
+    StoredTemplate,
+};
 pub use sqlite::SqliteStore;
 
 /// A message ready to be stored, already validated and priced.
@@ -45,6 +51,8 @@ pub struct NewMessage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ItemOutcome {
     Accepted,
+    /// The number opted out of this account (SPEC §7).
+    OptedOut,
     InsufficientBalance,
     DailyLimitExceeded,
 }
@@ -96,6 +104,8 @@ pub struct ClaimedMessage {
     pub body: String,
     pub attachment_url: Option<String>,
     pub priority: Priority,
+    /// The campaign that created it (or the free-form id a client gave).
+    pub campaign_id: Option<String>,
     /// Attempts including this one.
     pub attempts: u32,
     pub expires_at: Timestamp,
@@ -128,6 +138,8 @@ pub enum DeliveryOutcome {
     },
     /// The worker gave the message back untouched (shutdown before sending).
     Released { message_id: MessageId },
+    /// The worker gave the message back untouched because its campaign was paused.
+    Held { message_id: MessageId },
 }
 
 /// A provider's report about a message it accepted (a receipt), whatever its wire format.

@@ -1,7 +1,9 @@
 //! Crash safety (SPEC §4): the real `herald serve` binary killed with SIGKILL in the middle of
 //! a delivery run, then started again on the same database. Nothing accepted is lost, and the
-//! provider (the mock, whose hand-over log survives the kill) never gets a message twice.
+//! provider (the mock, whose hand-over log survives the kill) never gets a message twice;
+//! and a campaign's fan-out killed halfway neither loses nor repeats a recipient.
 
+use crate::campaigns::{campaign_numbers, csv_for};
 use crate::helpers::{
     API_KEY, bulk_items, eventually, numbers_from, read_handover_log, send_bulk_to, test_dir,
 };
@@ -30,6 +32,11 @@ struct Herald {
 impl Herald {
     /// Starts `herald serve` on a free port with its database and hand-over log in `dir`.
     fn start(dir: &Path, run: &str) -> Herald {
+        Self::start_with(dir, run, &[])
+    }
+
+    /// As [`Herald::start`], with extra `HERALD__…` settings.
+    fn start_with(dir: &Path, run: &str, env: &[(&str, &str)]) -> Herald {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             listener.local_addr().expect("an address").port()
@@ -55,6 +62,7 @@ impl Herald {
                 "HERALD__PROVIDERS__MOCK__HANDOVER_LOG",
                 dir.join("handover.log"),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("a log file"))
@@ -299,4 +307,113 @@ async fn kill_9_during_delivery_loses_no_message_and_hands_none_over_twice() {
         &mismatched[..mismatched.len().min(10)]
     );
     eprintln!("done after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn kill_9_during_a_campaign_fan_out_messages_every_recipient_exactly_once() {
+    const RECIPIENTS: u32 = 50_000;
+    let started = Instant::now();
+    let dir = test_dir();
+    let log = dir.path().join("handover.log");
+    let client = reqwest::Client::new();
+    // Small fan-out batches, so the kill lands between many checkpoints.
+    let env = [("HERALD__CAMPAIGNS__FANOUT_BATCH", "250")];
+    let mut herald = Herald::start_with(dir.path(), "1", &env);
+    herald.wait_healthy(&client).await;
+    let response = client
+        .post(format!("{}/api/messaging/campaigns/upload", herald.base))
+        .bearer_auth(API_KEY)
+        .header("content-type", "text/csv")
+        .query(&[("name", "Crash"), ("template", "Hi {{name}}")])
+        .body(csv_for(&campaign_numbers(RECIPIENTS)))
+        .send()
+        .await
+        .expect("the upload is sent");
+    assert_eq!(response.status(), 202);
+    let created: Value = response.json().await.expect("JSON");
+    let id = created["campaign_id"].as_str().expect("an id").to_owned();
+    assert_eq!(created["recipients_accepted"], i64::from(RECIPIENTS));
+
+    let db = open_db(dir.path()).await;
+    let expanded_at_kill = eventually("the fan-out to be under way", DRAIN, || {
+        let db = db.clone();
+        let id = id.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM message WHERE campaign_id = ?")
+                .bind(&id)
+                .fetch_one(&db)
+                .await
+                .expect("a count");
+            (n >= 2_000).then_some(n)
+        }
+    })
+    .await;
+    herald.kill_9();
+    let expanded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM message WHERE campaign_id = ?")
+        .bind(&id)
+        .fetch_one(&db)
+        .await
+        .expect("a count");
+    db.close().await;
+    eprintln!(
+        "killed after {:?} with {expanded} of {RECIPIENTS} recipients expanded ({expanded_at_kill} when decided)",
+        started.elapsed()
+    );
+    assert!(
+        expanded < i64::from(RECIPIENTS),
+        "the fan-out had finished before the kill: the test did not crash mid-fan-out"
+    );
+
+    let mut herald = Herald::start_with(dir.path(), "2", &env);
+    herald.wait_healthy(&client).await;
+    let db = open_db(dir.path()).await;
+    eventually("the campaign to complete", DRAIN * 4, || {
+        let db = db.clone();
+        let id = id.clone();
+        async move {
+            let status: String =
+                sqlx::query_scalar("SELECT status FROM campaign WHERE campaign_id = ?")
+                    .bind(&id)
+                    .fetch_one(&db)
+                    .await
+                    .expect("the campaign");
+            (status == "completed").then_some(())
+        }
+    })
+    .await;
+    let messages: Vec<(String, String)> =
+        sqlx::query_as("SELECT message_id, phone_number FROM message WHERE campaign_id = ?")
+            .bind(&id)
+            .fetch_all(&db)
+            .await
+            .expect("the messages");
+    db.close().await;
+    eprintln!("completed after {:?}", started.elapsed());
+    drop(herald);
+
+    let phones: HashSet<&str> = messages.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(
+        messages.len(),
+        RECIPIENTS as usize,
+        "one message per recipient"
+    );
+    assert_eq!(phones.len(), RECIPIENTS as usize, "no recipient twice");
+    let mut times_handed: HashMap<String, usize> = HashMap::new();
+    for (message_id, _, _) in read_handover_log(&log) {
+        *times_handed.entry(message_id).or_default() += 1;
+    }
+    let ids: HashSet<&str> = messages.iter().map(|(m, _)| m.as_str()).collect();
+    assert!(
+        times_handed.keys().all(|m| ids.contains(m.as_str())),
+        "the provider got messages that are not the campaign's"
+    );
+    assert_eq!(
+        times_handed.len(),
+        RECIPIENTS as usize,
+        "every recipient messaged"
+    );
+    assert!(
+        times_handed.values().all(|n| *n == 1),
+        "some message was handed over twice"
+    );
 }

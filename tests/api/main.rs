@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod balance;
+mod campaigns;
 mod compat;
 mod crash;
 mod idempotency;

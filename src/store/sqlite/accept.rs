@@ -4,7 +4,8 @@
 
 use crate::domain::{AccountId, Timestamp};
 use crate::store::{
-    AcceptOutcome, AcceptRequest, ItemOutcome, NewMessage, StoreError, StoreResult, StoredResponse,
+    AcceptOutcome, AcceptRequest, IdempotencyRecord, ItemOutcome, NewMessage, StoreError,
+    StoreResult, StoredResponse,
 };
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 use sqlx::{QueryBuilder, Row};
@@ -27,6 +28,7 @@ struct AccountState {
     available: i64,
     daily_limit: i64,
     accepted_today: i64,
+    any_opt_out: bool,
     reserve: i64,
     accepted: Vec<NewMessage>,
 }
@@ -63,42 +65,15 @@ impl Batch {
             }
         }
 
-        let day = now.day();
-        if !self.accounts.contains_key(&account_id) {
-            let row = sqlx::query(include_str!("queries/load_account_for_accept.sql"))
-                .bind(account_id.as_str())
-                .bind(&day)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
-            self.accounts.insert(
-                account_id.clone(),
-                AccountState {
-                    available: row.try_get("available")?,
-                    daily_limit: row.try_get("daily_limit")?,
-                    accepted_today: row.try_get("accepted_today")?,
-                    reserve: 0,
-                    accepted: Vec::new(),
-                },
-            );
-        }
-        let state = self
-            .accounts
-            .get_mut(&account_id)
-            .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
-
         let mut outcomes = Vec::with_capacity(messages.len());
         for message in messages {
-            let cost = message.cost.units();
-            let accepted_today = state.accepted_today + state.accepted.len() as i64;
-            let outcome = if accepted_today >= state.daily_limit {
-                ItemOutcome::DailyLimitExceeded
-            } else if state.available - state.reserve < cost {
-                ItemOutcome::InsufficientBalance
+            let opted_out = self
+                .opted_out(conn, &account_id, &message.phone_number)
+                .await?;
+            let outcome = if opted_out {
+                ItemOutcome::OptedOut
             } else {
-                state.reserve += cost;
-                state.accepted.push(message);
-                ItemOutcome::Accepted
+                self.offer(conn, &account_id, message).await?
             };
             outcomes.push(outcome);
         }
@@ -107,15 +82,111 @@ impl Batch {
         // should be tried again, not answered with the old 402.
         let created = outcomes.contains(&ItemOutcome::Accepted);
         if let Some(record) = idempotency.filter(|_| created) {
-            self.keys.insert(
-                (account_id, record.key),
-                (record.request_hash, response.clone(), now),
-            );
+            self.remember(account_id, record, response.clone(), now);
         }
         Ok(AcceptOutcome::Done(response))
     }
 
-    async fn find_key(
+    /// The account's figures as this transaction sees them (loaded once per transaction).
+    async fn account(
+        &mut self,
+        conn: &mut SqliteConnection,
+        account_id: &AccountId,
+    ) -> StoreResult<&mut AccountState> {
+        if !self.accounts.contains_key(account_id) {
+            let row = sqlx::query(include_str!("queries/load_account_for_accept.sql"))
+                .bind(account_id.as_str())
+                .bind(Timestamp::now().day())
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
+            let any_opt_out: bool =
+                sqlx::query_scalar(include_str!("queries/account_has_opt_outs.sql"))
+                    .bind(account_id.as_str())
+                    .fetch_one(&mut *conn)
+                    .await?;
+            self.accounts.insert(
+                account_id.clone(),
+                AccountState {
+                    available: row.try_get("available")?,
+                    daily_limit: row.try_get("daily_limit")?,
+                    accepted_today: row.try_get("accepted_today")?,
+                    any_opt_out,
+                    reserve: 0,
+                    accepted: Vec::new(),
+                },
+            );
+        }
+        self.accounts
+            .get_mut(account_id)
+            .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))
+    }
+
+    /// Whether the account has any opt-out at all.
+    pub(super) async fn any_opt_out(
+        &mut self,
+        conn: &mut SqliteConnection,
+        account_id: &AccountId,
+    ) -> StoreResult<bool> {
+        Ok(self.account(conn, account_id).await?.any_opt_out)
+    }
+
+    /// Keeps `response` under the idempotency key, written with the rest at flush.
+    pub(super) fn remember(
+        &mut self,
+        account_id: AccountId,
+        record: IdempotencyRecord,
+        response: StoredResponse,
+        at: Timestamp,
+    ) {
+        self.keys.insert(
+            (account_id, record.key),
+            (record.request_hash, response, at),
+        );
+    }
+
+    /// Whether `phone_number` opted out of the account. Most accounts have no opt-out at
+    /// all, and then this costs no lookup.
+    pub(super) async fn opted_out(
+        &mut self,
+        conn: &mut SqliteConnection,
+        account_id: &AccountId,
+        phone_number: &str,
+    ) -> StoreResult<bool> {
+        if !self.account(conn, account_id).await?.any_opt_out {
+            return Ok(false);
+        }
+        let found = sqlx::query(include_str!("queries/find_opted_out.sql"))
+            .bind(account_id.as_str())
+            .bind(serde_json::to_string(&[phone_number]).unwrap_or_default())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Accepts `message` if the daily limit and the available balance (after everything
+    /// this transaction already accepted) allow it.
+    pub(super) async fn offer(
+        &mut self,
+        conn: &mut SqliteConnection,
+        account_id: &AccountId,
+        message: NewMessage,
+    ) -> StoreResult<ItemOutcome> {
+        let state = self.account(conn, account_id).await?;
+        let cost = message.cost.units();
+        let accepted_today = state.accepted_today + state.accepted.len() as i64;
+        Ok(if accepted_today >= state.daily_limit {
+            ItemOutcome::DailyLimitExceeded
+        } else if state.available - state.reserve < cost {
+            ItemOutcome::InsufficientBalance
+        } else {
+            state.reserve += cost;
+            state.accepted.push(message);
+            ItemOutcome::Accepted
+        })
+    }
+
+    pub(super) async fn find_key(
         &self,
         conn: &mut SqliteConnection,
         account_id: &AccountId,
@@ -182,12 +253,7 @@ impl Batch {
                 .iter()
                 .map(|m| m.message_id.as_str())
                 .collect();
-            sqlx::query(include_str!("queries/insert_status_events.sql"))
-                .bind(serde_json::to_string(&ids).unwrap_or_default())
-                .bind("queued")
-                .bind(now.millis())
-                .execute(&mut *conn)
-                .await?;
+            insert_events(conn, "queued", &ids, now).await?;
             sqlx::query(include_str!("queries/reserve_balance.sql"))
                 .bind(state.reserve)
                 .bind(now.millis())
@@ -215,4 +281,24 @@ impl Batch {
         }
         Ok(())
     }
+}
+
+/// Adds `status` at `at` to the history of each message in `ids`.
+pub(super) async fn insert_events(
+    conn: &mut SqliteConnection,
+    status: &str,
+    ids: &[impl AsRef<str>],
+    at: Timestamp,
+) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+    sqlx::query(include_str!("queries/insert_status_events.sql"))
+        .bind(serde_json::to_string(&ids).unwrap_or_default())
+        .bind(status)
+        .bind(at.millis())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //! matches no row.
 
 use crate::domain::{AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp};
-use crate::store::{ClaimedMessage, DeliveryOutcome, StatusUpdate, UpdateResult};
+use crate::store::{ClaimedMessage, DeliveryOutcome, HELD, StatusUpdate, UpdateResult};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use std::collections::{HashMap, HashSet};
@@ -68,6 +68,7 @@ pub(super) async fn claim_due(
             }
         }
     }
+    let claimed = screen(conn, claimed, now).await?;
     if !claimed.is_empty() {
         let ids: Vec<&str> = claimed.iter().map(|m| m.message_id.as_str()).collect();
         sqlx::query(include_str!("queries/insert_status_events.sql"))
@@ -78,6 +79,88 @@ pub(super) async fn claim_due(
             .await?;
     }
     Ok(claimed)
+}
+
+/// Takes out of a fresh claim, before its `sending` is recorded, what must not be sent: messages
+/// to numbers that opted out after they were accepted (failed, `recipient_opted_out`), and
+/// messages of paused (held again) or canceled campaigns.
+async fn screen(
+    conn: &mut SqliteConnection,
+    claimed: Vec<ClaimedMessage>,
+    now: Timestamp,
+) -> sqlx::Result<Vec<ClaimedMessage>> {
+    if claimed.is_empty() {
+        return Ok(claimed);
+    }
+    let mut unsent = Vec::new();
+    let any_opt_out: bool = sqlx::query_scalar(include_str!("queries/any_opt_out.sql"))
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut opted: HashSet<String> = HashSet::new();
+    if any_opt_out {
+        let ids: Vec<&str> = claimed.iter().map(|m| m.message_id.as_str()).collect();
+        opted = sqlx::query_scalar(include_str!("queries/claimed_opted_out.sql"))
+            .bind(serde_json::to_string(&ids).unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    }
+    let campaigns: HashSet<&str> = claimed
+        .iter()
+        .filter_map(|m| m.campaign_id.as_deref())
+        .filter(|id| id.starts_with("cmp_"))
+        .collect();
+    let mut states: HashMap<String, String> = HashMap::new();
+    if !campaigns.is_empty() {
+        let ids: Vec<&str> = campaigns.into_iter().collect();
+        let rows = sqlx::query(include_str!("queries/campaign_states.sql"))
+            .bind(serde_json::to_string(&ids).unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
+            states.insert(row.try_get("campaign_id")?, row.try_get("status")?);
+        }
+    }
+    if opted.is_empty() && states.values().all(|s| s != "paused" && s != "canceled") {
+        return Ok(claimed);
+    }
+    let mut keep = Vec::with_capacity(claimed.len());
+    for m in claimed {
+        let campaign = m
+            .campaign_id
+            .as_deref()
+            .and_then(|id| states.get(id))
+            .map(String::as_str);
+        if opted.contains(m.message_id.as_str()) {
+            unsent.push(DeliveryOutcome::Unsent {
+                message_id: m.message_id,
+                status: MessageStatus::Failed,
+                error_code: "recipient_opted_out".to_owned(),
+                error_message: "the recipient opted out after the message was accepted".to_owned(),
+                at: now,
+            });
+        } else if campaign == Some("canceled") {
+            unsent.push(DeliveryOutcome::Unsent {
+                message_id: m.message_id,
+                status: MessageStatus::Canceled,
+                error_code: "campaign_canceled".to_owned(),
+                error_message: "the campaign was canceled before this message was sent".to_owned(),
+                at: now,
+            });
+        } else if campaign == Some("paused") {
+            sqlx::query(include_str!("queries/park_claim.sql"))
+                .bind(m.message_id.as_str())
+                .bind(HELD)
+                .bind(now.millis())
+                .execute(&mut *conn)
+                .await?;
+        } else {
+            keep.push(m);
+        }
+    }
+    record_outcomes(conn, unsent).await?;
+    Ok(keep)
 }
 
 fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
@@ -93,6 +176,7 @@ fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
         body: row.try_get("body")?,
         attachment_url: row.try_get("attachment_url")?,
         priority: Priority::from_rank(priority).unwrap_or(Priority::Normal),
+        campaign_id: row.try_get("campaign_id")?,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
         cost: Money::from_units(row.try_get("cost")?),
@@ -163,6 +247,14 @@ pub(super) async fn record_outcomes(
                     accounts.entry(account).or_default().released += cost;
                     insert_events(conn, status, &[(message_id.as_str(), at.millis())]).await?;
                 }
+            }
+            DeliveryOutcome::Held { message_id } => {
+                sqlx::query(include_str!("queries/hold_claim.sql"))
+                    .bind(message_id.as_str())
+                    .bind(HELD)
+                    .bind(now.millis())
+                    .execute(&mut *conn)
+                    .await?;
             }
             DeliveryOutcome::Released { message_id } => {
                 sqlx::query(include_str!("queries/release_claim.sql"))

@@ -3,6 +3,8 @@
 
 mod accept;
 mod admin;
+pub(super) mod campaign;
+pub(super) mod campaign_reads;
 mod delivery;
 mod reads;
 mod writer;
@@ -174,6 +176,29 @@ impl SqliteStore {
         let mut conn = self.read.acquire().await?;
         conn.ping().await?;
         Ok(())
+    }
+
+    pub(super) async fn campaign_write(&self, write: campaign::CampaignWrite) -> StoreResult<u64> {
+        self.call(|reply| Op::Campaign(write, reply)).await
+    }
+
+    pub(super) async fn finish_campaign(
+        &self,
+        finish: crate::store::FinishCampaign,
+    ) -> StoreResult<AcceptOutcome> {
+        self.call(|reply| Op::FinishCampaign(finish, reply)).await
+    }
+
+    pub(super) async fn fan_out(
+        &self,
+        request: crate::store::FanOutRequest,
+    ) -> StoreResult<crate::store::FanOutResult> {
+        self.call(|reply| Op::FanOut(request, reply)).await
+    }
+
+    /// The read pool, for the read functions of `campaign_reads`.
+    pub(super) fn reads(&self) -> &SqlitePool {
+        &self.read
     }
 
     pub(super) async fn close(&self) {

@@ -5,11 +5,12 @@
 //! therefore always means "on disk", while a hundred concurrent requests cost one commit.
 //! If the transaction fails, every operation in it fails and nothing of it is written.
 
+use super::campaign::{self, CampaignWrite};
 use super::{accept, admin, delivery};
 use crate::domain::{AccountId, ApiKeyId};
 use crate::store::{
-    AcceptOutcome, AcceptRequest, ClaimedMessage, DeliveryOutcome, NewAccount, StatusUpdate,
-    StoreError, StoreResult, UpdateResult,
+    AcceptOutcome, AcceptRequest, ClaimedMessage, DeliveryOutcome, FanOutRequest, FanOutResult,
+    FinishCampaign, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult,
 };
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
@@ -31,6 +32,9 @@ pub(super) enum Op {
     Outcomes(Vec<DeliveryOutcome>, Reply<()>),
     StatusUpdates(Vec<StatusUpdate>, Reply<Vec<UpdateResult>>),
     Maintenance(Maintenance, Reply<u64>),
+    Campaign(CampaignWrite, Reply<u64>),
+    FinishCampaign(FinishCampaign, Reply<AcceptOutcome>),
+    FanOut(FanOutRequest, Reply<FanOutResult>),
     Shutdown,
 }
 
@@ -57,6 +61,7 @@ enum Pending {
     Outcomes(Reply<()>, StoreResult<()>),
     StatusUpdates(Reply<Vec<UpdateResult>>, StoreResult<Vec<UpdateResult>>),
     Maintenance(Reply<u64>, StoreResult<u64>),
+    FanOut(Reply<FanOutResult>, StoreResult<FanOutResult>),
 }
 
 impl Pending {
@@ -75,6 +80,7 @@ impl Pending {
             Pending::Outcomes(r, v) => answer(r, v, failed),
             Pending::StatusUpdates(r, v) => answer(r, v, failed),
             Pending::Maintenance(r, v) => answer(r, v, failed),
+            Pending::FanOut(r, v) => answer(r, v, failed),
         }
     }
 }
@@ -134,6 +140,20 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
                 }
                 Op::Maintenance(m, reply) => {
                     pending.push(Pending::Maintenance(reply, admin::run(&mut tx, m).await));
+                }
+                Op::Campaign(write, reply) => {
+                    pending.push(Pending::Maintenance(
+                        reply,
+                        campaign::run(&mut tx, write).await,
+                    ));
+                }
+                Op::FinishCampaign(finish, reply) => {
+                    let outcome = campaign::finish(&mut tx, &mut accepts, finish).await;
+                    pending.push(Pending::Accept(reply, outcome));
+                }
+                Op::FanOut(request, reply) => {
+                    let result = campaign::fan_out(&mut tx, &mut accepts, request).await;
+                    pending.push(Pending::FanOut(reply, result));
                 }
                 Op::Shutdown => {}
             }

@@ -10,5 +10,5 @@ WHERE message_id IN (
     ORDER BY due_at
     LIMIT ?5
 )
-RETURNING message_id, account_id, channel, phone_number, sender_id, body, attachment_url,
-          priority, attempts, expires_at, cost
+RETURNING message_id, account_id, campaign_id, channel, phone_number, sender_id, body,
+          attachment_url, priority, attempts, expires_at, cost

@@ -1,4 +1,7 @@
-//! The command line: `serve`, `worker`, `migrate`, `accounts create`, `keys create`.
+//! The command line: `serve`, `worker`, `migrate`, `accounts create`, `keys create`,
+//! `campaign launch|status`.
+
+mod campaign;
 
 use crate::app::{self, Application};
 use crate::auth;
@@ -44,6 +47,56 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Launch and follow campaigns on a running Herald.
+    Campaign {
+        /// Herald's address; by default the `server.listen` of the configuration.
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// An API key of the account (or set HERALD_API_KEY).
+        #[arg(long, global = true, env = "HERALD_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        #[command(subcommand)]
+        command: CampaignCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CampaignCommand {
+    /// Upload a CSV list (a `phone_number` column, one column per variable) with a template,
+    /// then follow the campaign with a progress bar until it is done.
+    Launch {
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+        /// A Handlebars template file.
+        #[arg(long, value_name = "FILE")]
+        template: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// low, normal (default), high or urgent.
+        #[arg(long)]
+        priority: Option<String>,
+        /// sms (default) or whatsapp.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Defaults for every recipient, as a JSON object.
+        #[arg(long, value_name = "JSON")]
+        variables: Option<String>,
+        /// RFC 3339 time to start at.
+        #[arg(long)]
+        scheduled_at: Option<String>,
+        /// Validate and price the list without sending.
+        #[arg(long)]
+        dry_run: bool,
+        /// Return once the campaign is created instead of following it.
+        #[arg(long)]
+        no_follow: bool,
+    },
+    /// Show a campaign's counters (or follow it with --follow).
+    Status {
+        campaign_id: String,
+        #[arg(long)]
+        follow: bool,
     },
 }
 
@@ -112,6 +165,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await;
             store.close().await;
             result
+        }
+        Command::Campaign {
+            url,
+            api_key,
+            command,
+        } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", settings.server.listen));
+            let client = campaign::Client::new(&url, api_key.unwrap_or_default())?;
+            match command {
+                CampaignCommand::Launch {
+                    csv,
+                    template,
+                    name,
+                    priority,
+                    channel,
+                    variables,
+                    scheduled_at,
+                    dry_run,
+                    no_follow,
+                } => {
+                    let launch = campaign::Launch {
+                        csv,
+                        template,
+                        name,
+                        priority,
+                        channel,
+                        variables,
+                        scheduled_at,
+                        dry_run,
+                        follow: !no_follow,
+                    };
+                    campaign::launch(&client, launch).await
+                }
+                CampaignCommand::Status {
+                    campaign_id,
+                    follow,
+                } => campaign::status(&client, &campaign_id, follow).await,
+            }
         }
         Command::Keys {
             command: KeysCommand::Create { account },

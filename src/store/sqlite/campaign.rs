@@ -1,0 +1,443 @@
+//! Campaign writes: staging a list, finishing it, the fan-out step, state changes, and the
+//! opt-out and template writes that go with them. All run inside the writer's transaction.
+
+use super::accept::{self, Batch};
+use crate::domain::{
+    AccountId, CampaignId, CampaignStatus, Channel, MessageId, Money, PauseReason, Priority,
+    Timestamp,
+};
+use crate::store::{
+    AcceptOutcome, FanOutRequest, FanOutResult, FinishCampaign, HELD, ItemOutcome, NewCampaign,
+    NewMessage, Rejection, StagedRecipient, StoreResult,
+};
+use sqlx::sqlite::{Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Rows per multi-row INSERT: 6 parameters × 4,000 rows stays below SQLite's 32,766.
+const ROWS_PER_INSERT: usize = 4_000;
+
+/// Campaign writes that answer with a count of rows changed.
+pub(in crate::store) enum CampaignWrite {
+    Insert(NewCampaign),
+    Stage {
+        campaign_id: CampaignId,
+        recipients: Vec<StagedRecipient>,
+        rejections: Vec<Rejection>,
+    },
+    /// Deletes a campaign that never finished loading.
+    Discard(CampaignId),
+    /// Discards loading campaigns untouched for this long (their upload died).
+    DiscardStale(Duration),
+    SetStatus {
+        campaign_id: CampaignId,
+        account_id: AccountId,
+        to: CampaignStatus,
+        reason: Option<PauseReason>,
+    },
+    StartDue,
+    Complete(CampaignId),
+    Park(CampaignId, usize),
+    Unpark(CampaignId, usize),
+    CancelQueued(CampaignId, usize),
+    AddOptOut {
+        account_id: AccountId,
+        phone_number: String,
+        source: String,
+    },
+    RemoveOptOut {
+        account_id: AccountId,
+        phone_number: String,
+    },
+    UpsertTemplate {
+        account_id: AccountId,
+        name: String,
+        body: String,
+    },
+}
+
+fn prefix(sql: &'static str) -> &'static str {
+    sql.split("\nVALUES").next().unwrap_or(sql)
+}
+
+pub(super) async fn run(conn: &mut SqliteConnection, write: CampaignWrite) -> StoreResult<u64> {
+    let now = Timestamp::now();
+    let affected = match write {
+        CampaignWrite::Insert(c) => sqlx::query(include_str!("queries/insert_campaign.sql"))
+            .bind(c.campaign_id.as_str())
+            .bind(c.account_id.as_str())
+            .bind(&c.name)
+            .bind(&c.template)
+            .bind(c.channel.as_str())
+            .bind(c.priority.rank())
+            .bind(c.sender_id.as_deref())
+            .bind(c.scheduled_at.millis())
+            .bind(now.millis())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+        CampaignWrite::Stage {
+            campaign_id,
+            recipients,
+            rejections,
+        } => {
+            stage(conn, &campaign_id, &recipients, &rejections).await?;
+            sqlx::query(include_str!("queries/touch_loading_campaign.sql"))
+                .bind(campaign_id.as_str())
+                .bind(now.millis())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        }
+        CampaignWrite::Discard(campaign_id) => discard(conn, &campaign_id).await?,
+        CampaignWrite::DiscardStale(age) => {
+            let stale: Vec<String> =
+                sqlx::query_scalar(include_str!("queries/stale_loading_campaigns.sql"))
+                    .bind(now.minus(age).millis())
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let mut discarded = 0;
+            for id in stale {
+                discarded += discard(conn, &CampaignId::from_stored(id)).await?;
+            }
+            discarded
+        }
+        CampaignWrite::SetStatus {
+            campaign_id,
+            account_id,
+            to,
+            reason,
+        } => {
+            let from: Vec<&str> = CampaignStatus::predecessors(to)
+                .iter()
+                .map(|s| s.as_str())
+                .collect();
+            sqlx::query(include_str!("queries/set_campaign_status.sql"))
+                .bind(campaign_id.as_str())
+                .bind(account_id.as_str())
+                .bind(to.as_str())
+                .bind(reason.map(PauseReason::as_str))
+                .bind(serde_json::to_string(&from).unwrap_or_default())
+                .bind(now.millis())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        }
+        CampaignWrite::StartDue => sqlx::query(include_str!("queries/start_due_campaigns.sql"))
+            .bind(now.millis())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+        CampaignWrite::Complete(campaign_id) => {
+            sqlx::query(include_str!("queries/complete_campaign.sql"))
+                .bind(campaign_id.as_str())
+                .bind(now.millis())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        }
+        CampaignWrite::Park(campaign_id, limit) => {
+            sqlx::query(include_str!("queries/park_campaign_messages.sql"))
+                .bind(campaign_id.as_str())
+                .bind(HELD)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        }
+        CampaignWrite::Unpark(campaign_id, limit) => {
+            sqlx::query(include_str!("queries/unpark_campaign_messages.sql"))
+                .bind(campaign_id.as_str())
+                .bind(HELD)
+                .bind(now.millis())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        }
+        CampaignWrite::CancelQueued(campaign_id, limit) => {
+            cancel_queued(conn, &campaign_id, limit, now).await?
+        }
+        CampaignWrite::AddOptOut {
+            account_id,
+            phone_number,
+            source,
+        } => sqlx::query(include_str!("queries/insert_opt_out.sql"))
+            .bind(account_id.as_str())
+            .bind(&phone_number)
+            .bind(&source)
+            .bind(now.millis())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+        CampaignWrite::RemoveOptOut {
+            account_id,
+            phone_number,
+        } => sqlx::query(include_str!("queries/delete_opt_out.sql"))
+            .bind(account_id.as_str())
+            .bind(&phone_number)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+        CampaignWrite::UpsertTemplate {
+            account_id,
+            name,
+            body,
+        } => sqlx::query(include_str!("queries/upsert_template.sql"))
+            .bind(account_id.as_str())
+            .bind(&name)
+            .bind(&body)
+            .bind(now.millis())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+    };
+    Ok(affected)
+}
+
+async fn stage(
+    conn: &mut SqliteConnection,
+    campaign_id: &CampaignId,
+    recipients: &[StagedRecipient],
+    rejections: &[Rejection],
+) -> sqlx::Result<()> {
+    for chunk in recipients.chunks(ROWS_PER_INSERT) {
+        let mut insert =
+            QueryBuilder::<Sqlite>::new(prefix(include_str!("queries/stage_recipients.sql")));
+        insert.push_values(chunk, |mut row, r| {
+            row.push_bind(campaign_id.as_str())
+                .push_bind(r.seq)
+                .push_bind(r.phone_number.as_str())
+                .push_bind(r.body.as_str())
+                .push_bind(i64::from(r.segments))
+                .push_bind(r.cost.units());
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    insert_rejections(conn, campaign_id, rejections).await
+}
+
+async fn insert_rejections(
+    conn: &mut SqliteConnection,
+    campaign_id: &CampaignId,
+    rejections: &[Rejection],
+) -> sqlx::Result<()> {
+    let sql = include_str!("queries/stage_rejections.sql");
+    let (head, tail) = sql
+        .split_once("\nVALUES (?1, ?2, ?3, ?4, ?5)")
+        .unwrap_or((sql, ""));
+    for chunk in rejections.chunks(ROWS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(head);
+        insert.push_values(chunk, |mut row, r| {
+            row.push_bind(campaign_id.as_str())
+                .push_bind(r.seq)
+                .push_bind(r.phone_number.as_str())
+                .push_bind(r.code.as_str())
+                .push_bind(r.error.as_str());
+        });
+        insert.push(tail);
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn discard(conn: &mut SqliteConnection, campaign_id: &CampaignId) -> sqlx::Result<u64> {
+    for sql in [
+        include_str!("queries/discard_campaign_recipients.sql"),
+        include_str!("queries/discard_campaign_rejections.sql"),
+        include_str!("queries/discard_campaign.sql"),
+    ] {
+        sqlx::query(sql)
+            .bind(campaign_id.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(1)
+}
+
+async fn cancel_queued(
+    conn: &mut SqliteConnection,
+    campaign_id: &CampaignId,
+    limit: usize,
+    now: Timestamp,
+) -> sqlx::Result<u64> {
+    let rows = sqlx::query(include_str!("queries/cancel_campaign_messages.sql"))
+        .bind(campaign_id.as_str())
+        .bind(now.millis())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(HELD)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut released: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for row in &rows {
+        ids.push(row.try_get::<String, _>("message_id")?);
+        *released.entry(row.try_get("account_id")?).or_default() +=
+            row.try_get::<i64, _>("cost")?;
+    }
+    accept::insert_events(conn, "canceled", &ids, now).await?;
+    for (account, amount) in released {
+        sqlx::query(include_str!("queries/release_reservation.sql"))
+            .bind(amount)
+            .bind(now.millis())
+            .bind(&account)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Makes a loaded campaign visible, unless the idempotency key says this request was
+/// already answered (the caller then discards what it staged).
+pub(super) async fn finish(
+    conn: &mut SqliteConnection,
+    accepts: &mut Batch,
+    f: FinishCampaign,
+) -> StoreResult<AcceptOutcome> {
+    let now = Timestamp::now();
+    if let Some(record) = &f.idempotency
+        && let Some((hash, response)) = accepts
+            .find_key(conn, &f.account_id, &record.key, now)
+            .await?
+    {
+        return Ok(if hash == record.request_hash {
+            AcceptOutcome::Replayed(response)
+        } else {
+            AcceptOutcome::Conflict
+        });
+    }
+    let t = &f.totals;
+    sqlx::query(include_str!("queries/finish_campaign.sql"))
+        .bind(f.campaign_id.as_str())
+        .bind(f.status.as_str())
+        .bind(t.recipients_total)
+        .bind(t.recipients_accepted)
+        .bind(t.rejected)
+        .bind(t.opted_out)
+        .bind(t.estimated_cost.units())
+        .bind(t.estimated_segments)
+        .bind(t.last_seq)
+        .bind(now.millis())
+        .execute(&mut *conn)
+        .await?;
+    if let Some(record) = f.idempotency {
+        accepts.remember(f.account_id, record, f.response.clone(), now);
+    }
+    Ok(AcceptOutcome::Done(f.response))
+}
+
+/// One fan-out step: the next `limit` recipients after the checkpoint become messages (or
+/// are skipped as opted out), and the checkpoint moves past them, in this one transaction.
+/// Stops early, pausing the campaign, at the first recipient the balance or the daily limit
+/// cannot cover.
+pub(super) async fn fan_out(
+    conn: &mut SqliteConnection,
+    accepts: &mut Batch,
+    request: FanOutRequest,
+) -> StoreResult<FanOutResult> {
+    let now = Timestamp::now();
+    let campaign_id = &request.campaign_id;
+    let Some(row) = sqlx::query(include_str!("queries/load_campaign_for_fanout.sql"))
+        .bind(campaign_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(FanOutResult::default());
+    };
+    let status: String = row.try_get("status")?;
+    let checkpoint: i64 = row.try_get("fanned_out")?;
+    let last_seq: i64 = row.try_get("last_seq")?;
+    if status != CampaignStatus::Running.as_str() || checkpoint >= last_seq {
+        return Ok(FanOutResult {
+            done: checkpoint >= last_seq,
+            ..FanOutResult::default()
+        });
+    }
+    let account_id = AccountId::from_stored(row.try_get("account_id")?);
+    let channel = Channel::parse(&row.try_get::<String, _>("channel")?).unwrap_or(Channel::Sms);
+    let priority = Priority::from_rank(row.try_get("priority")?).unwrap_or(Priority::Normal);
+    let sender_id: Option<String> = row.try_get("sender_id")?;
+
+    let recipients = sqlx::query(include_str!("queries/load_recipients.sql"))
+        .bind(campaign_id.as_str())
+        .bind(checkpoint)
+        .bind(i64::try_from(request.limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut opted: HashSet<String> = HashSet::new();
+    if accepts.any_opt_out(conn, &account_id).await? {
+        let phones: Vec<String> = recipients
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("phone_number").ok())
+            .collect();
+        opted = sqlx::query_scalar(include_str!("queries/find_opted_out.sql"))
+            .bind(account_id.as_str())
+            .bind(serde_json::to_string(&phones).unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+    }
+
+    let mut result = FanOutResult::default();
+    let mut skipped = Vec::new();
+    let mut reached = checkpoint;
+    for r in &recipients {
+        let seq: i64 = r.try_get("seq")?;
+        let phone_number: String = r.try_get("phone_number")?;
+        if opted.contains(&phone_number) {
+            skipped.push(Rejection {
+                seq,
+                phone_number,
+                code: "recipient_opted_out".to_owned(),
+                error: "the recipient opted out of messages from this account".to_owned(),
+            });
+            reached = seq;
+            continue;
+        }
+        let segments: i64 = r.try_get("segments")?;
+        let message = NewMessage {
+            message_id: MessageId::generate(),
+            campaign_id: Some(campaign_id.as_str().to_owned()),
+            channel,
+            phone_number,
+            sender_id: sender_id.clone(),
+            body: r.try_get("body")?,
+            attachment_url: None,
+            priority,
+            segments: u32::try_from(segments).unwrap_or(1),
+            cost: Money::from_units(r.try_get("cost")?),
+            due_at: now,
+            expires_at: now.plus(request.validity),
+            status_callback: None,
+            metadata: None,
+        };
+        match accepts.offer(conn, &account_id, message).await? {
+            ItemOutcome::Accepted => {
+                result.messages += 1;
+                reached = seq;
+            }
+            ItemOutcome::DailyLimitExceeded => {
+                result.paused = Some(PauseReason::DailyLimitExceeded);
+                break;
+            }
+            ItemOutcome::InsufficientBalance | ItemOutcome::OptedOut => {
+                result.paused = Some(PauseReason::InsufficientBalance);
+                break;
+            }
+        }
+    }
+    result.opted_out = skipped.len();
+    insert_rejections(conn, campaign_id, &skipped).await?;
+    sqlx::query(include_str!("queries/advance_fanout.sql"))
+        .bind(campaign_id.as_str())
+        .bind(reached)
+        .bind(i64::try_from(skipped.len()).unwrap_or(0))
+        .bind(result.paused.map(PauseReason::as_str))
+        .bind(now.millis())
+        .execute(&mut *conn)
+        .await?;
+    result.done = reached >= last_seq;
+    Ok(result)
+}

@@ -1,0 +1,5 @@
+-- Which of the just-claimed messages in JSON array ?1 go to a number that has since opted
+-- out of the sending account.
+SELECT m.message_id FROM json_each(?1) AS c
+JOIN message AS m ON m.message_id = c.value
+JOIN opt_out AS o ON o.account_id = m.account_id AND o.phone_number = m.phone_number

@@ -1,0 +1,141 @@
+//! Campaign fan-out (after listmonk's manager): each running campaign's staged recipients
+//! become messages in batches. A batch and the checkpoint that records it commit in one
+//! transaction, so a crash neither loses nor repeats a recipient; the batch reserves its
+//! cost with it, so a campaign that runs out of money pauses cleanly at a recipient
+//! boundary. Campaign messages then travel the same queue as single sends, in their
+//! priority lane, under the same rate limits.
+//!
+//! Pause and cancel are flags on the campaign row: the fan-out checks it every batch, claims
+//! skip the campaign's messages, and [`CampaignGate`] stops those already claimed, so a pause
+//! takes effect within [`GATE_TTL`] even for messages waiting on a rate limit.
+
+use crate::domain::CampaignStatus;
+use crate::store::{FanOutRequest, Store};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How often the runner looks for campaigns to start, expand or complete.
+const TICK: Duration = Duration::from_millis(100);
+/// Longest one campaign is expanded before the others get their turn.
+const SLICE: Duration = Duration::from_millis(250);
+/// A loading campaign untouched this long was abandoned by a process that died.
+const ABANDONED_AFTER: Duration = Duration::from_secs(10 * 60);
+/// How long a worker trusts what it read of a campaign's state.
+pub const GATE_TTL: Duration = Duration::from_millis(250);
+
+pub(super) struct Fanout {
+    pub store: Store,
+    pub batch: usize,
+    pub validity: Duration,
+}
+
+impl Fanout {
+    pub(super) async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_cleanup: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.step(&shutdown).await {
+                tracing::warn!(error = %e, "campaign fan-out step failed; retrying");
+            }
+            if last_cleanup.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                last_cleanup = Some(Instant::now());
+                match self.store.discard_stale_campaigns(ABANDONED_AFTER).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(campaigns = n, "discarded abandoned campaign uploads"),
+                    Err(e) => tracing::warn!(error = %e, "could not discard abandoned uploads"),
+                }
+            }
+        }
+    }
+
+    async fn step(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        self.store.start_due_campaigns().await?;
+        for campaign in self.store.active_campaigns().await? {
+            if campaign.status != CampaignStatus::Running {
+                continue;
+            }
+            // Messages held by a pause whose resume did not finish releasing them (the
+            // process stopped halfway) are released here.
+            self.store
+                .settle_campaign_messages(&campaign.campaign_id, CampaignStatus::Running)
+                .await?;
+            if campaign.fanned_out >= campaign.last_seq {
+                if self.store.complete_campaign(&campaign.campaign_id).await? {
+                    tracing::info!(campaign_id = %campaign.campaign_id, "campaign completed");
+                }
+                continue;
+            }
+            let started = Instant::now();
+            while started.elapsed() < SLICE && !shutdown.is_cancelled() {
+                let result = self
+                    .store
+                    .fan_out(FanOutRequest {
+                        campaign_id: campaign.campaign_id.clone(),
+                        limit: self.batch,
+                        validity: self.validity,
+                    })
+                    .await?;
+                if let Some(reason) = result.paused {
+                    tracing::info!(campaign_id = %campaign.campaign_id, reason = reason.as_str(), "campaign paused");
+                }
+                if result.done || result.paused.is_some() || result.messages + result.opted_out == 0
+                {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What workers last read of each campaign's state, so that a message claimed before a
+/// pause or cancel is not sent after it.
+pub struct CampaignGate {
+    store: Store,
+    seen: Mutex<HashMap<String, (Option<CampaignStatus>, Instant)>>,
+}
+
+impl CampaignGate {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The campaign's state, at most [`GATE_TTL`] old. `None` for ids that are not
+    /// campaigns (a client's own `campaign_id` on a single send).
+    pub async fn state(&self, campaign_id: &str) -> Option<CampaignStatus> {
+        if !campaign_id.starts_with("cmp_") {
+            return None;
+        }
+        if let Ok(seen) = self.seen.lock()
+            && let Some((state, at)) = seen.get(campaign_id)
+            && at.elapsed() < GATE_TTL
+        {
+            return *state;
+        }
+        let state = match self.store.campaign_state(campaign_id).await {
+            Ok(state) => state,
+            // Unknown is treated as "may go": a read failure must not stop deliveries.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read a campaign's state");
+                None
+            }
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() > 10_000 {
+                seen.clear();
+            }
+            seen.insert(campaign_id.to_owned(), (state, Instant::now()));
+        }
+        state
+    }
+}
