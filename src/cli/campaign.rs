@@ -172,18 +172,21 @@ async fn follow(client: &Client, id: &str) -> anyhow::Result<()> {
         ));
         match at(&c, "status").as_str().unwrap_or("") {
             "completed" => {
-                bar.finish_with_message(format!(
+                bar.finish_and_clear();
+                // Printed, not drawn: indicatif draws nothing when stderr is not a terminal.
+                println!(
                     "done: sent {} · delivered {} · read {} · failed {} · cost {}",
                     n(at(&k, "handed_over")),
                     n(at(&k, "delivered")) + n(at(&k, "read")),
                     n(at(&k, "read")),
                     n(at(&k, "failed")) + n(at(&k, "undelivered")) + n(at(&k, "expired")),
                     at(&c, "cost_so_far"),
-                ));
+                );
                 return Ok(());
             }
             "canceled" => {
-                bar.abandon_with_message("canceled");
+                bar.finish_and_clear();
+                println!("canceled: sent {}", n(at(&k, "handed_over")));
                 return Ok(());
             }
             "paused" => {

@@ -851,3 +851,130 @@ async fn a_repeated_campaign_request_with_the_same_key_creates_one_campaign() {
     let response = send(other).await.unwrap();
     assert_eq!(response.status(), 409, "the same key with another list");
 }
+
+#[tokio::test]
+async fn campaign_endpoints_answer_bad_input_with_clear_errors() {
+    let app = spawn_app().await;
+    let get = |path: String, key: Option<&'static str>| {
+        let mut request = app.client.get(app.url(&path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    let key = Some(crate::helpers::API_KEY);
+    for (path, status, code) in [
+        ("/campaigns/nonsense".to_owned(), 404, "not_found"),
+        (
+            "/campaigns/cmp_01JDZ8K5Q6V0X3M2N4P7R9S1T2".to_owned(),
+            404,
+            "not_found",
+        ),
+        ("/campaigns?limit=0".to_owned(), 400, "invalid_field"),
+        ("/campaigns?before=x".to_owned(), 400, "invalid_field"),
+        ("/opt-outs?limit=5000".to_owned(), 400, "invalid_field"),
+        ("/templates/nope".to_owned(), 404, "not_found"),
+    ] {
+        let response = get(path.clone(), key).await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["code"],
+            code,
+            "{path}"
+        );
+    }
+    let response = get("/campaigns".to_owned(), None).await.unwrap();
+    assert_eq!(response.status(), 401);
+
+    for (body, status, code, field) in [
+        (
+            json!({"template": "Hi", "phone_numbers": [number("0230")]}),
+            400,
+            "missing_field",
+            "name",
+        ),
+        (
+            json!({"name": "x", "phone_numbers": [number("0230")]}),
+            400,
+            "missing_field",
+            "template",
+        ),
+        (
+            json!({"name": "x", "template": "Hi"}),
+            400,
+            "missing_field",
+            "phone_numbers",
+        ),
+        (
+            json!({"name": "x", "template": "Hi", "phone_numbers": "+14155550230"}),
+            400,
+            "invalid_field",
+            "",
+        ),
+        (
+            json!({"name": "x", "template": "Hi", "phone_numbers": [42]}),
+            400,
+            "invalid_field",
+            "phone_numbers[0]",
+        ),
+        (
+            json!({"name": "x", "template": "Hi", "recipients": [{"variables": {}}]}),
+            400,
+            "missing_field",
+            "recipients[0].phone_number",
+        ),
+        (
+            json!({"name": "x", "template_name": "nope", "phone_numbers": [number("0230")]}),
+            400,
+            "invalid_field",
+            "template_name",
+        ),
+        (
+            json!({"name": "x", "template": "Hi", "priority": "asap", "phone_numbers": [number("0230")]}),
+            400,
+            "invalid_field",
+            "priority",
+        ),
+        (
+            json!({"name": "x", "template": "Hi", "scheduled_at": "tomorrow", "phone_numbers": [number("0230")]}),
+            400,
+            "invalid_field",
+            "scheduled_at",
+        ),
+        (
+            json!({"name": "x", "template": "Hi {{name}", "phone_numbers": [number("0230")]}),
+            422,
+            "template_error",
+            "template",
+        ),
+    ] {
+        let response = app.post_json("/campaigns", &body).await;
+        assert_eq!(response.status(), status, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["code"], code, "{body}: {answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["field"], field, "{body}: {answer}");
+        }
+    }
+    let response = app
+        .post_json("/opt-outs", &json!({"phone_number": "12"}))
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["code"],
+        "invalid_phone_number"
+    );
+    let response = app
+        .client
+        .delete(app.url("/opt-outs/%2B14155550231"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404, "not opted out");
+    let campaigns: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM campaign")
+        .fetch_one(&app.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(campaigns, 0, "no refused request left a campaign behind");
+}

@@ -344,7 +344,7 @@ async fn kill_9_during_a_campaign_fan_out_messages_every_recipient_exactly_once(
                 .fetch_one(&db)
                 .await
                 .expect("a count");
-            (n >= 2_000).then_some(n)
+            (n >= 10_000).then_some(n)
         }
     })
     .await;

@@ -196,3 +196,89 @@ async fn sigterm_lets_deliveries_in_flight_finish_and_gives_back_the_rest() {
         "nothing lost: {sent} sent, {waiting} waiting"
     );
 }
+
+#[tokio::test]
+async fn campaign_launch_uploads_a_csv_and_follows_it_to_the_end() {
+    let app = spawn_app().await;
+    let dir = app.dir.path().to_owned();
+    let csv = dir.join("list.csv");
+    let template = dir.join("template.hbs");
+    std::fs::write(
+        &csv,
+        format!(
+            "phone_number,name\n{},Ana\n{},Bo\nnot a number,Cy\n{},Di\n",
+            number("0210"),
+            number("0211"),
+            number("0212")
+        ),
+    )
+    .unwrap();
+    std::fs::write(&template, "Hi {{name}}, thanks for shopping with us.\n").unwrap();
+
+    let launch = |extra: &'static [&'static str]| {
+        let (dir, csv, template, address) = (
+            dir.clone(),
+            csv.clone(),
+            template.clone(),
+            app.address.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            herald(&dir)
+                .args(["campaign", "launch", "--name", "CLI", "--url", &address])
+                .arg("--csv")
+                .arg(&csv)
+                .arg("--template")
+                .arg(&template)
+                .args(extra)
+                .env("HERALD_API_KEY", API_KEY)
+                .output()
+                .unwrap()
+        })
+    };
+    let dry = launch(&["--dry-run"]).await.unwrap();
+    let out = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(
+        dry.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(out.contains("3 accepted, 1 rejected"), "{out}");
+    assert!(out.contains("Dry run"), "{out}");
+
+    let real = launch(&[]).await.unwrap();
+    let out = String::from_utf8_lossy(&real.stdout).into_owned();
+    let err = String::from_utf8_lossy(&real.stderr).into_owned();
+    assert!(real.status.success(), "{out}{err}");
+    assert!(out.contains("done: sent 3"), "{out}{err}");
+    let id = out
+        .split_whitespace()
+        .find(|w| w.starts_with("cmp_"))
+        .expect("the campaign id is printed")
+        .to_owned();
+    let c = app.campaign(&id).await;
+    assert_eq!(c["status"], "completed");
+    assert_eq!(c["counters"]["handed_over"], 3);
+
+    let status = tokio::task::spawn_blocking({
+        let (dir, address) = (dir.clone(), app.address.clone());
+        move || {
+            herald(&dir)
+                .args(["campaign", "status", &id, "--url", &address])
+                .env("HERALD_API_KEY", API_KEY)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let shown: Value = serde_json::from_slice(&status.stdout).expect("the status is JSON");
+    assert_eq!(shown["status"], "completed");
+
+    let no_key = herald(&dir)
+        .args(["campaign", "status", "cmp_x", "--url", &app.address])
+        .env_remove("HERALD_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!no_key.status.success());
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("API key"));
+}

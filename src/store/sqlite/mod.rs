@@ -314,6 +314,16 @@ mod tests {
             include_str!("queries/load_message.sql"),
             include_str!("queries/find_by_provider_ref.sql"),
             include_str!("queries/queue_depth.sql"),
+            include_str!("queries/claimed_opted_out.sql"),
+            include_str!("queries/campaign_states.sql"),
+            include_str!("queries/park_claim.sql"),
+            include_str!("queries/hold_claim.sql"),
+            include_str!("queries/park_campaign_messages.sql"),
+            include_str!("queries/unpark_campaign_messages.sql"),
+            include_str!("queries/cancel_campaign_messages.sql"),
+            include_str!("queries/complete_campaign.sql"),
+            include_str!("queries/campaign_counts.sql"),
+            include_str!("queries/load_recipients.sql"),
         ];
         for sql in hot {
             let plan: Vec<(i64, i64, i64, String)> =
