@@ -66,40 +66,76 @@ impl From<UploadError> for ApiError {
     }
 }
 
+/// The longest row accepted. The CSV parser holds a whole row in memory, so without this
+/// one endless quoted field could make it hold the whole upload.
+const MAX_ROW_BYTES: u64 = 64 * 1024;
+
 /// Counts, limits and fingerprints the bytes as the parser reads them.
 struct Metered<R> {
     inner: R,
     read: u64,
     max: u64,
     hash: Sha256,
+    /// Inside a quoted field (quotes toggle; an escaped `""` toggles twice).
+    quoted: bool,
+    /// Bytes since the last row ended (a newline outside quotes).
+    row: u64,
+}
+
+impl<R> Metered<R> {
+    fn new(inner: R, max: u64) -> Self {
+        Self {
+            inner,
+            read: 0,
+            max,
+            hash: Sha256::new(),
+            quoted: false,
+            row: 0,
+        }
+    }
 }
 
 impl<R: Read> Read for Metered<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        let bytes = buf.get(..n).unwrap_or_default();
         self.read += n as u64;
         if self.read > self.max {
-            return Err(std::io::Error::other(TooLarge));
+            return Err(std::io::Error::other(Refused::TooLarge));
         }
-        self.hash.update(buf.get(..n).unwrap_or_default());
+        for &b in bytes {
+            match b {
+                b'"' => self.quoted = !self.quoted,
+                b'\n' if !self.quoted => self.row = 0,
+                _ => {}
+            }
+            self.row += 1;
+            if self.row > MAX_ROW_BYTES {
+                return Err(std::io::Error::other(Refused::RowTooLong));
+            }
+        }
+        self.hash.update(bytes);
         Ok(n)
     }
 }
 
-#[derive(Debug)]
-struct TooLarge;
-impl std::fmt::Display for TooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("upload too large")
-    }
+/// Why `Metered` stopped reading.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("the upload is too large")]
+    TooLarge,
+    #[error("a row is longer than 64 KiB (an unclosed quote?)")]
+    RowTooLong,
 }
-impl std::error::Error for TooLarge {}
 
 fn io_error(e: &std::io::Error, max: u64) -> UploadError {
-    if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) {
-        UploadError::TooLarge(max)
-    } else {
-        UploadError::Unreadable(format!("the upload could not be read: {e}"))
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Refused>())
+    {
+        Some(Refused::TooLarge) => UploadError::TooLarge(max),
+        Some(Refused::RowTooLong) => UploadError::Csv(Refused::RowTooLong.to_string()),
+        None => UploadError::Unreadable(format!("the upload could not be read: {e}")),
     }
 }
 
@@ -278,14 +314,12 @@ pub(crate) async fn upload_campaign(
     };
 
     let campaigns_cfg = &state.settings().campaigns;
-    let metered = Metered {
-        inner: SyncIoBridge::new(StreamReader::new(
+    let metered = Metered::new(
+        SyncIoBridge::new(StreamReader::new(
             body.into_data_stream().map_err(std::io::Error::other),
         )),
-        read: 0,
-        max: campaigns_cfg.max_upload_bytes,
-        hash: Sha256::new(),
-    };
+        campaigns_cfg.max_upload_bytes,
+    );
     let max_rows = campaigns_cfg.max_recipients;
     let (tx, mut rx) = mpsc::channel::<Vec<Row>>(2);
     let rows_out = loading.is_some().then_some(tx);

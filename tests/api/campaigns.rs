@@ -634,6 +634,21 @@ async fn csv_uploads_refuse_bad_input_and_leave_nothing_behind() {
     .unwrap();
     assert_eq!(leftovers, 0, "a failed upload writes nothing that stays");
 
+    let endless = format!("phone_number,name\n+14155550160,\"{}", "x\n".repeat(40_000));
+    let app_big = spawn_app().await;
+    let response = app_big.upload_csv(endless, &query).await;
+    assert_eq!(
+        response.status(),
+        400,
+        "one endless quoted field is refused, not buffered"
+    );
+    assert!(
+        response.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("64 KiB")
+    );
+
     // Quoted fields, a BOM, CRLF, a column for each variable.
     let csv = "\u{feff}phone_number,name\r\n\"+1 (415) 555-0161\",\"Smith, Jo\"\r\n";
     let response = app.upload_csv(csv.into(), &query).await;
