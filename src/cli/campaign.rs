@@ -54,17 +54,34 @@ impl Client {
     }
 }
 
-/// What `campaign launch` was given.
+/// What `campaign launch` takes.
+#[derive(Debug, clap::Args)]
 pub(super) struct Launch {
-    pub(super) csv: PathBuf,
-    pub(super) template: PathBuf,
-    pub(super) name: String,
-    pub(super) priority: Option<String>,
-    pub(super) channel: Option<String>,
-    pub(super) variables: Option<String>,
-    pub(super) scheduled_at: Option<String>,
-    pub(super) dry_run: bool,
-    pub(super) follow: bool,
+    #[arg(long, value_name = "FILE")]
+    csv: PathBuf,
+    /// A Handlebars template file.
+    #[arg(long, value_name = "FILE")]
+    template: PathBuf,
+    #[arg(long)]
+    name: String,
+    /// low, normal (default), high or urgent.
+    #[arg(long)]
+    priority: Option<String>,
+    /// sms (default) or whatsapp.
+    #[arg(long)]
+    channel: Option<String>,
+    /// Defaults for every recipient, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    variables: Option<String>,
+    /// RFC 3339 time to start at.
+    #[arg(long)]
+    scheduled_at: Option<String>,
+    /// Validate and price the list without sending.
+    #[arg(long)]
+    dry_run: bool,
+    /// Return once the campaign is created instead of following it.
+    #[arg(long)]
+    no_follow: bool,
 }
 
 pub(super) async fn launch(client: &Client, launch: Launch) -> anyhow::Result<()> {
@@ -122,7 +139,7 @@ pub(super) async fn launch(client: &Client, launch: Launch) -> anyhow::Result<()
         "Campaign {id} is {}.",
         at(&created, "status").as_str().unwrap_or("?")
     );
-    if launch.follow {
+    if !launch.no_follow {
         follow(client, id).await?;
     }
     Ok(())

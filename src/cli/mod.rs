@@ -65,33 +65,7 @@ enum Command {
 enum CampaignCommand {
     /// Upload a CSV list (a `phone_number` column, one column per variable) with a template,
     /// then follow the campaign with a progress bar until it is done.
-    Launch {
-        #[arg(long, value_name = "FILE")]
-        csv: PathBuf,
-        /// A Handlebars template file.
-        #[arg(long, value_name = "FILE")]
-        template: PathBuf,
-        #[arg(long)]
-        name: String,
-        /// low, normal (default), high or urgent.
-        #[arg(long)]
-        priority: Option<String>,
-        /// sms (default) or whatsapp.
-        #[arg(long)]
-        channel: Option<String>,
-        /// Defaults for every recipient, as a JSON object.
-        #[arg(long, value_name = "JSON")]
-        variables: Option<String>,
-        /// RFC 3339 time to start at.
-        #[arg(long)]
-        scheduled_at: Option<String>,
-        /// Validate and price the list without sending.
-        #[arg(long)]
-        dry_run: bool,
-        /// Return once the campaign is created instead of following it.
-        #[arg(long)]
-        no_follow: bool,
-    },
+    Launch(campaign::Launch),
     /// Show a campaign's counters (or follow it with --follow).
     Status {
         campaign_id: String,
@@ -174,30 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let url = url.unwrap_or_else(|| format!("http://{}", settings.server.listen));
             let client = campaign::Client::new(&url, api_key.unwrap_or_default())?;
             match command {
-                CampaignCommand::Launch {
-                    csv,
-                    template,
-                    name,
-                    priority,
-                    channel,
-                    variables,
-                    scheduled_at,
-                    dry_run,
-                    no_follow,
-                } => {
-                    let launch = campaign::Launch {
-                        csv,
-                        template,
-                        name,
-                        priority,
-                        channel,
-                        variables,
-                        scheduled_at,
-                        dry_run,
-                        follow: !no_follow,
-                    };
-                    campaign::launch(&client, launch).await
-                }
+                CampaignCommand::Launch(launch) => campaign::launch(&client, launch).await,
                 CampaignCommand::Status {
                     campaign_id,
                     follow,

@@ -53,6 +53,19 @@ impl TestApp {
         created
     }
 
+    /// GETs `path` with this app's key: (status, body).
+    pub(crate) async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .expect("the request is sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON"))
+    }
+
     pub(crate) async fn campaign(&self, id: &str) -> Value {
         let response = self
             .client
@@ -297,16 +310,7 @@ async fn opted_out_numbers_are_skipped_and_counted_and_single_sends_to_them_refu
     assert_eq!(phones, [number("0142")]);
 
     // Reported, not silently dropped.
-    let rejections: Value = app
-        .client
-        .get(app.url(&format!("/campaigns/{id}/rejections")))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rejections: Value = app.get_json(&format!("/campaigns/{id}/rejections")).await.1;
     let skipped: Vec<&str> = rejections["rejections"]
         .as_array()
         .unwrap()
@@ -396,16 +400,7 @@ async fn a_dry_run_sends_nothing_and_predicts_what_the_real_run_charges() {
         .await
         .unwrap();
     assert_eq!(messages, 0, "a dry run sends nothing");
-    let list: Value = app
-        .client
-        .get(app.url("/campaigns"))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/campaigns").await.1;
     assert_eq!(
         list["campaigns"].as_array().unwrap().len(),
         0,
@@ -662,16 +657,7 @@ async fn csv_uploads_refuse_bad_input_and_leave_nothing_behind() {
 #[tokio::test]
 async fn templates_are_listed_created_and_previewed() {
     let app = spawn_app().await;
-    let list: Value = app
-        .client
-        .get(app.url("/templates"))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/templates").await.1;
     let names: Vec<&str> = list["templates"]
         .as_array()
         .unwrap()
@@ -747,16 +733,7 @@ async fn stats_count_messages_by_status_day_and_channel() {
     app.wait_for_status(&failed, "failed").await;
     app.wait_for_status(&wa, "read").await;
 
-    let stats: Value = app
-        .client
-        .get(app.url("/stats/?days=7"))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = app.get_json("/stats/?days=7").await.1;
     assert_eq!(stats["days"], 7);
     assert_eq!(stats["totals"]["read"], 2);
     assert_eq!(stats["totals"]["failed"], 1);
