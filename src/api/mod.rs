@@ -3,6 +3,7 @@
 
 mod account;
 mod bulk;
+mod campaign_status;
 mod campaign_upload;
 mod campaigns;
 mod compat_odoo;
@@ -226,25 +227,28 @@ pub fn router(state: AppState) -> Router {
         .route("/stats", get(stats::stats))
         .route(
             "/campaigns",
-            get(campaigns::list_campaigns).post(campaigns::create_campaign),
+            get(campaign_status::list_campaigns).post(campaigns::create_campaign),
         )
         .route("/campaigns/upload", post(campaign_upload::upload_campaign))
-        .route("/campaigns/{campaign_id}", get(campaigns::get_campaign))
+        .route(
+            "/campaigns/{campaign_id}",
+            get(campaign_status::get_campaign),
+        )
         .route(
             "/campaigns/{campaign_id}/pause",
-            post(campaigns::pause_campaign),
+            post(campaign_status::pause_campaign),
         )
         .route(
             "/campaigns/{campaign_id}/resume",
-            post(campaigns::resume_campaign),
+            post(campaign_status::resume_campaign),
         )
         .route(
             "/campaigns/{campaign_id}/cancel",
-            post(campaigns::cancel_campaign),
+            post(campaign_status::cancel_campaign),
         )
         .route(
             "/campaigns/{campaign_id}/rejections",
-            get(campaigns::campaign_rejections),
+            get(campaign_status::campaign_rejections),
         )
         .route(
             "/templates",
