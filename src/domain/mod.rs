@@ -17,7 +17,7 @@ pub mod time;
 
 pub use campaign::{CampaignStatus, PauseReason};
 pub use channel::Channel;
-pub use ids::{AccountId, ApiKeyId, CampaignId, MessageId};
+pub use ids::{AccountId, ApiKeyId, CampaignId, IdBlock, MessageId};
 pub use money::Money;
 pub use phone::{E164, NumberType, PhoneError, PhoneInfo, Region};
 pub use priority::Priority;

@@ -128,6 +128,17 @@ async fn each_recipient_gets_the_template_rendered_with_its_own_variables() {
     let done = app.wait_campaign(id, "completed").await;
     assert_eq!(done["counters"]["handed_over"], 2, "{done}");
 
+    // Ids made by the fan-out are ordinary message ids.
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT message_id FROM message WHERE campaign_id = ?")
+            .bind(id)
+            .fetch_all(&app.pool().await)
+            .await
+            .unwrap();
+    for message_id in &ids {
+        app.wait_for_status(message_id, "read").await;
+    }
+
     let bodies: HashMap<String, String> = app
         .campaign_messages(id)
         .await

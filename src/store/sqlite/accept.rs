@@ -31,6 +31,16 @@ struct AccountState {
     any_opt_out: bool,
     reserve: i64,
     accepted: Vec<NewMessage>,
+    /// Messages this transaction accepted by other means (a campaign's fan-out inserts its
+    /// own); their cost is in `reserve`.
+    accepted_elsewhere: i64,
+}
+
+impl AccountState {
+    /// Messages this transaction accepted for the account so far.
+    fn accepted(&self) -> i64 {
+        self.accepted.len() as i64 + self.accepted_elsewhere
+    }
 }
 
 /// What the accepts of one transaction will write when it is flushed.
@@ -114,6 +124,7 @@ impl Batch {
                     any_opt_out,
                     reserve: 0,
                     accepted: Vec::new(),
+                    accepted_elsewhere: 0,
                 },
             );
         }
@@ -122,13 +133,28 @@ impl Batch {
             .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))
     }
 
-    /// Whether the account has any opt-out at all.
-    pub(super) async fn any_opt_out(
+    /// What the account can still take in this transaction: (available balance, messages
+    /// left today).
+    pub(super) async fn headroom(
         &mut self,
         conn: &mut SqliteConnection,
         account_id: &AccountId,
-    ) -> StoreResult<bool> {
-        Ok(self.account(conn, account_id).await?.any_opt_out)
+    ) -> StoreResult<(i64, i64)> {
+        let state = self.account(conn, account_id).await?;
+        Ok((
+            state.available - state.reserve,
+            (state.daily_limit - state.accepted_today - state.accepted()).max(0),
+        ))
+    }
+
+    /// Counts `messages` costing `cost` that the caller inserted itself against the
+    /// account, so later accepts in this transaction see the money as taken and the flush
+    /// reserves it. The account must have been loaded (by [`Batch::headroom`]).
+    pub(super) fn reserve_elsewhere(&mut self, account_id: &AccountId, cost: i64, messages: i64) {
+        if let Some(state) = self.accounts.get_mut(account_id) {
+            state.reserve += cost;
+            state.accepted_elsewhere += messages;
+        }
     }
 
     /// Keeps `response` under the idempotency key, written with the rest at flush.
@@ -174,7 +200,7 @@ impl Batch {
     ) -> StoreResult<ItemOutcome> {
         let state = self.account(conn, account_id).await?;
         let cost = message.cost.units();
-        let accepted_today = state.accepted_today + state.accepted.len() as i64;
+        let accepted_today = state.accepted_today + state.accepted();
         Ok(if accepted_today >= state.daily_limit {
             ItemOutcome::DailyLimitExceeded
         } else if state.available - state.reserve < cost {
@@ -220,7 +246,7 @@ impl Batch {
         let now = Timestamp::now();
         let day = now.day();
         for (account_id, state) in &self.accounts {
-            if state.accepted.is_empty() {
+            if state.accepted() == 0 {
                 continue;
             }
             for chunk in state.accepted.chunks(ROWS_PER_INSERT) {
@@ -263,7 +289,7 @@ impl Batch {
             sqlx::query(include_str!("queries/count_accepted.sql"))
                 .bind(account_id.as_str())
                 .bind(&day)
-                .bind(state.accepted.len() as i64)
+                .bind(state.accepted())
                 .execute(&mut *conn)
                 .await?;
         }

@@ -323,7 +323,10 @@ mod tests {
             include_str!("queries/cancel_campaign_messages.sql"),
             include_str!("queries/complete_campaign.sql"),
             include_str!("queries/campaign_counts.sql"),
-            include_str!("queries/load_recipients.sql"),
+            include_str!("queries/fanout_window.sql"),
+            include_str!("queries/fanout_insert.sql"),
+            include_str!("queries/fanout_skip_opted_out.sql"),
+            include_str!("queries/insert_status_events_for_block.sql"),
         ];
         for sql in hot {
             let plan: Vec<(i64, i64, i64, String)> =
