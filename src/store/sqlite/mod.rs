@@ -349,4 +349,25 @@ mod tests {
             assert!(scans.is_empty(), "{sql}\nscans: {scans:?}");
         }
     }
+
+    /// A fan-out step touches only its own block of messages: walking the campaign's index
+    /// instead makes each step cost as much as every message the campaign already has.
+    #[tokio::test]
+    async fn the_fan_out_finds_its_block_by_primary_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = migrated(&dir).await;
+        let sql = include_str!("queries/insert_status_events_for_block.sql");
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let details: Vec<&str> = plan.iter().map(|(_, _, _, d)| d.as_str()).collect();
+        assert!(
+            details
+                .iter()
+                .any(|d| d.contains("sqlite_autoindex_message_1 (message_id>? AND message_id<?)")),
+            "{details:?}"
+        );
+    }
 }
