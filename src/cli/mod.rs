@@ -56,6 +56,10 @@ enum Command {
         /// An API key of the account (or set HERALD_API_KEY).
         #[arg(long, global = true, env = "HERALD_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
+        /// No server needed: run Herald (API and workers) inside this command, on the
+        /// configured database, for as long as the command runs.
+        #[arg(long, global = true, conflicts_with = "url")]
+        local: bool,
         #[command(subcommand)]
         command: CampaignCommand,
     },
@@ -143,17 +147,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Campaign {
             url,
             api_key,
+            local,
             command,
         } => {
-            let url = url.unwrap_or_else(|| format!("http://{}", settings.server.listen));
-            let client = campaign::Client::new(&url, api_key.unwrap_or_default())?;
-            match command {
-                CampaignCommand::Launch(launch) => campaign::launch(&client, launch).await,
-                CampaignCommand::Status {
-                    campaign_id,
-                    follow,
-                } => campaign::status(&client, &campaign_id, follow).await,
+            let key = api_key.unwrap_or_default();
+            let run = |client: campaign::Client| async move {
+                match command {
+                    CampaignCommand::Launch(launch) => campaign::launch(&client, launch).await,
+                    CampaignCommand::Status {
+                        campaign_id,
+                        follow,
+                    } => campaign::status(&client, &campaign_id, follow).await,
+                }
+            };
+            if !local {
+                let url = url.unwrap_or_else(|| format!("http://{}", settings.server.listen));
+                return run(campaign::Client::new(&url, key)?).await;
             }
+            // The same client, talking to a Herald started here on a free loopback port, so
+            // the local path is the API path (validation, limits, idempotency) and nothing
+            // is written twice. Another process on the same database may deliver too: claims
+            // are leased, so they share the work.
+            let mut settings = settings;
+            settings.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let app = Application::build(settings, true).await?;
+            let client = campaign::Client::new(&format!("http://127.0.0.1:{}", app.port()), key)?;
+            let stop = tokio_util::sync::CancellationToken::new();
+            let herald = tokio::spawn(app.run_until(stop.clone()));
+            let result = run(client).await;
+            stop.cancel();
+            herald.await??;
+            result
         }
         Command::Keys {
             command: KeysCommand::Create { account },

@@ -282,3 +282,53 @@ async fn campaign_launch_uploads_a_csv_and_follows_it_to_the_end() {
     assert!(!no_key.status.success());
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("API key"));
 }
+
+#[tokio::test]
+async fn campaign_launch_local_needs_no_server() {
+    let dir = test_dir();
+    let csv = dir.path().join("list.csv");
+    let template = dir.path().join("template.hbs");
+    std::fs::write(
+        &csv,
+        format!("phone_number\n{}\n{}\n", number("0220"), number("0221")),
+    )
+    .unwrap();
+    std::fs::write(&template, "Your order shipped.").unwrap();
+    let path = dir.path().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        herald(&path)
+            .args(["campaign", "launch", "--local", "--name", "Local"])
+            .arg("--csv")
+            .arg(&csv)
+            .arg("--template")
+            .arg(&template)
+            .env("HERALD_API_KEY", API_KEY)
+            .env("HERALD__CAMPAIGNS__TEMPLATES_DIR", path.join("none"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.contains("done: sent 2"), "{out}");
+
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("herald.db").display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM campaign WHERE status = 'completed'"
+        )
+        .await,
+        1
+    );
+}
