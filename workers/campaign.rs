@@ -23,7 +23,7 @@ const SLICE: Duration = Duration::from_millis(250);
 /// A loading campaign untouched this long was abandoned by a process that died.
 const ABANDONED_AFTER: Duration = Duration::from_secs(10 * 60);
 /// How long a worker trusts what it read of a campaign's state.
-pub const GATE_TTL: Duration = Duration::from_millis(250);
+pub(super) const GATE_TTL: Duration = Duration::from_millis(250);
 
 pub(super) struct Fanout {
     pub store: Store,
@@ -97,13 +97,13 @@ impl Fanout {
 
 /// What workers last read of each campaign's state, so that a message claimed before a
 /// pause or cancel is not sent after it.
-pub struct CampaignGate {
+pub(super) struct CampaignGate {
     store: Store,
     seen: Mutex<HashMap<String, (Option<CampaignStatus>, Instant)>>,
 }
 
 impl CampaignGate {
-    pub fn new(store: Store) -> Self {
+    pub(super) fn new(store: Store) -> Self {
         Self {
             store,
             seen: Mutex::new(HashMap::new()),
@@ -112,7 +112,7 @@ impl CampaignGate {
 
     /// The campaign's state, at most [`GATE_TTL`] old. `None` for ids that are not
     /// campaigns (a client's own `campaign_id` on a single send).
-    pub async fn state(&self, campaign_id: &str) -> Option<CampaignStatus> {
+    pub(super) async fn state(&self, campaign_id: &str) -> Option<CampaignStatus> {
         if !campaign_id.starts_with("cmp_") {
             return None;
         }

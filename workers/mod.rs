@@ -22,7 +22,6 @@ mod receipts;
 mod retry;
 mod sweeper;
 
-pub use campaign::{CampaignGate, GATE_TTL};
 pub use deliver::Deliverer;
 pub use queue::MessageQueue;
 pub use receipts::ReceiptApplier;

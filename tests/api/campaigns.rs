@@ -28,6 +28,23 @@ pub(crate) fn csv_for(numbers: &[String]) -> String {
     csv
 }
 
+/// An app whose mock provider logs every hand-over to a file (returned), plus `extra` TOML
+/// for `[providers.mock]`.
+async fn spawn_with_handover_log(mock: &str) -> (TestApp, std::path::PathBuf) {
+    let dir = crate::helpers::test_dir();
+    let path = dir.path().join("handover.log");
+    let app = crate::helpers::spawn_in(
+        dir,
+        &format!(
+            "[providers.mock]\n{mock}handover_log = {}\n",
+            toml_path(&path)
+        ),
+        true,
+    )
+    .await;
+    (app, path)
+}
+
 impl TestApp {
     pub(crate) async fn upload_csv(
         &self,
@@ -347,15 +364,7 @@ async fn opted_out_numbers_are_skipped_and_counted_and_single_sends_to_them_refu
 
 #[tokio::test]
 async fn a_queued_message_to_a_number_that_opts_out_fails_and_is_never_sent() {
-    let log = "handover.log";
-    let dir = crate::helpers::test_dir();
-    let path = dir.path().join(log);
-    let app = crate::helpers::spawn_in(
-        dir,
-        &format!("[providers.mock]\nhandover_log = {}\n", toml_path(&path)),
-        true,
-    )
-    .await;
+    let (app, path) = spawn_with_handover_log("").await;
     let later = chrono::Utc::now() + chrono::Duration::milliseconds(800);
     let response = app
         .send_message(&json!({"phone_number": number("0150"), "message": "soon", "scheduled_at": later.to_rfc3339()}))
@@ -435,18 +444,11 @@ async fn a_dry_run_sends_nothing_and_predicts_what_the_real_run_charges() {
 }
 
 /// A slow provider (50 messages/s) so a campaign is still sending when commands arrive.
-const SLOW: &str = "[providers.mock]\nsender_per_second = 50\n";
+const SLOW: &str = "sender_per_second = 50\n";
 
 #[tokio::test]
 async fn pause_stops_sends_within_a_second_and_resume_sends_the_rest_once() {
-    let dir = crate::helpers::test_dir();
-    let path = dir.path().join("handover.log");
-    let app = crate::helpers::spawn_in(
-        dir,
-        &format!("{SLOW}handover_log = {}\n", toml_path(&path)),
-        true,
-    )
-    .await;
+    let (app, path) = spawn_with_handover_log(SLOW).await;
     let numbers = campaign_numbers(300);
     let created = app
         .create_campaign(
@@ -497,14 +499,7 @@ async fn pause_stops_sends_within_a_second_and_resume_sends_the_rest_once() {
 
 #[tokio::test]
 async fn cancel_leaves_no_message_queued_and_refunds_the_rest() {
-    let dir = crate::helpers::test_dir();
-    let path = dir.path().join("handover.log");
-    let app = crate::helpers::spawn_in(
-        dir,
-        &format!("{SLOW}handover_log = {}\n", toml_path(&path)),
-        true,
-    )
-    .await;
+    let (app, path) = spawn_with_handover_log(SLOW).await;
     let created = app
         .create_campaign(
             &json!({"name": "Cancel me", "template": "Hi", "phone_numbers": campaign_numbers(300)}),
