@@ -9,7 +9,7 @@
 //! skip the campaign's messages, and [`CampaignGate`] stops those already claimed, so a pause
 //! takes effect within [`GATE_TTL`] even for messages waiting on a rate limit.
 
-use crate::domain::CampaignStatus;
+use crate::domain::{CampaignStatus, Timestamp};
 use crate::store::{FanOutRequest, Store};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -55,19 +55,33 @@ impl Fanout {
         }
     }
 
+    /// One look at the active campaigns; a campaign with nothing to do costs only reads.
     async fn step(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        self.store.start_due_campaigns().await?;
-        for campaign in self.store.active_campaigns().await? {
+        let now = Timestamp::now();
+        let mut active = self.store.active_campaigns().await?;
+        if active
+            .iter()
+            .any(|c| c.status == CampaignStatus::Scheduled && c.scheduled_at <= now)
+        {
+            self.store.start_due_campaigns().await?;
+            active = self.store.active_campaigns().await?;
+        }
+        for campaign in active {
             if campaign.status != CampaignStatus::Running {
                 continue;
             }
-            // Messages held by a pause whose resume did not finish releasing them (the
-            // process stopped halfway) are released here.
-            self.store
-                .settle_campaign_messages(&campaign.campaign_id, CampaignStatus::Running)
-                .await?;
+            // A running campaign may still have messages a pause holds: a worker that read
+            // the pause just before the resume holds what it claims for up to GATE_TTL after
+            // it, and a resume interrupted halfway leaves the rest. Released here.
+            if self.store.campaign_held(&campaign.campaign_id).await? {
+                self.store
+                    .settle_campaign_messages(&campaign.campaign_id, CampaignStatus::Running)
+                    .await?;
+            }
             if campaign.fanned_out >= campaign.last_seq {
-                if self.store.complete_campaign(&campaign.campaign_id).await? {
+                if !self.store.campaign_waiting(&campaign.campaign_id).await?
+                    && self.store.complete_campaign(&campaign.campaign_id).await?
+                {
                     tracing::info!(campaign_id = %campaign.campaign_id, "campaign completed");
                 }
                 continue;

@@ -363,6 +363,16 @@ impl Store {
         reads::campaign_state(self.sqlite.reads(), campaign_id).await
     }
 
+    /// Whether any message of the campaign still waits for delivery.
+    pub async fn campaign_waiting(&self, campaign_id: &Id) -> StoreResult<bool> {
+        reads::campaign_waiting(self.sqlite.reads(), campaign_id).await
+    }
+
+    /// Whether a pause still holds messages of the campaign.
+    pub async fn campaign_held(&self, campaign_id: &Id) -> StoreResult<bool> {
+        reads::campaign_held(self.sqlite.reads(), campaign_id).await
+    }
+
     /// Opts a number out of an account; true if it was not already.
     pub async fn add_opt_out(
         &self,

@@ -159,6 +159,31 @@ pub(in crate::store) async fn campaign_state(
     Ok(status.as_deref().and_then(CampaignStatus::parse))
 }
 
+pub(in crate::store) async fn campaign_waiting(
+    pool: &SqlitePool,
+    campaign_id: &CampaignId,
+) -> StoreResult<bool> {
+    Ok(
+        sqlx::query_scalar(include_str!("queries/campaign_waiting.sql"))
+            .bind(campaign_id.as_str())
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+pub(in crate::store) async fn campaign_held(
+    pool: &SqlitePool,
+    campaign_id: &CampaignId,
+) -> StoreResult<bool> {
+    Ok(
+        sqlx::query_scalar(include_str!("queries/campaign_held.sql"))
+            .bind(campaign_id.as_str())
+            .bind(crate::store::HELD)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 pub(in crate::store) async fn opt_outs(
     pool: &SqlitePool,
     account_id: &AccountId,

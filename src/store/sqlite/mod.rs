@@ -323,6 +323,8 @@ mod tests {
             include_str!("queries/cancel_campaign_messages.sql"),
             include_str!("queries/complete_campaign.sql"),
             include_str!("queries/campaign_counts.sql"),
+            include_str!("queries/campaign_waiting.sql"),
+            include_str!("queries/campaign_held.sql"),
             include_str!("queries/fanout_window.sql"),
             include_str!("queries/fanout_insert.sql"),
             include_str!("queries/fanout_skip_opted_out.sql"),
