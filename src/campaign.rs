@@ -5,7 +5,7 @@
 //! run predicts exactly what the real run charges.
 
 use crate::billing::{Pricing, measure};
-use crate::domain::{Channel, E164, MessageText, Money, NumberType, Region, phone};
+use crate::domain::{Channel, E164, MessageText, NumberType, Region, phone};
 use crate::store::{CampaignTotals, Rejection, StagedRecipient};
 use crate::templates::Template;
 use serde_json::{Map, Value};
@@ -182,10 +182,4 @@ pub struct ListSummary {
     pub by_code: BTreeMap<String, i64>,
     /// The first rejections, in input order.
     pub listed: Vec<Rejection>,
-}
-
-impl ListSummary {
-    pub fn estimated_cost(&self) -> Money {
-        self.totals.estimated_cost
-    }
 }

@@ -42,10 +42,6 @@ impl CampaignStatus {
         })
     }
 
-    pub fn is_finished(self) -> bool {
-        matches!(self, Self::Completed | Self::Canceled)
-    }
-
     /// The states `next` may be entered from.
     pub fn predecessors(next: CampaignStatus) -> &'static [CampaignStatus] {
         use CampaignStatus::*;

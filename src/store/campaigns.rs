@@ -123,8 +123,6 @@ pub struct CampaignView {
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     pub totals: CampaignTotals,
-    /// The fan-out checkpoint: the input position expanded up to.
-    pub fanned_out: i64,
     /// Recipients the fan-out skipped because they opted out after loading.
     pub skipped: i64,
 }

@@ -18,7 +18,6 @@ fn campaign_view(row: &SqliteRow) -> sqlx::Result<CampaignView> {
     let channel: String = row.try_get("channel")?;
     let segments: i64 = row.try_get("estimated_segments")?;
     let last_seq: i64 = row.try_get("last_seq")?;
-    let fanned_out: i64 = row.try_get("fanned_out")?;
     Ok(CampaignView {
         campaign_id: CampaignId::from_stored(row.try_get("campaign_id")?),
         name: row.try_get("name")?,
@@ -45,7 +44,6 @@ fn campaign_view(row: &SqliteRow) -> sqlx::Result<CampaignView> {
             estimated_segments: segments,
             last_seq,
         },
-        fanned_out,
         skipped: row.try_get("skipped")?,
     })
 }
