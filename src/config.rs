@@ -118,7 +118,36 @@ pub struct MockSettings {
     pub sms_read_receipts: bool,
     pub sender_per_second: u32,
     pub default_sender: String,
+    /// The mock network's journal: "" beside the database, "off" for none, else a path.
     pub handover_log: String,
+    pub idempotency_window_seconds: u64,
+    pub failure_rate: f64,
+    pub throttle_rate: f64,
+    pub throttle_retry_after_seconds: u64,
+    pub timeout_rate: f64,
+    pub timeout_ms: u64,
+    pub latency_jitter_ms: u64,
+}
+
+impl Settings {
+    /// Where the mock network keeps its journal (`providers.mock.handover_log`): by default
+    /// beside the database, so each database has its own network; `None` when turned off.
+    pub fn mock_journal(&self) -> Option<std::path::PathBuf> {
+        let configured = self.providers.mock.handover_log.as_str();
+        match configured {
+            "off" => None,
+            "" => {
+                let db = self
+                    .database
+                    .url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| self.database.url.strip_prefix("sqlite:"))?;
+                let folder = std::path::Path::new(db).parent()?;
+                Some(folder.join("mock-network.log"))
+            }
+            path => Some(std::path::PathBuf::from(path)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +247,16 @@ impl Settings {
         ] {
             if name != "mock" {
                 bail!("{key} = \"{name}\" is not a provider Herald has (only \"mock\" so far)");
+            }
+        }
+        let mock = &self.providers.mock;
+        for (key, rate) in [
+            ("failure_rate", mock.failure_rate),
+            ("throttle_rate", mock.throttle_rate),
+            ("timeout_rate", mock.timeout_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                bail!("providers.mock.{key} must be between 0 and 1");
             }
         }
         if self.workers.heartbeat_seconds == 0 {

@@ -1,8 +1,9 @@
 //! Prometheus metrics served at `/metrics`: messages accepted, sent and failed, queue depth
 //! by priority (read from the database at scrape time, so it is true across processes), and
-//! request latency by route.
+//! request latency by route, and what became of provider receipts.
 
 use crate::domain::{Channel, MessageStatus, Priority};
+use crate::store::UpdateResult;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,6 +25,9 @@ struct Inner {
     finished: Family<Labels, Counter>,
     queue_depth: Family<Labels, Gauge>,
     requests: Family<Labels, Histogram>,
+    receipts: Family<Labels, Counter>,
+    receipts_pending: Gauge,
+    receipts_dropped: Counter,
 }
 
 /// Request latency buckets, 0.5 ms to 2.5 s: the API answers in milliseconds.
@@ -59,6 +63,25 @@ impl Default for Metrics {
             "API request latency",
             requests.clone(),
         );
+        let receipts = Family::<Labels, Counter>::default();
+        let receipts_pending = Gauge::default();
+        let receipts_dropped = Counter::default();
+        registry.register(
+            "receipts",
+            "Provider receipts received, by result: applied, stale (late or repeated, changed \
+             nothing), held (no message carries the provider id yet)",
+            receipts.clone(),
+        );
+        registry.register(
+            "receipts_pending",
+            "Receipts held because no message carries their provider id",
+            receipts_pending.clone(),
+        );
+        registry.register(
+            "receipts_dropped",
+            "Held receipts dropped after an hour: they matched no message of ours",
+            receipts_dropped.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -66,6 +89,9 @@ impl Default for Metrics {
                 finished,
                 queue_depth,
                 requests,
+                receipts,
+                receipts_pending,
+                receipts_dropped,
             }),
         }
     }
@@ -94,6 +120,26 @@ impl Metrics {
             .queue_depth
             .get_or_create(&vec![("priority", priority.as_str().to_owned())])
             .set(waiting);
+    }
+
+    pub fn receipt(&self, result: UpdateResult) {
+        let result = match result {
+            UpdateResult::Applied => "applied",
+            UpdateResult::Stale => "stale",
+            UpdateResult::Held => "held",
+        };
+        self.inner
+            .receipts
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    pub fn set_pending_receipts(&self, held: i64) {
+        self.inner.receipts_pending.set(held);
+    }
+
+    pub fn receipts_dropped(&self, count: u64) {
+        self.inner.receipts_dropped.inc_by(count);
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {

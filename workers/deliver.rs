@@ -11,7 +11,7 @@ use crate::domain::{Channel, MessageStatus, Timestamp};
 use crate::metrics::Metrics;
 use crate::providers::{Provider, ProviderError, SendRequest};
 use crate::ratelimit::DeliveryLimits;
-use crate::store::{ClaimedMessage, DeliveryOutcome, Store};
+use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, Store};
 use apalis_core::task::data::Data;
 use std::sync::Arc;
 
@@ -56,7 +56,6 @@ impl Deliverer {
     async fn attempt(&self, m: &ClaimedMessage) -> DeliveryOutcome {
         if Timestamp::now() > m.expires_at {
             return unsent(
-                m,
                 MessageStatus::Expired,
                 "expired",
                 "the message was not sent within its validity period",
@@ -73,14 +72,9 @@ impl Deliverer {
         // canceled meanwhile must not send this message.
         if let Some(campaign) = m.campaign_id.as_deref() {
             match self.campaigns.state(campaign).await {
-                Some(CampaignStatus::Paused) => {
-                    return DeliveryOutcome::Held {
-                        message_id: m.message_id.clone(),
-                    };
-                }
+                Some(CampaignStatus::Paused) => return DeliveryOutcome::Held,
                 Some(CampaignStatus::Canceled) => {
                     return unsent(
-                        m,
                         MessageStatus::Canceled,
                         "campaign_canceled",
                         "the campaign was canceled before this message was sent",
@@ -100,13 +94,12 @@ impl Deliverer {
         };
         match provider.send(request).await {
             Ok(accepted) => DeliveryOutcome::Sent {
-                message_id: m.message_id.clone(),
                 provider: provider.name(),
                 provider_message_id: accepted.provider_message_id,
                 at: Timestamp::now(),
             },
             Err(ProviderError::Permanent { code, message }) => {
-                unsent(m, MessageStatus::Failed, &code, &message)
+                unsent(MessageStatus::Failed, &code, &message)
             }
             Err(ProviderError::Transient {
                 code,
@@ -115,19 +108,17 @@ impl Deliverer {
             }) => {
                 if m.attempts >= self.retry.max_attempts {
                     let message = format!("{message} (gave up after {} attempts)", m.attempts);
-                    return unsent(m, MessageStatus::Failed, &code, &message);
+                    return unsent(MessageStatus::Failed, &code, &message);
                 }
                 let due_at = Timestamp::now().plus(self.retry.delay(m.attempts, retry_after));
                 if due_at > m.expires_at {
                     return unsent(
-                        m,
                         MessageStatus::Expired,
                         "expired",
                         "the message could not be sent within its validity period",
                     );
                 }
                 DeliveryOutcome::Retry {
-                    message_id: m.message_id.clone(),
                     due_at,
                     error_code: code,
                     error_message: message,
@@ -137,9 +128,8 @@ impl Deliverer {
     }
 }
 
-fn unsent(m: &ClaimedMessage, status: MessageStatus, code: &str, message: &str) -> DeliveryOutcome {
+fn unsent(status: MessageStatus, code: &str, message: &str) -> DeliveryOutcome {
     DeliveryOutcome::Unsent {
-        message_id: m.message_id.clone(),
         status,
         error_code: code.to_owned(),
         error_message: message.to_owned(),
@@ -169,13 +159,14 @@ pub(super) async fn deliver(
             tracing::info!(code = %error_code, "transient failure; will retry");
             None
         }
-        DeliveryOutcome::Released { .. } | DeliveryOutcome::Held { .. } => None,
+        DeliveryOutcome::Released | DeliveryOutcome::Held => None,
     };
+    let report = DeliveryReport::of(&message, outcome);
     // The provider may already have the message: losing this write would mean sending it
     // again, so a failed write (database busy, disk briefly full) is retried before giving up.
     let mut pause = std::time::Duration::from_millis(100);
     for attempt in 1..=RECORD_ATTEMPTS {
-        match deliverer.store.record_outcomes(vec![outcome.clone()]).await {
+        match deliverer.store.record_outcomes(vec![report.clone()]).await {
             Ok(()) => break,
             Err(e) if attempt == RECORD_ATTEMPTS => return Err(e),
             Err(e) => {

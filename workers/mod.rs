@@ -7,8 +7,8 @@
 //! 2. `deliver.rs`: waits for the sender's and account's rate limits, hands the message to
 //!    the provider, and records the outcome (sent, retry later, failed, expired). Outcomes
 //!    of many deliveries are committed together.
-//! 3. `receipts.rs`: provider receipts (webhooks, or the mock's timers) move messages on to
-//!    delivered / read / undelivered.
+//! 3. `receipts.rs`: provider receipts (webhooks, or the mock's network) move messages on to
+//!    delivered / read / undelivered, durably before the provider is told they arrived.
 //! 4. `sweeper.rs`: heartbeats, and recovery of messages whose worker process died.
 //! 5. `campaign.rs`: expands running campaigns into messages, in checkpointed batches.
 //!
@@ -24,12 +24,11 @@ mod sweeper;
 
 pub use deliver::Deliverer;
 pub use queue::MessageQueue;
-pub use receipts::ReceiptApplier;
+pub use receipts::ReceiptSink;
 pub use retry::RetryPolicy;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::providers::ReceiptSink;
 use crate::providers::mock::MockProvider;
 use crate::ratelimit::DeliveryLimits;
 use crate::store::Store;
@@ -37,18 +36,8 @@ use anyhow::Context;
 use apalis_core::worker::builder::WorkerBuilder;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-/// Receipts waiting to be applied; beyond this, providers' receipt sources wait.
-const RECEIPT_BUFFER: usize = 65_536;
-
-/// The receipt path: a sink providers push into, and the task applying what arrives.
-pub fn receipt_channel(store: Store) -> (ReceiptSink, ReceiptApplier) {
-    let (tx, rx) = mpsc::channel(RECEIPT_BUFFER);
-    (tx, ReceiptApplier::new(store, rx))
-}
 
 /// Everything the worker side runs, started together and stopped together.
 pub struct Workers {
@@ -68,10 +57,17 @@ impl Workers {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Workers> {
         let instance_id = format!("worker-{}", ulid::Ulid::new());
-        let (sink, applier) = receipt_channel(store.clone());
+        let sink = ReceiptSink::new(store.clone(), metrics.clone());
+        // The network's receipts keep flowing until deliveries have drained, then stop.
+        let receipts_shutdown = CancellationToken::new();
         let provider = Arc::new(
-            MockProvider::start(settings.providers.mock.clone(), sink)
-                .context("the mock provider could not start")?,
+            MockProvider::start(
+                settings.providers.mock.clone(),
+                settings.mock_journal(),
+                sink,
+                receipts_shutdown.clone(),
+            )
+            .context("the mock provider could not start")?,
         );
         let limits = DeliveryLimits::new(
             crate::providers::Provider::sender_rate(provider.as_ref()),
@@ -83,7 +79,7 @@ impl Workers {
             provider,
             limits.clone(),
             RetryPolicy::from_settings(&settings.workers),
-            metrics,
+            metrics.clone(),
         ));
 
         // Alive before the first claim, so no other process mistakes our claims for orphans.
@@ -94,8 +90,6 @@ impl Workers {
             .context("could not register the worker process")?;
 
         let mut tasks = JoinSet::new();
-        let receipts_shutdown = CancellationToken::new();
-        tasks.spawn(applier.run_until(receipts_shutdown.clone()));
         tasks.spawn(
             campaign::Fanout {
                 store: store.clone(),
@@ -106,6 +100,7 @@ impl Workers {
         );
         tasks.spawn(sweeper::run_until(
             store.clone(),
+            metrics,
             instance_id.clone(),
             limits,
             Duration::from_secs(settings.workers.heartbeat_seconds),

@@ -6,7 +6,7 @@
 //! this process; nothing lives outside the database, so nothing has to be re-enqueued after
 //! a crash. apalis runs the deliveries: concurrency, graceful shutdown, the worker's events.
 
-use crate::store::{ClaimedMessage, DeliveryOutcome, Store, StoreResult};
+use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, Store, StoreResult};
 use apalis_core::backend::finalize::Ephemeral;
 use apalis_core::backend::{Backend, BackendConfig};
 use apalis_core::task::Task;
@@ -211,12 +211,10 @@ impl Backend for MessageQueue {
         if self.close.is_none() {
             // Claimed but never started: give them back so another worker (or the next
             // start) sends them without waiting for the lease to run out.
-            let released: Vec<DeliveryOutcome> = self
+            let released: Vec<DeliveryReport> = self
                 .buffer
                 .drain()
-                .map(|b| DeliveryOutcome::Released {
-                    message_id: b.message.message_id,
-                })
+                .map(|b| DeliveryReport::of(&b.message, DeliveryOutcome::Released))
                 .collect();
             let store = self.store.clone();
             let fetch = self.fetch.take();
@@ -228,9 +226,11 @@ impl Backend for MessageQueue {
                     if let Some(fetch) = fetch
                         && let Ok(claimed) = fetch.await
                     {
-                        released.extend(claimed.into_iter().map(|m| DeliveryOutcome::Released {
-                            message_id: m.message_id,
-                        }));
+                        released.extend(
+                            claimed
+                                .iter()
+                                .map(|m| DeliveryReport::of(m, DeliveryOutcome::Released)),
+                        );
                     }
                     if released.is_empty() {
                         return Ok(());

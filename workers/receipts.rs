@@ -1,80 +1,39 @@
-//! Applies provider receipts in batches. A receipt can overtake our own record of the send
-//! (the provider answers, its callback arrives, and only then our write commits); such a
-//! receipt is held and tried again for a while instead of being dropped.
+//! The receipt path: every provider's receipts (webhooks, or the mock's network) go through
+//! [`ReceiptSink::deliver`], which returns only once they are on disk, so a provider (or a
+//! webhook's `200`) is told "received" only for what a crash cannot lose.
+//!
+//! A receipt can overtake our own record of the send (the provider answers, its callback
+//! arrives, and only then our write commits). The store holds such a receipt durably and
+//! applies it in the transaction that records the send; it is never applied twice, since a
+//! status only moves forward and each status appears once in a history.
 
-use crate::store::{StatusUpdate, Store, UpdateResult};
-use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use crate::metrics::Metrics;
+use crate::store::{StatusUpdate, Store, StoreResult};
 
-const BATCH: usize = 1024;
-/// How long an unmatched receipt is kept trying.
-const HOLD_FOR: Duration = Duration::from_secs(30);
-const RETRY_EVERY: Duration = Duration::from_millis(100);
-
-pub struct ReceiptApplier {
+#[derive(Clone)]
+pub struct ReceiptSink {
     store: Store,
-    rx: mpsc::Receiver<StatusUpdate>,
+    metrics: Metrics,
 }
 
-impl ReceiptApplier {
-    pub(super) fn new(store: Store, rx: mpsc::Receiver<StatusUpdate>) -> Self {
-        Self { store, rx }
+impl ReceiptSink {
+    pub fn new(store: Store, metrics: Metrics) -> Self {
+        Self { store, metrics }
     }
 
-    /// Runs until `shutdown`, then applies what already arrived and stops.
-    pub async fn run_until(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut held: Vec<(Instant, StatusUpdate)> = Vec::new();
-        let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            tokio::select! {
-                n = self.rx.recv_many(&mut batch, BATCH) => if n == 0 { break },
-                () = tokio::time::sleep(RETRY_EVERY), if !held.is_empty() => {},
-                () = shutdown.cancelled() => {
-                    while let Ok(update) = self.rx.try_recv() {
-                        batch.push(update);
-                    }
-                    self.apply(&mut batch, &mut held).await;
-                    break;
-                }
-            }
-            // Held receipts ride along with the next batch.
-            let now = Instant::now();
-            held.retain(|(since, u)| {
-                let keep = now.duration_since(*since) < HOLD_FOR;
-                if !keep {
-                    tracing::warn!(provider = u.provider, provider_message_id = %u.provider_message_id, "dropping a receipt for a message we never sent");
-                }
-                keep
-            });
-            self.apply(&mut batch, &mut held).await;
+    /// Applies `updates` (or holds those that match no message yet) and returns once that is
+    /// committed. On an error nothing of them was recorded: the caller delivers them again.
+    ///
+    /// # Errors
+    /// The database refused the write.
+    pub async fn deliver(&self, updates: Vec<StatusUpdate>) -> StoreResult<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let results = self.store.apply_status_updates(updates).await?;
+        for result in results {
+            self.metrics.receipt(result);
         }
         Ok(())
-    }
-
-    async fn apply(&self, batch: &mut Vec<StatusUpdate>, held: &mut Vec<(Instant, StatusUpdate)>) {
-        let mut since: Vec<Instant> = vec![Instant::now(); batch.len()];
-        for (at, update) in held.drain(..) {
-            batch.push(update);
-            since.push(at);
-        }
-        if batch.is_empty() {
-            return;
-        }
-        let updates: Vec<StatusUpdate> = std::mem::take(batch);
-        match self.store.apply_status_updates(updates.clone()).await {
-            Ok(results) => {
-                for ((update, result), at) in updates.into_iter().zip(results).zip(since) {
-                    if result == UpdateResult::Unknown {
-                        held.push((at, update));
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "applying receipts failed; holding them");
-                held.extend(since.into_iter().zip(updates));
-            }
-        }
     }
 }

@@ -29,19 +29,20 @@ impl RetryPolicy {
         self.initial.saturating_mul(1u32 << doublings).min(self.max)
     }
 
-    /// Delay before the next attempt after `attempt` attempts failed. A provider's
-    /// `Retry-After` wins when longer, but is clamped to twice the step so a hostile value
-    /// cannot park a message past its validity.
+    /// Delay before the next attempt after `attempt` attempts failed: the jittered step, but
+    /// never sooner than the provider's `Retry-After`. That is capped at the backoff maximum,
+    /// so a hostile value cannot park a message past its validity.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let step = self.step(attempt);
-        let base = match retry_after {
-            Some(wait) => wait.clamp(step, step.saturating_mul(2)),
-            None => step,
-        };
         let factor = 1.0 + rand::rng().random_range(-self.jitter..=self.jitter);
         // try_from: a configured maximum near Duration's limit must not overflow (mul_f64
         // would panic).
-        Duration::try_from_secs_f64(base.as_secs_f64() * factor.max(0.0)).unwrap_or(base)
+        let jittered =
+            Duration::try_from_secs_f64(step.as_secs_f64() * factor.max(0.0)).unwrap_or(step);
+        match retry_after {
+            Some(wait) => jittered.max(wait.min(self.max)),
+            None => jittered,
+        }
     }
 }
 
@@ -86,7 +87,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_honoured_but_clamped() {
+    fn retry_after_is_honoured_but_capped_at_the_maximum() {
         let p = policy(0.0);
         assert_eq!(
             p.delay(1, Some(Duration::from_millis(1500))),
@@ -94,8 +95,16 @@ mod tests {
         );
         assert_eq!(
             p.delay(1, Some(Duration::from_secs(3600))),
-            Duration::from_secs(2)
+            Duration::from_secs(60)
         );
         assert_eq!(p.delay(2, Some(Duration::ZERO)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn jitter_never_brings_a_retry_before_retry_after() {
+        let p = policy(0.2);
+        for _ in 0..1000 {
+            assert!(p.delay(1, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
+        }
     }
 }

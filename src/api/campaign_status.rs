@@ -140,12 +140,11 @@ async fn load(
     account: &AccountId,
     id: &CampaignId,
 ) -> Result<CampaignResponse, ApiError> {
-    let view = state
+    let (view, counts) = state
         .store()
-        .campaign(account, id)
+        .campaign_with_counts(account, id)
         .await?
         .ok_or(ApiError::NotFound("campaign"))?;
-    let counts = state.store().campaign_counts(id).await?;
     Ok(campaign_response(state, view, &counts))
 }
 
@@ -205,18 +204,17 @@ pub(crate) async fn list_campaigns(
                 .ok_or_else(|| ApiError::invalid("before", "must be a campaign id"))?,
         ),
     };
-    let views = state
+    let listed = state
         .store()
-        .campaigns(&key.account_id, before.as_ref(), limit)
+        .campaigns_with_counts(&key.account_id, before.as_ref(), limit)
         .await?;
-    let next_before = (views.len() == limit)
-        .then(|| views.last().map(|v| v.campaign_id.to_string()))
+    let next_before = (listed.len() == limit)
+        .then(|| listed.last().map(|(v, _)| v.campaign_id.to_string()))
         .flatten();
-    let mut campaigns = Vec::with_capacity(views.len());
-    for view in views {
-        let counts = state.store().campaign_counts(&view.campaign_id).await?;
-        campaigns.push(campaign_response(&state, view, &counts));
-    }
+    let campaigns = listed
+        .into_iter()
+        .map(|(view, counts)| campaign_response(&state, view, &counts))
+        .collect();
     Ok(Json(CampaignList {
         campaigns,
         next_before,

@@ -45,6 +45,10 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         }
         Err(e) => tracing::warn!(error = %e, "could not read the queue depth for /metrics"),
     }
+    match state.store().pending_receipts().await {
+        Ok(held) => state.metrics().set_pending_receipts(held),
+        Err(e) => tracing::warn!(error = %e, "could not count held receipts for /metrics"),
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -10,26 +10,44 @@
 //! | 0004 | sent, then `undelivered` |
 //! | other | sent → delivered → read |
 //!
-//! Like a real provider with idempotency tokens, it accepts a message id once: sending it
-//! again returns the first acceptance. With `handover_log` set, every acceptance is appended
-//! to that file (and read back at start), so tests can prove what was handed over, and a
-//! replay after a crash is still recognized.
+//! The mock plays the network, so it outlives Herald: it keeps a journal (`journal.rs`) of
+//! every call to `send` — acceptances, replays of an id it already accepted, refusals — and of
+//! how far its receipts have been delivered. At start it reads the journal back, so after a
+//! crash it still recognizes replays and still sends every receipt that was due.
+//!
+//! Like a real provider with idempotency tokens, it accepts a message id once within
+//! `idempotency_window_seconds`: sending it again returns the first acceptance. Its memory is
+//! that window, not every message ever sent.
+//!
+//! Faults on purpose (all off by default): a share of sends refused as transient failures, as
+//! throttled (with `Retry-After`), or timed out (half of those after the mock accepted, so
+//! the outcome is in doubt, as with a real network), and added latency.
 
-use super::{Accepted, Provider, ProviderError, ReceiptSink, SendRequest};
+mod journal;
+
+use super::{Accepted, Provider, ProviderError, SendRequest};
 use crate::config::MockSettings;
 use crate::domain::{Channel, MessageStatus, Timestamp};
 use crate::store::StatusUpdate;
+use crate::workers::ReceiptSink;
 use futures::future::BoxFuture;
+use journal::{Entry, Journal};
+use rand::Rng;
+use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::io::Write;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub const NAME: &str = "mock";
+
+/// Receipts handed to Herald in one call, at most.
+const RECEIPT_BATCH: usize = 2048;
 
 /// Outcome rules by the last four digits of the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,132 +73,299 @@ impl Rule {
     }
 }
 
-struct Ledger {
-    /// message id → provider id, for every message accepted.
-    accepted: HashMap<String, String>,
-    /// message id → failed attempts so far (numbers ending in 0001).
-    failures: HashMap<String, u32>,
-    log: Option<std::fs::File>,
+/// The provider's id for a message: derived from the message id, so a replay is answered
+/// with the first acceptance's id without remembering it.
+fn reference(message_id: &str) -> String {
+    let digest = Sha256::digest(message_id.as_bytes());
+    format!("mock-{}", hex::encode(digest.get(..12).unwrap_or_default()))
+}
+
+/// A compact key for a message id in the mock's memory.
+fn key(message_id: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    message_id.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What the mock remembers: ids accepted within the idempotency window (oldest first, for
+/// eviction), and failed attempts of numbers ending in 0001.
+struct Memory {
+    window_ms: i64,
+    accepted: HashSet<u64>,
+    order: VecDeque<(i64, u64)>,
+    failures: HashMap<u64, (u32, i64)>,
+    journal: Option<Journal>,
+}
+
+impl Memory {
+    fn remember(&mut self, id: u64, at_ms: i64) {
+        if self.accepted.insert(id) {
+            self.order.push_back((at_ms, id));
+        }
+        self.failures.remove(&id);
+    }
+
+    fn forget_before(&mut self, now_ms: i64) {
+        let horizon = now_ms.saturating_sub(self.window_ms);
+        while let Some((at, id)) = self.order.front().copied() {
+            if at >= horizon {
+                break;
+            }
+            self.order.pop_front();
+            self.accepted.remove(&id);
+        }
+        if self.failures.len() > 10_000 {
+            self.failures.retain(|_, (_, at)| *at >= horizon);
+        }
+    }
+
+    fn write(&mut self, entry: &Entry<'_>) -> Result<(), ProviderError> {
+        match self.journal.as_mut() {
+            Some(journal) => journal.append(entry).map_err(|_| {
+                transient(
+                    "mock_journal",
+                    "the mock network could not record the send",
+                    None,
+                )
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A receipt the network will send, and when.
+struct Planned {
+    due_ms: i64,
+    update: StatusUpdate,
 }
 
 pub struct MockProvider {
     settings: MockSettings,
-    ledger: Mutex<Ledger>,
-    receipts: mpsc::UnboundedSender<(Instant, StatusUpdate)>,
+    memory: Arc<Mutex<Memory>>,
+    receipts: mpsc::UnboundedSender<Planned>,
+}
+
+/// What one call to `send` turned out to be.
+enum Decision {
+    Accepted,
+    Refused(ProviderError),
+    /// The call times out (the mock may have taken the message anyway: in doubt).
+    TimedOut,
 }
 
 impl MockProvider {
-    /// Starts the mock and its receipt timer, which feeds `sink`.
+    /// Starts the mock network: reads its journal back (if it keeps one), re-plans the
+    /// receipts not yet delivered, and starts the timer that sends receipts into `sink`
+    /// until `shutdown`.
     ///
     /// # Errors
-    /// The hand-over log cannot be opened or read.
-    pub fn start(settings: MockSettings, sink: ReceiptSink) -> std::io::Result<MockProvider> {
-        let mut accepted = HashMap::new();
-        let log = if settings.handover_log.is_empty() {
-            None
-        } else {
-            if let Ok(text) = std::fs::read_to_string(&settings.handover_log) {
-                for line in text.lines() {
-                    let mut fields = line.split(' ');
-                    if let (Some(id), Some(reference)) = (fields.next(), fields.next()) {
-                        accepted.insert(id.to_owned(), reference.to_owned());
+    /// The journal cannot be read or opened.
+    pub fn start(
+        settings: MockSettings,
+        journal: Option<PathBuf>,
+        sink: ReceiptSink,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<MockProvider> {
+        let window_ms = i64::try_from(settings.idempotency_window_seconds.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let now = Timestamp::now().millis();
+        let mut memory = Memory {
+            window_ms,
+            accepted: HashSet::new(),
+            order: VecDeque::new(),
+            failures: HashMap::new(),
+            journal: None,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut delivered_up_to = i64::MIN;
+        if let Some(path) = journal {
+            let (journal, past) = Journal::open(path, window_ms)?;
+            let mut accepted = Vec::new();
+            for entry in past {
+                match entry {
+                    journal::Past::Accepted {
+                        message_id,
+                        at_ms,
+                        to,
+                        channel,
+                    } => accepted.push((message_id, at_ms, to, channel)),
+                    journal::Past::Delivered { up_to_ms } => {
+                        delivered_up_to = delivered_up_to.max(up_to_ms);
                     }
                 }
             }
-            Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&settings.handover_log)?,
-            )
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(deliver_receipts(rx, sink));
+            for (message_id, at_ms, to, channel) in accepted {
+                if at_ms >= now.saturating_sub(window_ms) {
+                    memory.remember(key(&message_id), at_ms);
+                }
+                for planned in plan(&settings, &message_id, &to, channel, at_ms) {
+                    if planned.due_ms > delivered_up_to {
+                        let _ = tx.send(planned);
+                    }
+                }
+            }
+            memory.journal = Some(journal);
+        }
+        let memory = Arc::new(Mutex::new(memory));
+        tokio::spawn(send_receipts(rx, sink, Arc::clone(&memory), shutdown));
         Ok(MockProvider {
             settings,
-            ledger: Mutex::new(Ledger {
-                accepted,
-                failures: HashMap::new(),
-                log,
-            }),
+            memory,
             receipts: tx,
         })
     }
 
-    /// Decides the outcome of one hand-over; `Ok(None)` means "already accepted before".
-    fn hand_over(&self, request: &SendRequest<'_>, rule: Rule) -> Result<Accepted, ProviderError> {
-        let mut ledger = self
-            .ledger
+    fn decide(&self, request: &SendRequest<'_>, rule: Rule) -> Result<Decision, ProviderError> {
+        let mut memory = self
+            .memory
             .lock()
-            .map_err(|_| transient("mock_poisoned", "the mock provider failed"))?;
+            .map_err(|_| transient("mock_poisoned", "the mock provider failed", None))?;
+        let now = Timestamp::now().millis();
+        memory.forget_before(now);
         let id = request.message_id.as_str();
-        if let Some(reference) = ledger.accepted.get(id) {
-            return Ok(Accepted {
-                provider_message_id: reference.clone(),
-            });
+        let k = key(id);
+        let reference = reference(id);
+        if memory.accepted.contains(&k) {
+            memory.write(&Entry::Replay {
+                message_id: id,
+                reference: &reference,
+                at_ms: now,
+            })?;
+            return Ok(Decision::Accepted);
         }
+        let refusal = self.refusal(&mut memory, k, rule, now);
+        if let Some(error) = refusal {
+            let (code, retry_after) = match &error {
+                ProviderError::Transient {
+                    code, retry_after, ..
+                } => (code.as_str(), *retry_after),
+                ProviderError::Permanent { code, .. } => (code.as_str(), None),
+            };
+            memory.write(&Entry::Refused {
+                message_id: id,
+                at_ms: now,
+                code,
+                retry_after_ms: retry_after.map_or(0, |d| d.as_millis()),
+            })?;
+            return Ok(Decision::Refused(error));
+        }
+        let mut rng = rand::rng();
+        let timed_out = self.settings.timeout_rate > 0.0
+            && rng.random_bool(self.settings.timeout_rate.clamp(0.0, 1.0));
+        if timed_out && rng.random_bool(0.5) {
+            memory.write(&Entry::Refused {
+                message_id: id,
+                at_ms: now,
+                code: "timeout",
+                retry_after_ms: 0,
+            })?;
+            return Ok(Decision::TimedOut);
+        }
+        memory.write(&Entry::Accepted {
+            message_id: id,
+            reference: &reference,
+            at_ms: now,
+            to: request.to,
+            channel: request.channel,
+        })?;
+        memory.remember(k, now);
+        drop(memory);
+        for planned in plan(&self.settings, id, request.to, request.channel, now) {
+            // The receiver lives as long as the runtime; a send failure means shutdown.
+            let _ = self.receipts.send(planned);
+        }
+        if timed_out {
+            return Ok(Decision::TimedOut);
+        }
+        Ok(Decision::Accepted)
+    }
+
+    /// Why this attempt is refused, if it is: the number's rule first, then the faults.
+    fn refusal(&self, memory: &mut Memory, k: u64, rule: Rule, now: i64) -> Option<ProviderError> {
         match rule {
             Rule::Unreachable => {
-                return Err(ProviderError::Permanent {
+                return Some(ProviderError::Permanent {
                     code: "unreachable".into(),
                     message: "the mock network cannot reach this number".into(),
                 });
             }
             Rule::FlakyTwice => {
-                let failures = ledger.failures.entry(id.to_owned()).or_insert(0);
+                let (failures, at) = memory.failures.entry(k).or_insert((0, now));
                 if *failures < 2 {
                     *failures += 1;
-                    return Err(transient(
+                    *at = now;
+                    return Some(transient(
                         "temporarily_unavailable",
                         "the mock network is temporarily unavailable for this number",
+                        None,
                     ));
                 }
             }
             _ => {}
         }
-        let reference = format!("mock-{}", ulid::Ulid::new());
-        if let Some(log) = ledger.log.as_mut() {
-            // One write per line with O_APPEND: survives kill -9 of this process.
-            let line = format!("{id} {reference} {}\n", Timestamp::now().millis());
-            log.write_all(line.as_bytes()).map_err(|_| {
-                transient("mock_log", "the mock provider could not record the send")
-            })?;
+        let s = &self.settings;
+        let mut rng = rand::rng();
+        if s.failure_rate > 0.0 && rng.random_bool(s.failure_rate.clamp(0.0, 1.0)) {
+            return Some(transient(
+                "service_unavailable",
+                "the mock network failed this attempt (failure_rate)",
+                None,
+            ));
         }
-        ledger.accepted.insert(id.to_owned(), reference.clone());
-        Ok(Accepted {
-            provider_message_id: reference,
-        })
+        if s.throttle_rate > 0.0 && rng.random_bool(s.throttle_rate.clamp(0.0, 1.0)) {
+            return Some(transient(
+                "too_many_requests",
+                "the mock network throttled this attempt (429)",
+                Some(Duration::from_secs(s.throttle_retry_after_seconds)),
+            ));
+        }
+        None
     }
+}
 
-    fn schedule_receipts(&self, reference: &str, rule: Rule, channel: Channel) {
-        let delivered_at = Instant::now() + Duration::from_millis(self.settings.deliver_after_ms);
-        let read_at = delivered_at + Duration::from_millis(self.settings.read_after_ms);
-        let reads = channel == Channel::Whatsapp || self.settings.sms_read_receipts;
-        let plan: &[(MessageStatus, Instant)] = match rule {
-            Rule::NoReceipt | Rule::Unreachable => &[],
-            Rule::NeverRead => &[(MessageStatus::Delivered, delivered_at)],
-            Rule::Undelivered => &[(MessageStatus::Undelivered, delivered_at)],
-            Rule::Normal | Rule::FlakyTwice if reads => &[
-                (MessageStatus::Delivered, delivered_at),
-                (MessageStatus::Read, read_at),
-            ],
-            Rule::Normal | Rule::FlakyTwice => &[(MessageStatus::Delivered, delivered_at)],
-        };
-        for (status, due) in plan {
+/// The receipts a message accepted at `at_ms` gets under the mock's rules.
+fn plan(
+    settings: &MockSettings,
+    message_id: &str,
+    to: &str,
+    channel: Channel,
+    at_ms: i64,
+) -> Vec<Planned> {
+    let deliver = i64::try_from(settings.deliver_after_ms).unwrap_or(i64::MAX);
+    let read = i64::try_from(settings.read_after_ms).unwrap_or(i64::MAX);
+    let accept = i64::try_from(settings.accept_delay_ms).unwrap_or(0);
+    let delivered_at = at_ms.saturating_add(accept).saturating_add(deliver);
+    let read_at = delivered_at.saturating_add(read);
+    let reads = channel == Channel::Whatsapp || settings.sms_read_receipts;
+    let statuses: &[(MessageStatus, i64)] = match Rule::for_number(to) {
+        Rule::NoReceipt | Rule::Unreachable => &[],
+        Rule::NeverRead => &[(MessageStatus::Delivered, delivered_at)],
+        Rule::Undelivered => &[(MessageStatus::Undelivered, delivered_at)],
+        Rule::Normal | Rule::FlakyTwice if reads => &[
+            (MessageStatus::Delivered, delivered_at),
+            (MessageStatus::Read, read_at),
+        ],
+        Rule::Normal | Rule::FlakyTwice => &[(MessageStatus::Delivered, delivered_at)],
+    };
+    let provider_message_id = reference(message_id);
+    statuses
+        .iter()
+        .map(|(status, due_ms)| {
             let undelivered = *status == MessageStatus::Undelivered;
-            let update = StatusUpdate {
-                provider: NAME,
-                provider_message_id: reference.to_owned(),
-                status: *status,
-                at: Timestamp::now(),
-                error_code: undelivered.then(|| "undelivered".to_owned()),
-                error_message: undelivered
-                    .then(|| "the handset did not take the message".to_owned()),
-            };
-            // The receiver lives as long as the runtime; a send failure means shutdown.
-            let _ = self.receipts.send((*due, update));
-        }
-    }
+            Planned {
+                due_ms: *due_ms,
+                update: StatusUpdate {
+                    provider: NAME,
+                    provider_message_id: provider_message_id.clone(),
+                    status: *status,
+                    at: Timestamp::from_millis(*due_ms),
+                    error_code: undelivered.then(|| "undelivered".to_owned()),
+                    error_message: undelivered
+                        .then(|| "the handset did not take the message".to_owned()),
+                },
+            }
+        })
+        .collect()
 }
 
 /// From hand-over to the handset, with these settings.
@@ -192,11 +377,11 @@ pub fn typical_delivery(settings: &MockSettings) -> Duration {
     )
 }
 
-fn transient(code: &str, message: &str) -> ProviderError {
+fn transient(code: &str, message: &str, retry_after: Option<Duration>) -> ProviderError {
     ProviderError::Transient {
         code: code.into(),
         message: message.into(),
-        retry_after: None,
+        retry_after,
     }
 }
 
@@ -210,13 +395,30 @@ impl Provider for MockProvider {
         request: SendRequest<'a>,
     ) -> BoxFuture<'a, Result<Accepted, ProviderError>> {
         Box::pin(async move {
-            if self.settings.accept_delay_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(self.settings.accept_delay_ms)).await;
+            let jitter = if self.settings.latency_jitter_ms > 0 {
+                rand::rng().random_range(0..=self.settings.latency_jitter_ms)
+            } else {
+                0
+            };
+            let delay = self.settings.accept_delay_ms.saturating_add(jitter);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
             }
             let rule = Rule::for_number(request.to);
-            let accepted = self.hand_over(&request, rule)?;
-            self.schedule_receipts(&accepted.provider_message_id, rule, request.channel);
-            Ok(accepted)
+            match self.decide(&request, rule)? {
+                Decision::Accepted => Ok(Accepted {
+                    provider_message_id: reference(request.message_id.as_str()),
+                }),
+                Decision::Refused(error) => Err(error),
+                Decision::TimedOut => {
+                    tokio::time::sleep(Duration::from_millis(self.settings.timeout_ms)).await;
+                    Err(transient(
+                        "timeout",
+                        "the mock network did not answer in time (timeout_rate)",
+                        None,
+                    ))
+                }
+            }
         })
     }
 
@@ -233,48 +435,89 @@ impl Provider for MockProvider {
     }
 }
 
-/// Holds receipts until they are due, then hands them to the sink. One timer for all of
-/// them: a heap ordered by due time, instead of a sleeping task per message.
-async fn deliver_receipts(
-    mut rx: mpsc::UnboundedReceiver<(Instant, StatusUpdate)>,
+/// The network's side of receipts: holds each until it is due, then hands the due ones to
+/// Herald in due order and waits until they are on disk, retrying (as a provider retries a
+/// webhook) until they are. The journal then records how far delivery has come, so a restart
+/// re-sends exactly what was still due. One timer for all of them: a heap ordered by due time.
+async fn send_receipts(
+    mut rx: mpsc::UnboundedReceiver<Planned>,
     sink: ReceiptSink,
+    memory: Arc<Mutex<Memory>>,
+    shutdown: CancellationToken,
 ) {
-    let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
     let mut waiting: HashMap<u64, StatusUpdate> = HashMap::new();
     let mut seq = 0u64;
     loop {
         let next_due = heap.peek().map(|Reverse((due, _))| *due);
         tokio::select! {
             received = rx.recv() => match received {
-                Some((due, update)) => {
+                Some(planned) => {
                     seq += 1;
-                    heap.push(Reverse((due, seq)));
-                    waiting.insert(seq, update);
+                    heap.push(Reverse((planned.due_ms, seq)));
+                    waiting.insert(seq, planned.update);
                 }
                 None => return,
             },
             () = sleep_until(next_due) => {
-                let now = Instant::now();
+                let now = Timestamp::now();
+                let mut batch = Vec::new();
+                let mut up_to = i64::MIN;
                 while let Some(Reverse((due, id))) = heap.peek().copied() {
-                    if due > now {
+                    if due > now.millis() || batch.len() >= RECEIPT_BATCH {
                         break;
                     }
                     heap.pop();
                     let Some(mut update) = waiting.remove(&id) else { continue };
-                    // A receipt is stamped when the network "sends" it, not when planned.
-                    update.at = Timestamp::now();
-                    if sink.send(update).await.is_err() {
-                        return;
-                    }
+                    // A receipt is stamped when the network sends it, not when planned.
+                    update.at = now;
+                    batch.push(update);
+                    up_to = due;
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                if !deliver(&sink, batch, &shutdown).await {
+                    return;
+                }
+                if let Ok(mut memory) = memory.lock() {
+                    // Losing this line only means re-sending receipts Herald already has.
+                    let _ = memory.write(&Entry::Delivered { up_to_ms: up_to });
                 }
             }
+            () = shutdown.cancelled() => return,
         }
     }
 }
 
-async fn sleep_until(due: Option<Instant>) {
-    match due {
-        Some(due) => tokio::time::sleep_until(due).await,
+/// Hands `batch` to Herald until it is committed; false when shut down first.
+async fn deliver(
+    sink: &ReceiptSink,
+    batch: Vec<StatusUpdate>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match sink.deliver(batch.clone()).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, receipts = batch.len(), "the mock network could not deliver receipts; retrying");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => return false,
+        }
+        pause = pause.saturating_mul(2).min(Duration::from_secs(5));
+    }
+}
+
+async fn sleep_until(due_ms: Option<i64>) {
+    match due_ms {
+        Some(due) => {
+            let wait = due.saturating_sub(Timestamp::now().millis()).max(0);
+            tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+        }
         None => std::future::pending().await,
     }
 }
@@ -292,5 +535,30 @@ mod tests {
         assert_eq!(Rule::for_number("+14155550004"), Rule::Undelivered);
         assert_eq!(Rule::for_number("+14155550005"), Rule::Normal);
         assert_eq!(Rule::for_number("+1"), Rule::Normal);
+    }
+
+    #[test]
+    fn the_memory_forgets_ids_older_than_the_window() {
+        let mut memory = Memory {
+            window_ms: 1_000,
+            accepted: HashSet::new(),
+            order: VecDeque::new(),
+            failures: HashMap::new(),
+            journal: None,
+        };
+        for i in 0..100 {
+            memory.remember(i, i64::try_from(i).unwrap_or(0) * 100);
+        }
+        memory.forget_before(10_000);
+        // Accepted at 9,000..=9,900: the last second.
+        assert_eq!(memory.accepted.len(), 10);
+        assert!(memory.accepted.contains(&99) && !memory.accepted.contains(&89));
+        assert_eq!(memory.order.len(), 10);
+    }
+
+    #[test]
+    fn a_replay_is_answered_with_the_first_provider_id() {
+        assert_eq!(reference("msg_A"), reference("msg_A"));
+        assert_ne!(reference("msg_A"), reference("msg_B"));
     }
 }

@@ -1,20 +1,16 @@
 //! Providers: who actually hands a message to a phone network.
 //!
 //! Each provider sends, maps its own errors to transient (retry) or permanent (fail now), and
-//! turns its receipts into [`StatusUpdate`]s that go down one path into the store, whether
-//! they arrive by webhook or, for the mock, from its own timers.
+//! turns its receipts into [`crate::store::StatusUpdate`]s that go down one path into the
+//! store ([`crate::workers::ReceiptSink`]), whether they arrive by webhook or, for the mock,
+//! from its own network.
 
 pub mod mock;
 
 use crate::domain::{Channel, MessageId};
-use crate::store::StatusUpdate;
 use futures::future::BoxFuture;
 use std::num::NonZeroU32;
 use std::time::Duration;
-use tokio::sync::mpsc;
-
-/// Where receipts go: the status-update applier in `workers::receipts`.
-pub type ReceiptSink = mpsc::Sender<StatusUpdate>;
 
 /// What a provider is asked to send.
 #[derive(Debug, Clone, Copy)]

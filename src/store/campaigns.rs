@@ -325,21 +325,43 @@ impl Store {
         account_id: &AccountId,
         campaign_id: &Id,
     ) -> StoreResult<Option<CampaignView>> {
-        reads::campaign(self.sqlite.reads(), account_id, campaign_id).await
+        let mut conn = self.sqlite.reads().acquire().await?;
+        reads::campaign(&mut conn, account_id, campaign_id).await
     }
 
-    /// The account's campaigns, newest first, created before `before`.
-    pub async fn campaigns(
+    /// A campaign with its live counters, read from one snapshot, so the counters add up to
+    /// what the campaign says it has.
+    pub async fn campaign_with_counts(
+        &self,
+        account_id: &AccountId,
+        campaign_id: &Id,
+    ) -> StoreResult<Option<(CampaignView, CampaignCounts)>> {
+        let mut tx = self.sqlite.reads().begin().await?;
+        let Some(view) = reads::campaign(&mut tx, account_id, campaign_id).await? else {
+            return Ok(None);
+        };
+        let counts = reads::campaign_counts(&mut tx, campaign_id).await?;
+        tx.commit().await?;
+        Ok(Some((view, counts)))
+    }
+
+    /// The account's campaigns with their counters, newest first, created before `before`,
+    /// all read from one snapshot.
+    pub async fn campaigns_with_counts(
         &self,
         account_id: &AccountId,
         before: Option<&Id>,
         limit: usize,
-    ) -> StoreResult<Vec<CampaignView>> {
-        reads::campaigns(self.sqlite.reads(), account_id, before, limit).await
-    }
-
-    pub async fn campaign_counts(&self, campaign_id: &Id) -> StoreResult<CampaignCounts> {
-        reads::campaign_counts(self.sqlite.reads(), campaign_id).await
+    ) -> StoreResult<Vec<(CampaignView, CampaignCounts)>> {
+        let mut tx = self.sqlite.reads().begin().await?;
+        let views = reads::campaigns(&mut tx, account_id, before, limit).await?;
+        let mut listed = Vec::with_capacity(views.len());
+        for view in views {
+            let counts = reads::campaign_counts(&mut tx, &view.campaign_id).await?;
+            listed.push((view, counts));
+        }
+        tx.commit().await?;
+        Ok(listed)
     }
 
     /// Rejected rows after input position `after`.

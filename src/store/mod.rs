@@ -110,36 +110,69 @@ pub struct ClaimedMessage {
     pub attempts: u32,
     pub expires_at: Timestamp,
     pub cost: Money,
+    /// This claim's fencing token: its outcome is recorded only while it still holds.
+    pub claim: ClaimToken,
+}
+
+/// The fencing token of one claim of a message (`message.claim_seq` when it was claimed).
+/// Every claim, and every release of an orphaned claim, moves the message's token on, so an
+/// outcome carrying an older token comes from a worker that lost the message and is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimToken(i64);
+
+impl ClaimToken {
+    pub(crate) fn from_stored(seq: i64) -> Self {
+        Self(seq)
+    }
+
+    pub(crate) fn value(self) -> i64 {
+        self.0
+    }
+}
+
+/// What a worker reports about one message it claimed.
+#[derive(Debug, Clone)]
+pub struct DeliveryReport {
+    pub message_id: MessageId,
+    pub claim: ClaimToken,
+    pub outcome: DeliveryOutcome,
+}
+
+impl DeliveryReport {
+    pub fn of(message: &ClaimedMessage, outcome: DeliveryOutcome) -> Self {
+        Self {
+            message_id: message.message_id.clone(),
+            claim: message.claim,
+            outcome,
+        }
+    }
 }
 
 /// What happened when a worker tried to deliver a claimed message.
 #[derive(Debug, Clone)]
 pub enum DeliveryOutcome {
     Sent {
-        message_id: MessageId,
         provider: &'static str,
         provider_message_id: String,
         at: Timestamp,
     },
     /// A transient failure: try again at `due_at`.
     Retry {
-        message_id: MessageId,
         due_at: Timestamp,
         error_code: String,
         error_message: String,
     },
     /// Will never be sent: permanent failure, attempts exhausted, expired, opted out.
     Unsent {
-        message_id: MessageId,
         status: MessageStatus,
         error_code: String,
         error_message: String,
         at: Timestamp,
     },
     /// The worker gave the message back untouched (shutdown before sending).
-    Released { message_id: MessageId },
+    Released,
     /// The worker gave the message back untouched because its campaign was paused.
-    Held { message_id: MessageId },
+    Held,
 }
 
 /// A provider's report about a message it accepted (a receipt), whatever its wire format.
@@ -159,7 +192,8 @@ pub enum UpdateResult {
     /// The message is already at or past this status: a late or repeated receipt.
     Stale,
     /// No message carries this provider id (yet: the receipt may have overtaken our write).
-    Unknown,
+    /// It is held on disk and applied when the send it reports on is recorded.
+    Held,
 }
 
 /// The account behind an API key.
@@ -279,7 +313,8 @@ impl Store {
         self.sqlite.claim_due(instance_id, limit, lease, fair).await
     }
 
-    pub async fn record_outcomes(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<()> {
+    /// Records what workers report; a report whose claim was taken over changes nothing.
+    pub async fn record_outcomes(&self, outcomes: Vec<DeliveryReport>) -> StoreResult<()> {
         self.sqlite.record_outcomes(outcomes).await
     }
 
@@ -304,6 +339,17 @@ impl Store {
         message_id: &MessageId,
     ) -> StoreResult<Option<MessageView>> {
         self.sqlite.message(account_id, message_id).await
+    }
+
+    /// Receipts held because no message carries their provider id (for `/metrics`).
+    pub async fn pending_receipts(&self) -> StoreResult<i64> {
+        self.sqlite.pending_receipts().await
+    }
+
+    /// Drops held receipts older than `max_age` (they report on no send of ours); returns
+    /// how many.
+    pub async fn purge_pending_receipts(&self, max_age: Duration) -> StoreResult<u64> {
+        self.sqlite.purge_pending_receipts(max_age).await
     }
 
     /// Messages waiting for delivery, per priority (for `/metrics`).

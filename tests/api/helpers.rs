@@ -95,8 +95,9 @@ impl TestApp {
             .expect("the test database opens")
     }
 
+    /// The mock network's journal (by default beside the database).
     pub(crate) fn handover_log(&self) -> PathBuf {
-        self.dir.path().join("handover.log")
+        self.dir.path().join("mock-network.log")
     }
 
     /// Stops the app (drains workers, commits) and hands back its folder.
@@ -256,19 +257,130 @@ pub(crate) fn number(suffix: &str) -> String {
     format!("+1415555{suffix}")
 }
 
-/// Lines of the mock's hand-over log: (message id, provider id, unix ms).
-pub(crate) fn read_handover_log(path: &std::path::Path) -> Vec<(String, String, i64)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+/// One call to the mock's `send`, as its journal recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Handover {
+    /// The mock took the message (`reference` is its provider id).
+    Accepted {
+        message_id: String,
+        reference: String,
+        at_ms: i64,
+    },
+    /// The same id again, answered with the first acceptance: absorbed, but counted.
+    Replay { message_id: String, at_ms: i64 },
+    /// Refused (or timed out before the mock took it).
+    Refused {
+        message_id: String,
+        at_ms: i64,
+        code: String,
+        retry_after_ms: i64,
+    },
+}
+
+impl Handover {
+    pub(crate) fn message_id(&self) -> &str {
+        match self {
+            Handover::Accepted { message_id, .. }
+            | Handover::Replay { message_id, .. }
+            | Handover::Refused { message_id, .. } => message_id,
+        }
+    }
+
+    pub(crate) fn at_ms(&self) -> i64 {
+        match self {
+            Handover::Accepted { at_ms, .. }
+            | Handover::Replay { at_ms, .. }
+            | Handover::Refused { at_ms, .. } => *at_ms,
+        }
+    }
+}
+
+/// Every call to the mock's `send` in its journal at `path` (and its rotated `path.1`), in
+/// order. Lines that are not about a send (receipt progress) and a torn last line are skipped.
+pub(crate) fn read_journal(path: &std::path::Path) -> Vec<Handover> {
+    let previous = std::path::PathBuf::from(format!("{}.1", path.display()));
+    let text = [previous.as_path(), path]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect::<String>();
     text.lines()
         .filter_map(|line| {
-            let mut f = line.split(' ');
-            Some((
-                f.next()?.to_owned(),
-                f.next()?.to_owned(),
-                f.next()?.parse().ok()?,
-            ))
+            let f: Vec<&str> = line.split(' ').collect();
+            match f.as_slice() {
+                ["A", id, reference, at, _to, _channel] => Some(Handover::Accepted {
+                    message_id: (*id).to_owned(),
+                    reference: (*reference).to_owned(),
+                    at_ms: at.parse().ok()?,
+                }),
+                ["R", id, _reference, at] => Some(Handover::Replay {
+                    message_id: (*id).to_owned(),
+                    at_ms: at.parse().ok()?,
+                }),
+                ["F", id, at, code, retry_after] => Some(Handover::Refused {
+                    message_id: (*id).to_owned(),
+                    at_ms: at.parse().ok()?,
+                    code: (*code).to_owned(),
+                    retry_after_ms: retry_after.parse().ok()?,
+                }),
+                _ => None,
+            }
         })
         .collect()
+}
+
+/// The mock's acceptances: (message id, provider id, unix ms), in order.
+pub(crate) fn read_handover_log(path: &std::path::Path) -> Vec<(String, String, i64)> {
+    read_journal(path)
+        .into_iter()
+        .filter_map(|h| match h {
+            Handover::Accepted {
+                message_id,
+                reference,
+                at_ms,
+            } => Some((message_id, reference, at_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Hand-overs per message id, counted from the journal: acceptances (more than one for an
+/// id is a message sent twice) and replays the mock absorbed (fine for an idempotent
+/// provider, but reported).
+#[derive(Debug, Default)]
+pub(crate) struct HandoverCounts {
+    pub(crate) accepted: std::collections::HashMap<String, usize>,
+    pub(crate) replays: std::collections::HashMap<String, usize>,
+}
+
+impl HandoverCounts {
+    pub(crate) fn from_journal(path: &std::path::Path) -> Self {
+        let mut counts = Self::default();
+        for h in read_journal(path) {
+            match h {
+                Handover::Accepted { message_id, .. } => {
+                    *counts.accepted.entry(message_id).or_default() += 1;
+                }
+                Handover::Replay { message_id, .. } => {
+                    *counts.replays.entry(message_id).or_default() += 1;
+                }
+                Handover::Refused { .. } => {}
+            }
+        }
+        counts
+    }
+
+    /// Ids the provider accepted more than once, with how often.
+    pub(crate) fn accepted_twice(&self) -> Vec<(&str, usize)> {
+        self.accepted
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, n)| (id.as_str(), *n))
+            .collect()
+    }
+
+    pub(crate) fn total_replays(&self) -> usize {
+        self.replays.values().sum()
+    }
 }
 
 // ---- Helpers for the queue tests (crash, priority, rate limit) ----

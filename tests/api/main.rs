@@ -9,6 +9,7 @@ mod balance;
 mod campaigns;
 mod compat;
 mod crash;
+mod faults;
 mod idempotency;
 mod lifecycle;
 mod mock_rules;

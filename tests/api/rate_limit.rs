@@ -30,7 +30,7 @@ async fn a_sender_rate_limit_holds_on_the_times_the_provider_saw() {
     app.wait_all_handed_over(&ids).await;
 
     // Assert
-    let mut times: Vec<i64> = read_handover_log(&app.handover_log())
+    let mut times: Vec<i64> = read_handover_log(&log)
         .into_iter()
         .map(|(_, _, ms)| ms)
         .collect();

@@ -84,5 +84,12 @@ pub(super) async fn run(conn: &mut SqliteConnection, m: Maintenance) -> StoreRes
                 .await?;
             Ok(done.rows_affected())
         }
+        Maintenance::PurgePendingReceipts(max_age) => {
+            let done = sqlx::query(include_str!("queries/purge_pending_receipts.sql"))
+                .bind(now.minus(max_age).millis())
+                .execute(&mut *conn)
+                .await?;
+            Ok(done.rows_affected())
+        }
     }
 }

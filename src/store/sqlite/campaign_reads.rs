@@ -9,7 +9,7 @@ use crate::store::{
     StoreResult, StoredTemplate,
 };
 use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use std::collections::HashSet;
 
 fn campaign_view(row: &SqliteRow) -> sqlx::Result<CampaignView> {
@@ -49,20 +49,20 @@ fn campaign_view(row: &SqliteRow) -> sqlx::Result<CampaignView> {
 }
 
 pub(in crate::store) async fn campaign(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     account_id: &AccountId,
     campaign_id: &CampaignId,
 ) -> StoreResult<Option<CampaignView>> {
     let row = sqlx::query(include_str!("queries/load_campaign.sql"))
         .bind(campaign_id.as_str())
         .bind(account_id.as_str())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
     Ok(row.as_ref().map(campaign_view).transpose()?)
 }
 
 pub(in crate::store) async fn campaigns(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     account_id: &AccountId,
     before: Option<&CampaignId>,
     limit: usize,
@@ -72,18 +72,18 @@ pub(in crate::store) async fn campaigns(
         .bind(account_id.as_str())
         .bind(before.map_or("cmp_~", CampaignId::as_str))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     Ok(rows.iter().map(campaign_view).collect::<Result<_, _>>()?)
 }
 
 pub(in crate::store) async fn campaign_counts(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     campaign_id: &CampaignId,
 ) -> StoreResult<CampaignCounts> {
     let rows = sqlx::query(include_str!("queries/campaign_counts.sql"))
         .bind(campaign_id.as_str())
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     let mut counts = CampaignCounts::default();
     for row in rows {

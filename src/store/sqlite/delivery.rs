@@ -4,7 +4,9 @@
 //! matches no row.
 
 use crate::domain::{AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp};
-use crate::store::{ClaimedMessage, DeliveryOutcome, HELD, StatusUpdate, UpdateResult};
+use crate::store::{
+    ClaimToken, ClaimedMessage, DeliveryOutcome, DeliveryReport, HELD, StatusUpdate, UpdateResult,
+};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use std::collections::{HashMap, HashSet};
@@ -132,22 +134,18 @@ async fn screen(
             .as_deref()
             .and_then(|id| states.get(id))
             .map(String::as_str);
-        if opted.contains(m.message_id.as_str()) {
-            unsent.push(DeliveryOutcome::Unsent {
-                message_id: m.message_id,
-                status: MessageStatus::Failed,
-                error_code: "recipient_opted_out".to_owned(),
-                error_message: "the recipient opted out after the message was accepted".to_owned(),
-                at: now,
-            });
+        let (status, code, message) = if opted.contains(m.message_id.as_str()) {
+            (
+                MessageStatus::Failed,
+                "recipient_opted_out",
+                "the recipient opted out after the message was accepted",
+            )
         } else if campaign == Some("canceled") {
-            unsent.push(DeliveryOutcome::Unsent {
-                message_id: m.message_id,
-                status: MessageStatus::Canceled,
-                error_code: "campaign_canceled".to_owned(),
-                error_message: "the campaign was canceled before this message was sent".to_owned(),
-                at: now,
-            });
+            (
+                MessageStatus::Canceled,
+                "campaign_canceled",
+                "the campaign was canceled before this message was sent",
+            )
         } else if campaign == Some("paused") {
             sqlx::query(include_str!("queries/park_claim.sql"))
                 .bind(m.message_id.as_str())
@@ -155,9 +153,18 @@ async fn screen(
                 .bind(now.millis())
                 .execute(&mut *conn)
                 .await?;
+            continue;
         } else {
             keep.push(m);
-        }
+            continue;
+        };
+        let outcome = DeliveryOutcome::Unsent {
+            status,
+            error_code: code.to_owned(),
+            error_message: message.to_owned(),
+            at: now,
+        };
+        unsent.push(DeliveryReport::of(&m, outcome));
     }
     record_outcomes(conn, unsent).await?;
     Ok(keep)
@@ -180,6 +187,7 @@ fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
         cost: Money::from_units(row.try_get("cost")?),
+        claim: ClaimToken::from_stored(row.try_get("claim_seq")?),
     })
 }
 
@@ -193,73 +201,88 @@ struct Settlement {
 
 pub(super) async fn record_outcomes(
     conn: &mut SqliteConnection,
-    outcomes: Vec<DeliveryOutcome>,
+    reports: Vec<DeliveryReport>,
 ) -> sqlx::Result<()> {
     let now = Timestamp::now();
     let mut accounts: HashMap<String, Settlement> = HashMap::new();
     let mut sent = Vec::new();
-    for outcome in outcomes {
+    let mut providers: Vec<&'static str> = Vec::new();
+    for DeliveryReport {
+        message_id,
+        claim,
+        outcome,
+    } in reports
+    {
+        let id = message_id.as_str();
         match outcome {
             DeliveryOutcome::Sent {
-                message_id,
                 provider,
                 provider_message_id,
                 at,
-            } => sent.push(serde_json::json!({
-                "id": message_id.as_str(),
-                "provider": provider,
-                "ref": provider_message_id,
-                "at": at.millis(),
-            })),
+            } => {
+                if !providers.contains(&provider) {
+                    providers.push(provider);
+                }
+                sent.push(serde_json::json!({
+                    "id": id,
+                    "claim": claim.value(),
+                    "provider": provider,
+                    "ref": provider_message_id,
+                    "at": at.millis(),
+                }));
+            }
             DeliveryOutcome::Retry {
-                message_id,
                 due_at,
                 error_code,
                 error_message,
             } => {
                 sqlx::query(include_str!("queries/schedule_retry.sql"))
-                    .bind(message_id.as_str())
+                    .bind(id)
                     .bind(due_at.millis())
                     .bind(error_code)
                     .bind(error_message)
                     .bind(now.millis())
+                    .bind(claim.value())
                     .execute(&mut *conn)
                     .await?;
             }
             DeliveryOutcome::Unsent {
-                message_id,
                 status,
                 error_code,
                 error_message,
                 at,
             } => {
                 let row = sqlx::query(include_str!("queries/mark_unsent.sql"))
-                    .bind(message_id.as_str())
+                    .bind(id)
                     .bind(status.as_str())
                     .bind(error_code)
                     .bind(error_message)
                     .bind(at.millis())
+                    .bind(claim.value())
                     .fetch_optional(&mut *conn)
                     .await?;
                 if let Some(row) = row {
                     let account: String = row.try_get("account_id")?;
                     let cost: i64 = row.try_get("cost")?;
                     accounts.entry(account).or_default().released += cost;
-                    insert_events(conn, status, &[(message_id.as_str(), at.millis())]).await?;
+                    let at: i64 = row.try_get("updated_at")?;
+                    insert_events(conn, status, &[(id, at)]).await?;
                 }
             }
-            DeliveryOutcome::Held { message_id } => {
+            DeliveryOutcome::Held => {
                 sqlx::query(include_str!("queries/hold_claim.sql"))
-                    .bind(message_id.as_str())
+                    .bind(id)
                     .bind(HELD)
                     .bind(now.millis())
+                    .bind(claim.value())
                     .execute(&mut *conn)
                     .await?;
             }
-            DeliveryOutcome::Released { message_id } => {
+            DeliveryOutcome::Released => {
                 sqlx::query(include_str!("queries/release_claim.sql"))
-                    .bind(message_id.as_str())
+                    .bind(id)
                     .bind(now.millis())
+                    .bind(claim.value())
                     .execute(&mut *conn)
                     .await?;
             }
@@ -272,6 +295,7 @@ pub(super) async fn record_outcomes(
             .fetch_all(&mut *conn)
             .await?;
         let mut events = Vec::with_capacity(rows.len());
+        let mut references = Vec::with_capacity(rows.len());
         for row in &rows {
             let account: String = row.try_get("account_id")?;
             let settlement = accounts.entry(account).or_default();
@@ -281,9 +305,11 @@ pub(super) async fn record_outcomes(
                 row.try_get::<String, _>("message_id")?,
                 row.try_get::<i64, _>("updated_at")?,
             ));
+            references.push(row.try_get::<String, _>("provider_message_id")?);
         }
         let events: Vec<(&str, i64)> = events.iter().map(|(id, at)| (id.as_str(), *at)).collect();
         insert_events(conn, MessageStatus::Sent, &events).await?;
+        apply_held_receipts(conn, &providers, &references).await?;
     }
 
     let day = now.day();
@@ -321,6 +347,43 @@ pub(super) async fn record_outcomes(
     Ok(())
 }
 
+/// Applies the receipts that overtook the sends just recorded (held in `pending_receipt`).
+/// A provider id is unique per provider, so only the providers of this batch are asked.
+async fn apply_held_receipts(
+    conn: &mut SqliteConnection,
+    providers: &[&'static str],
+    references: &[String],
+) -> sqlx::Result<()> {
+    let references = serde_json::to_string(references).unwrap_or_default();
+    for provider in providers {
+        let rows = sqlx::query(include_str!("queries/take_pending_receipts.sql"))
+            .bind(*provider)
+            .bind(&references)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut held = Vec::with_capacity(rows.len());
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            // Only statuses a receipt can carry were ever held.
+            let Some(status) = MessageStatus::parse(&status) else {
+                continue;
+            };
+            held.push(StatusUpdate {
+                provider,
+                provider_message_id: row.try_get("provider_message_id")?,
+                status,
+                at: Timestamp::from_millis(row.try_get("at")?),
+                error_code: row.try_get("error_code")?,
+                error_message: row.try_get("error_message")?,
+            });
+        }
+        if !held.is_empty() {
+            apply_status_updates(conn, held).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn insert_events(
     conn: &mut SqliteConnection,
     status: MessageStatus,
@@ -341,7 +404,7 @@ pub(super) async fn apply_status_updates(
     conn: &mut SqliteConnection,
     updates: Vec<StatusUpdate>,
 ) -> sqlx::Result<Vec<UpdateResult>> {
-    let mut results = vec![UpdateResult::Unknown; updates.len()];
+    let mut results = vec![UpdateResult::Held; updates.len()];
     // Lifecycle order, so a `delivered` and a `read` in the same batch both apply.
     let mut order: Vec<usize> = (0..updates.len()).collect();
     order.sort_by_key(|i| updates.get(*i).map(|u| (u.provider, u.status.order())));
@@ -389,6 +452,7 @@ pub(super) async fn apply_status_updates(
             events.iter().map(|(id, at)| (id.as_str(), *at)).collect();
         insert_events(conn, status, &event_refs).await?;
 
+        let mut unmatched = Vec::new();
         for i in members {
             let Some(u) = updates.get(i) else { continue };
             let result = if applied.remove(&u.provider_message_id) {
@@ -402,11 +466,26 @@ pub(super) async fn apply_status_updates(
             {
                 UpdateResult::Stale
             } else {
-                UpdateResult::Unknown
+                unmatched.push(serde_json::json!({
+                    "ref": u.provider_message_id,
+                    "status": u.status.as_str(),
+                    "at": u.at.millis(),
+                    "code": u.error_code,
+                    "message": u.error_message,
+                }));
+                UpdateResult::Held
             };
             if let Some(slot) = results.get_mut(i) {
                 *slot = result;
             }
+        }
+        if !unmatched.is_empty() {
+            sqlx::query(include_str!("queries/hold_pending_receipts.sql"))
+                .bind(provider)
+                .bind(serde_json::Value::Array(unmatched).to_string())
+                .bind(Timestamp::now().millis())
+                .execute(&mut *conn)
+                .await?;
         }
     }
     Ok(results)

@@ -10,7 +10,7 @@ mod reads;
 mod writer;
 
 use super::{
-    AcceptOutcome, AcceptRequest, AuthenticatedKey, Balance, ClaimedMessage, DeliveryOutcome,
+    AcceptOutcome, AcceptRequest, AuthenticatedKey, Balance, ClaimedMessage, DeliveryReport,
     MessageView, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult,
 };
 use crate::config::{DatabaseSettings, Synchronous};
@@ -86,7 +86,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn record_outcomes(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<()> {
+    pub(super) async fn record_outcomes(&self, outcomes: Vec<DeliveryReport>) -> StoreResult<()> {
         self.call(|reply| Op::Outcomes(outcomes, reply)).await
     }
 
@@ -158,6 +158,19 @@ impl SqliteStore {
         message_id: &MessageId,
     ) -> StoreResult<Option<MessageView>> {
         reads::message(&self.read, account_id, message_id).await
+    }
+
+    pub(super) async fn pending_receipts(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar(include_str!("queries/count_pending_receipts.sql"))
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    pub(super) async fn purge_pending_receipts(&self, max_age: Duration) -> StoreResult<u64> {
+        self.call(|reply| Op::Maintenance(Maintenance::PurgePendingReceipts(max_age), reply))
+            .await
     }
 
     pub(super) async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>> {

@@ -50,16 +50,20 @@ pub(super) async fn message(
     account_id: &AccountId,
     message_id: &MessageId,
 ) -> StoreResult<Option<MessageView>> {
+    // One read transaction, so status and history come from the same snapshot (WAL): two
+    // separate reads can see `delivered` beside a history that already ends in `read`.
+    let mut tx = pool.begin().await?;
     let row = sqlx::query(include_str!("queries/load_message.sql"))
         .bind(message_id.as_str())
         .bind(account_id.as_str())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await?;
     let Some(row) = row else { return Ok(None) };
     let events = sqlx::query(include_str!("queries/load_history.sql"))
         .bind(message_id.as_str())
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     let mut history = Vec::with_capacity(events.len());
     for event in events {
         let status: String = event.try_get("status")?;

@@ -9,7 +9,7 @@ use super::campaign::{self, CampaignWrite};
 use super::{accept, admin, delivery};
 use crate::domain::{AccountId, ApiKeyId};
 use crate::store::{
-    AcceptOutcome, AcceptRequest, ClaimedMessage, DeliveryOutcome, FanOutRequest, FanOutResult,
+    AcceptOutcome, AcceptRequest, ClaimedMessage, DeliveryReport, FanOutRequest, FanOutResult,
     FinishCampaign, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult,
 };
 use sqlx::Connection;
@@ -29,7 +29,7 @@ pub(super) enum Op {
         fair: bool,
         reply: Reply<Vec<ClaimedMessage>>,
     },
-    Outcomes(Vec<DeliveryOutcome>, Reply<()>),
+    Outcomes(Vec<DeliveryReport>, Reply<()>),
     StatusUpdates(Vec<StatusUpdate>, Reply<Vec<UpdateResult>>),
     Maintenance(Maintenance, Reply<u64>),
     Campaign(CampaignWrite, Reply<u64>),
@@ -52,6 +52,7 @@ pub(super) enum Maintenance {
     },
     ReleaseOrphans(Duration),
     PurgeIdempotency(Duration),
+    PurgePendingReceipts(Duration),
 }
 
 /// An answer computed inside the transaction, sent once the commit is known.

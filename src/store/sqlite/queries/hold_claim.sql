@@ -1,6 +1,7 @@
 -- Gives back claimed message ?1, never sent, because its campaign was paused while it waited
 -- in a worker: it stays 'sending' (status never moves back) but is held (due ?2), unleased.
+-- Only under claim ?4, the fencing token.
 UPDATE message
 SET due_at = ?2, lease_until = 0, claimed_by = NULL, attempts = MAX(attempts - 1, 0),
     updated_at = ?3
-WHERE message_id = ?1 AND status = 'sending'
+WHERE message_id = ?1 AND status = 'sending' AND claim_seq = ?4
