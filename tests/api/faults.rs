@@ -65,12 +65,20 @@ async fn a_worker_that_stalled_past_its_lease_cannot_overwrite_the_new_owners_wo
     assert_eq!(stalled.len(), N as usize);
     let dir = app.stop().await;
 
-    // Act: a live worker takes the claims over and delivers them; then the stalled worker
-    // wakes and reports every kind of outcome for the claims it lost.
-    let app = spawn_in(dir, "", true).await;
-    for id in &ids {
-        app.wait_for_status(id, "read").await;
-    }
+    // Act: a live worker takes the claims over; while it is still handing them to a slow
+    // provider, the stalled worker wakes and reports every kind of outcome for the claims it
+    // lost. Then the live worker finishes.
+    let app = spawn_in(dir, "[providers.mock]\naccept_delay_ms = 1500\n", true).await;
+    let pool = app.pool().await;
+    eventually("the live worker holds every claim", PATIENCE, || async {
+        let taken = count(
+            &pool,
+            "SELECT COUNT(*) FROM message WHERE status = 'sending' AND claimed_by LIKE 'worker-%'",
+        )
+        .await;
+        (taken == i64::from(N)).then_some(())
+    })
+    .await;
     let stale: Vec<DeliveryReport> = stalled
         .iter()
         .enumerate()
@@ -102,6 +110,9 @@ async fn a_worker_that_stalled_past_its_lease_cannot_overwrite_the_new_owners_wo
         .record_outcomes(stale)
         .await
         .expect("the reports are taken (and ignored)");
+    for id in &ids {
+        app.wait_for_status(id, "read").await;
+    }
 
     // Assert: the new owner's work stands, exactly once.
     let counts = HandoverCounts::from_journal(&app.handover_log());
@@ -123,7 +134,6 @@ async fn a_worker_that_stalled_past_its_lease_cannot_overwrite_the_new_owners_wo
         assert!(view["error_code"].is_null(), "{view}");
         assert_eq!(counts.accepted.get(id.as_str()), Some(&1), "{id}");
     }
-    let pool = app.pool().await;
     let unleased: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM message WHERE claimed_by IS NOT NULL OR due_at > ?",
     )
