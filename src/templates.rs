@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 /// The longest template source accepted, in characters; a single SMS is at most 1,600
 /// characters even when concatenated, so this only stops abuse.
-const MAX_TEMPLATE_CHARS: usize = 10_000;
+pub const MAX_TEMPLATE_CHARS: usize = 10_000;
 
 /// The longest template name accepted, in characters.
 const MAX_NAME_CHARS: usize = 64;

@@ -2,11 +2,12 @@
 //! rejected rows.
 
 use super::extract::Auth;
+use super::extract::PathParam;
 use super::{ApiError, AppState};
 use crate::domain::{AccountId, CampaignId, CampaignStatus, MessageStatus, Timestamp};
 use crate::store::{CampaignCommand, CampaignCounts, CampaignView};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -159,7 +160,7 @@ async fn load(
 pub(crate) async fn get_campaign(
     State(state): State<AppState>,
     Auth(key): Auth,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
 ) -> Result<Json<CampaignResponse>, ApiError> {
     let id = campaign_id(&raw)?;
     Ok(Json(load(&state, &key.account_id, &id).await?))
@@ -283,7 +284,7 @@ async fn command(
 pub(crate) async fn pause_campaign(
     State(state): State<AppState>,
     Auth(key): Auth,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
 ) -> Result<Json<CampaignResponse>, ApiError> {
     command(&state, &key.account_id, &raw, CampaignCommand::Pause).await
 }
@@ -295,7 +296,7 @@ pub(crate) async fn pause_campaign(
 pub(crate) async fn resume_campaign(
     State(state): State<AppState>,
     Auth(key): Auth,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
 ) -> Result<Json<CampaignResponse>, ApiError> {
     command(&state, &key.account_id, &raw, CampaignCommand::Resume).await
 }
@@ -307,7 +308,7 @@ pub(crate) async fn resume_campaign(
 pub(crate) async fn cancel_campaign(
     State(state): State<AppState>,
     Auth(key): Auth,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
 ) -> Result<Json<CampaignResponse>, ApiError> {
     command(&state, &key.account_id, &raw, CampaignCommand::Cancel).await
 }
@@ -334,7 +335,7 @@ struct RejectionItem {
 pub(crate) async fn campaign_rejections(
     State(state): State<AppState>,
     Auth(key): Auth,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
     query: Result<Query<RejectionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;

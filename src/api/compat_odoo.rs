@@ -2,13 +2,13 @@
 //! JSON-RPC envelope (`{"jsonrpc": "2.0", "params": {…}, "id": …}`) and read `result` from.
 //! Plain bodies work too; the answer comes in the style the request was made in.
 
-use super::extract::{Auth, Idempotency, MaybeJsonBody};
+use super::extract::{Auth, Idempotency, MaybeJsonBody, PathParam};
 use super::messages::render_one;
 use super::send::{self, Envelope};
 use super::{ApiError, AppState};
 use crate::domain::{MessageId, MessageStatus};
 use crate::store::AcceptRequest;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
@@ -139,7 +139,7 @@ pub(crate) struct SmsStatusResult {
 pub(crate) async fn sms_status(
     State(state): State<AppState>,
     Auth(key): Auth,
-    Path(message_id): Path<String>,
+    PathParam(message_id): PathParam,
     MaybeJsonBody(body): MaybeJsonBody,
 ) -> Response {
     let envelope = match unwrap(body) {

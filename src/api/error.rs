@@ -38,6 +38,9 @@ pub enum ApiError {
     InsufficientBalance,
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// The path exists, the method does not (the `Allow` header lists those that do).
+    #[error("this endpoint does not answer {0}; the Allow header lists the methods it does")]
+    MethodNotAllowed(String),
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyConflict,
     #[error("at most {max} messages may be sent in one request")]
@@ -84,6 +87,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::IdempotencyConflict => StatusCode::CONFLICT,
             Self::BatchTooLarge { .. } | Self::PayloadTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -110,6 +114,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::InsufficientBalance => "insufficient_balance",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",

@@ -146,6 +146,25 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// One path parameter as text. A segment that is not valid percent-encoded UTF-8
+/// (`/message/%FF%FE/status/`) is `400 invalid_field` in the one error shape, not axum's
+/// plain-text rejection.
+pub(crate) struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PathParam(value)),
+            Err(e) => Err(ApiError::invalid(
+                "path",
+                format!("the path is not valid: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
 /// The optional `Idempotency-Key` header, validated.
 pub(crate) struct Idempotency(pub Option<IdempotencyKey>);
 

@@ -1,12 +1,12 @@
 //! `POST /send-message/` and `GET /message/{id}/status/` (seed 004).
 
-use super::extract::{Auth, Idempotency, JsonBody};
+use super::extract::{Auth, Idempotency, JsonBody, PathParam};
 use super::send::{self, Envelope, SendFields};
 use super::{ApiError, AppState};
 use crate::domain::{MessageId, MessageStatus};
 use crate::store::{AcceptRequest, ItemOutcome, StoredResponse};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
@@ -143,7 +143,7 @@ pub(crate) struct MessageStatusResponse {
 pub(crate) async fn message_status(
     State(state): State<AppState>,
     Auth(key): Auth,
-    Path(message_id): Path<String>,
+    PathParam(message_id): PathParam,
 ) -> Result<Json<MessageStatusResponse>, ApiError> {
     let id = MessageId::parse(&message_id).ok_or(ApiError::NotFound("message"))?;
     let m = state

@@ -281,10 +281,9 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("endpoint")
 }
 
-async fn method_not_allowed() -> Response {
-    let mut response = ApiError::NotFound("endpoint with this method").into_response();
-    *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
-    response
+/// axum's method router adds the `Allow` header to what this answers.
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -2,11 +2,11 @@
 //! refused (`recipient_opted_out`), campaigns skip them, and a message already queued for a
 //! number that opts out fails instead of going out.
 
-use super::extract::{Auth, JsonBody, fields};
+use super::extract::{Auth, JsonBody, PathParam, fields};
 use super::{ApiError, AppState};
 use crate::domain::{AccountId, E164, Region};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -139,7 +139,7 @@ pub(crate) async fn add_opt_out(
 pub(crate) async fn remove_opt_out(
     State(state): State<AppState>,
     Auth(key): Auth,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
 ) -> Result<Json<OptOutChange>, ApiError> {
     let e164 = number(&state, &key.account_id, &raw, None)?;
     let changed = state

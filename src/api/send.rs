@@ -49,6 +49,7 @@ pub(crate) struct Prepared {
 
 /// The furthest ahead a send may be scheduled.
 const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+/// In characters, as JSON Schema's `maxLength` counts (the contract says 2048).
 const MAX_URL_LEN: usize = 2048;
 
 fn url(field: String, value: Option<String>) -> Result<Option<String>, ApiError> {
@@ -56,7 +57,7 @@ fn url(field: String, value: Option<String>) -> Result<Option<String>, ApiError>
         None => Ok(None),
         Some(v)
             if (v.starts_with("https://") || v.starts_with("http://"))
-                && v.len() <= MAX_URL_LEN
+                && v.chars().count() <= MAX_URL_LEN
                 && !v.chars().any(|c| c.is_whitespace() || c.is_control()) =>
         {
             Ok(Some(v))

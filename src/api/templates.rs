@@ -2,13 +2,13 @@
 //! account's own, added through the API; and a preview that renders one sample.
 
 use super::campaigns::named_template;
-use super::extract::{Auth, JsonBody, fields};
+use super::extract::{Auth, JsonBody, PathParam, fields};
 use super::{ApiError, AppState};
 use crate::billing::measure;
 use crate::domain::{Channel, E164, MessageText};
 use crate::templates::{Template, TemplateName};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -65,7 +65,7 @@ pub(crate) async fn list_templates(
 pub(crate) async fn get_template(
     State(state): State<AppState>,
     Auth(key): Auth,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> Result<Json<TemplateItem>, ApiError> {
     let parsed = TemplateName::parse(&name).map_err(|_| ApiError::NotFound("template"))?;
     if let Some(t) = state

@@ -8,6 +8,7 @@ mod bad_input;
 mod balance;
 mod campaigns;
 mod compat;
+mod contract;
 mod crash;
 mod faults;
 mod idempotency;
