@@ -365,6 +365,68 @@ mod tests {
         }
     }
 
+    /// Parking a claim of a paused campaign undoes only this claim: a message that was
+    /// already `sending` before (re-claimed after its lease ran out) stays `sending`; the
+    /// status never moves back.
+    #[tokio::test]
+    async fn parking_a_reclaimed_message_never_moves_its_status_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = migrated(&dir).await;
+        sqlx::query(
+            "INSERT INTO account (account_id, name, currency, balance, daily_limit, created_at, \
+             updated_at) VALUES ('acc_1', 'a', 'USD', 0, 10, 0, 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for id in ["msg_again", "msg_first"] {
+            sqlx::query(
+                "INSERT INTO message (message_id, account_id, channel, phone_number, body, \
+                 priority, status, segments, cost, billing, due_at, expires_at, created_at, \
+                 updated_at) VALUES (?, 'acc_1', 'sms', '+14155550123', 'hi', 1, 'sending', 1, \
+                 0, 'reserved', 0, 9999999999999, 0, 0)",
+            )
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        // msg_again was sending before this claim; msg_first became sending with it.
+        sqlx::query("INSERT INTO message_status_event VALUES ('msg_again', 'sending', 1)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for id in ["msg_again", "msg_first"] {
+            sqlx::query(include_str!("queries/park_claim.sql"))
+                .bind(id)
+                .bind(crate::store::HELD)
+                .bind(2_i64)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT message_id, status, due_at FROM message ORDER BY message_id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "msg_again".to_owned(),
+                    "sending".to_owned(),
+                    crate::store::HELD
+                ),
+                (
+                    "msg_first".to_owned(),
+                    "queued".to_owned(),
+                    crate::store::HELD
+                ),
+            ]
+        );
+    }
+
     /// A fan-out step touches only its own block of messages: walking the campaign's index
     /// instead makes each step cost as much as every message the campaign already has.
     #[tokio::test]
