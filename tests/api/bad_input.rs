@@ -1,20 +1,5 @@
-use crate::helpers::{number, spawn_app, spawn_app_with};
+use crate::helpers::{expect_error_shape, number, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
-
-async fn expect_error(response: reqwest::Response, status: u16, code: &str, case: &str) -> Value {
-    assert_eq!(response.status(), status, "{case}");
-    let body: Value = response
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{case}: {e}"));
-    assert_eq!(body["success"], false, "{case}: {body}");
-    assert_eq!(body["code"], code, "{case}: {body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{case}: {body}"
-    );
-    body
-}
 
 #[tokio::test]
 async fn malformed_send_message_bodies_get_a_clear_4xx_and_store_nothing() {
@@ -130,7 +115,7 @@ async fn malformed_send_message_bodies_get_a_clear_4xx_and_store_nothing() {
     ];
     for (case, body, status, code, field) in cases {
         let response = app.send_message(&body).await;
-        let body = expect_error(response, status, code, case).await;
+        let body = expect_error_shape(response, status, code, case).await;
         assert_eq!(body["field"].as_str(), field, "{case}: {body}");
     }
 
@@ -162,7 +147,7 @@ async fn malformed_send_message_bodies_get_a_clear_4xx_and_store_nothing() {
             .send()
             .await
             .unwrap();
-        expect_error(response, status, code, case).await;
+        expect_error_shape(response, status, code, case).await;
     }
 
     let stored: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM message")
@@ -180,7 +165,7 @@ async fn oversized_bodies_and_batches_get_413() {
     let big = app
         .send_message(&json!({"phone_number": number("0123"), "message": "x".repeat(10_000)}))
         .await;
-    expect_error(big, 413, "payload_too_large", "body over the limit").await;
+    expect_error_shape(big, 413, "payload_too_large", "body over the limit").await;
 
     let items: Vec<Value> = (0..101)
         .map(|_| json!({"phone_number": "1", "message": "m"}))
@@ -189,7 +174,7 @@ async fn oversized_bodies_and_batches_get_413() {
     let batch = app2
         .post_json("/send-bulk/", &json!({"messages": items}))
         .await;
-    expect_error(batch, 413, "batch_too_large", "101 items").await;
+    expect_error_shape(batch, 413, "batch_too_large", "101 items").await;
     app.stop().await;
     app2.stop().await;
 }
@@ -303,9 +288,9 @@ async fn validate_phone_reports_what_it_knows_and_never_fails_on_odd_input() {
             &json!({"phone_number": "555", "country": "XX"}),
         )
         .await;
-    expect_error(bad_country, 400, "invalid_field", "unknown country").await;
+    expect_error_shape(bad_country, 400, "invalid_field", "unknown country").await;
     let missing = app.post_json("/validate-phone/", &json!({})).await;
-    expect_error(missing, 400, "missing_field", "no phone").await;
+    expect_error_shape(missing, 400, "missing_field", "no phone").await;
     app.stop().await;
 }
 
@@ -318,7 +303,7 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
         .send()
         .await
         .unwrap();
-    expect_error(missing, 404, "not_found", "unknown route").await;
+    expect_error_shape(missing, 404, "not_found", "unknown route").await;
     let wrong_method = app
         .client
         .get(app.url("/send-message/"))

@@ -2,40 +2,9 @@
 //! the one error shape, and `/openapi.json` declares what schemathesis needs to hold Herald
 //! to it (`.ci/contract` runs schemathesis itself).
 
-use crate::helpers::spawn_app;
+use crate::helpers::{expect_error_shape, spawn_app};
 use reqwest::Method;
 use serde_json::Value;
-
-/// Asserts the status, a JSON content type and the one error shape; returns the body.
-async fn expect_error_shape(
-    response: reqwest::Response,
-    status: u16,
-    code: &str,
-    case: &str,
-) -> Value {
-    assert_eq!(response.status(), status, "{case}");
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{case}: content type {content_type:?}"
-    );
-    let body: Value = response
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{case}: not JSON: {e}"));
-    assert_eq!(body["success"], false, "{case}: {body}");
-    assert_eq!(body["code"], code, "{case}: {body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{case}: {body}"
-    );
-    body
-}
 
 #[tokio::test]
 async fn rejections_before_a_handler_answer_in_the_error_shape() {

@@ -7,8 +7,8 @@
 
 use crate::campaigns::{campaign_numbers, csv_for};
 use crate::helpers::{
-    API_KEY, HandoverCounts, bulk_items, eventually, numbers_from, read_handover_log, send_bulk_to,
-    test_dir,
+    API_KEY, HandoverCounts, bulk_items, eventually, history_in_order, history_statuses,
+    numbers_from, read_handover_log, send_bulk_to, test_dir,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -277,19 +277,8 @@ async fn kill_9_during_delivery_loses_nothing_settles_everything_and_hands_none_
         .await;
     let mut wrong = Vec::new();
     for (id, view) in &views {
-        let history: Vec<&str> = view["history"]
-            .as_array()
-            .expect("a history")
-            .iter()
-            .map(|e| e["status"].as_str().unwrap_or("?"))
-            .collect();
-        let times: Vec<&str> = view["history"]
-            .as_array()
-            .expect("a history")
-            .iter()
-            .map(|e| e["at"].as_str().unwrap_or(""))
-            .collect();
-        let in_order = times.windows(2).all(|w| w[0] <= w[1]);
+        let history = history_statuses(view);
+        let in_order = history_in_order(view);
         if view["status"] != "read"
             || history != ["queued", "sending", "sent", "delivered", "read"]
             || !in_order

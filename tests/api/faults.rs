@@ -4,8 +4,8 @@
 //! until the send is recorded.
 
 use crate::helpers::{
-    Handover, HandoverCounts, PATIENCE, TestApp, bulk_items, eventually, numbers_from,
-    read_journal, spawn_app_with, spawn_in, test_dir,
+    Handover, HandoverCounts, PATIENCE, TestApp, bulk_items, eventually, history_in_order,
+    history_statuses, numbers_from, read_journal, spawn_app_with, spawn_in, test_dir,
 };
 use herald::domain::{MessageStatus, Timestamp};
 use herald::store::{DeliveryOutcome, DeliveryReport, StatusUpdate, UpdateResult};
@@ -29,25 +29,6 @@ async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
         .fetch_one(pool)
         .await
         .expect("a count")
-}
-
-fn statuses(view: &Value) -> Vec<String> {
-    view["history"]
-        .as_array()
-        .expect("a history")
-        .iter()
-        .map(|e| e["status"].as_str().unwrap_or("?").to_owned())
-        .collect()
-}
-
-fn history_in_order(view: &Value) -> bool {
-    let times: Vec<&str> = view["history"]
-        .as_array()
-        .expect("a history")
-        .iter()
-        .map(|e| e["at"].as_str().unwrap_or(""))
-        .collect();
-    times.windows(2).all(|w| w[0] <= w[1])
 }
 
 #[tokio::test]
@@ -120,7 +101,7 @@ async fn a_worker_that_stalled_past_its_lease_cannot_overwrite_the_new_owners_wo
         let view = app.status(id).await;
         assert_eq!(view["status"], "read", "{view}");
         assert_eq!(
-            statuses(&view),
+            history_statuses(&view),
             ["queued", "sending", "sent", "delivered", "read"],
             "{view}"
         );
@@ -248,7 +229,7 @@ async fn status_and_history_agree_on_every_read_while_receipts_stream_in() {
         let views = futures::future::join_all(batch.iter().map(|id| app.status(id))).await;
         for view in views {
             reads += 1;
-            let last = statuses(&view).last().cloned().unwrap_or_default();
+            let last = history_statuses(&view).last().cloned().unwrap_or_default();
             if view["status"].as_str() != Some(last.as_str()) {
                 mixed.push(view);
             }
@@ -340,7 +321,7 @@ async fn a_receipt_that_overtakes_the_send_is_kept_on_disk_and_applied_once() {
 
     // Assert: applied in the transaction that recorded the send, in order, and only once.
     assert_eq!(
-        statuses(&view),
+        history_statuses(&view),
         ["queued", "sending", "sent", "delivered", "read"],
         "{view}"
     );

@@ -247,6 +247,37 @@ impl TestApp {
     }
 }
 
+/// Asserts the status, a JSON content type and the one error shape; returns the body.
+pub(crate) async fn expect_error_shape(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+    case: &str,
+) -> Value {
+    assert_eq!(response.status(), status, "{case}");
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{case}: content type {content_type:?}"
+    );
+    let body: Value = response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{case}: not JSON: {e}"));
+    assert_eq!(body["success"], false, "{case}: {body}");
+    assert_eq!(body["code"], code, "{case}: {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{case}: {body}"
+    );
+    body
+}
+
 /// Whether a status means the provider has the message.
 pub(crate) fn handed_over(status: &str) -> bool {
     matches!(status, "sent" | "delivered" | "read")
@@ -462,4 +493,26 @@ impl TestApp {
 /// `path` as a TOML string, e.g. for `handover_log = …`.
 pub(crate) fn toml_path(path: &std::path::Path) -> String {
     format!("{:?}", path.display().to_string())
+}
+
+/// The statuses of a message view's history, oldest first.
+pub(crate) fn history_statuses(view: &Value) -> Vec<String> {
+    view["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|e| e["status"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// Whether a message view's history times never go back.
+pub(crate) fn history_in_order(view: &Value) -> bool {
+    let times: Vec<&str> = view["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|e| e["at"].as_str().unwrap_or(""))
+        .collect();
+    // RFC 3339 with fixed milliseconds and `Z`: text order is time order.
+    times.windows(2).all(|w| w[0] <= w[1])
 }
