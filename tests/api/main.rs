@@ -17,3 +17,4 @@ mod process;
 mod rate_limit;
 mod scheduling;
 mod service;
+mod storage_faults;
