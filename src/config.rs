@@ -49,6 +49,8 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub synchronous: Synchronous,
     pub commit_batch_max: usize,
+    pub busy_timeout_ms: u64,
+    pub max_page_count: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

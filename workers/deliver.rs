@@ -137,8 +137,11 @@ fn unsent(status: MessageStatus, code: &str, message: &str) -> DeliveryOutcome {
     }
 }
 
-/// Attempts at recording one outcome before giving up (about 6 s in all).
+/// Attempts at recording one outcome before giving up on an unexpected error (about 3 s).
 const RECORD_ATTEMPTS: u32 = 6;
+
+/// Longest pause between attempts at recording an outcome.
+const RECORD_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The apalis task handler.
 ///
@@ -163,18 +166,29 @@ pub(super) async fn deliver(
     };
     let report = DeliveryReport::of(&message, outcome);
     // The provider may already have the message: losing this write would mean sending it
-    // again, so a failed write (database busy, disk briefly full) is retried before giving up.
+    // again. While the database refuses writes (disk full, lock held elsewhere) the outcome
+    // waits for as long as that lasts: given up on, the message would stay claimed by this
+    // live process until its next start. Other failures are retried a few times.
     let mut pause = std::time::Duration::from_millis(100);
-    for attempt in 1..=RECORD_ATTEMPTS {
+    let mut attempt = 0;
+    loop {
         match deliverer.store.record_outcomes(vec![report.clone()]).await {
             Ok(()) => break,
-            Err(e) if attempt == RECORD_ATTEMPTS => return Err(e),
+            Err(e) if e.refusal().is_some() => {
+                // The writer logs the refusal once for everyone; one line per delivery per
+                // retry would bury it.
+                tracing::debug!(error = %e, "the database refuses writes; recording the outcome later");
+            }
             Err(e) => {
+                attempt += 1;
+                if attempt == RECORD_ATTEMPTS {
+                    return Err(e);
+                }
                 tracing::warn!(error = %e, "recording a delivery outcome failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause = pause.saturating_mul(2);
             }
         }
+        tokio::time::sleep(pause).await;
+        pause = pause.saturating_mul(2).min(RECORD_PAUSE_MAX);
     }
     if let Some(status) = metric {
         deliverer.metrics.delivery_finished(message.channel, status);

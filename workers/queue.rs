@@ -134,6 +134,12 @@ impl MessageQueue {
                     .boxed(),
                 );
             }
+            // The writer logs a refusing database once per episode; every second here
+            // would repeat it.
+            Err(e) if e.refusal().is_some() => {
+                tracing::debug!(error = %e, "claiming due messages failed; retrying");
+                self.idle = Some(tokio::time::sleep(ERROR_BACKOFF).boxed());
+            }
             Err(e) => {
                 tracing::error!(error = %e, "claiming due messages failed; retrying");
                 self.idle = Some(tokio::time::sleep(ERROR_BACKOFF).boxed());

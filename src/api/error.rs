@@ -5,7 +5,7 @@
 //! are spelled once, in [`ApiError::code`].
 
 use crate::domain::{PhoneError, TextError};
-use crate::store::StoreError;
+use crate::store::{StoreError, WriteRefusal};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -53,8 +53,26 @@ pub enum ApiError {
     DailyLimitExceeded { retry_after: Duration },
     #[error("{0}")]
     Unsupported(String),
+    /// The database refuses writes; the reason is for operators (`/readyz`, the logs).
+    #[error(
+        "the service cannot store anything right now; nothing of this request was kept, retry after {} s",
+        retry_after_secs(unavailable_for(*.0))
+    )]
+    ServiceUnavailable(WriteRefusal),
     #[error("something went wrong on our side; the request may be retried")]
     Unexpected(#[from] anyhow::Error),
+}
+
+/// How long a client should wait before retrying a write the database refused: a lock
+/// held by another process is usually released within a second; a full disk or a failing
+/// device needs someone to act, and clients retrying every second would only add load.
+fn unavailable_for(refusal: WriteRefusal) -> Duration {
+    match refusal {
+        WriteRefusal::Busy => Duration::from_secs(1),
+        WriteRefusal::DiskFull | WriteRefusal::Io | WriteRefusal::ReadOnly => {
+            Duration::from_secs(5)
+        }
+    }
 }
 
 fn retry_after_secs(d: Duration) -> u64 {
@@ -96,6 +114,7 @@ impl ApiError {
             Self::RateLimited { .. } | Self::DailyLimitExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,6 +140,7 @@ impl ApiError {
             Self::Unsupported(_) => "unsupported",
             Self::RateLimited { .. } => "rate_limited",
             Self::DailyLimitExceeded { .. } => "daily_limit_exceeded",
+            Self::ServiceUnavailable(_) => "service_unavailable",
             Self::Unexpected(_) => "internal_error",
         }
     }
@@ -159,6 +179,7 @@ impl ApiError {
             Self::RateLimited { retry_after } | Self::DailyLimitExceeded { retry_after } => {
                 Some(*retry_after)
             }
+            Self::ServiceUnavailable(refusal) => Some(unavailable_for(*refusal)),
             _ => None,
         }
     }
@@ -198,7 +219,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::Unexpected(anyhow::Error::new(e))
+        match e.refusal() {
+            // Logged by the writer, once per episode rather than once per request.
+            Some(refusal) => Self::ServiceUnavailable(refusal),
+            None => Self::Unexpected(anyhow::Error::new(e)),
+        }
     }
 }
 

@@ -3,26 +3,32 @@
 use super::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Json, Response};
 use secrecy::ExposeSecret;
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
 pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready when the database answers and has not refused a write in the last few seconds.
+/// Costs one read and no write: the writer remembers its last refusal, and forgets it by
+/// itself a few seconds after writes stop failing.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
+    let reason = match (state.store().ping().await, state.store().write_refusal()) {
+        (Err(e), _) => {
             tracing::warn!(error = %e, "not ready: the database does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database does not answer",
-            )
-                .into_response()
+            "the database does not answer".to_owned()
         }
-    }
+        (Ok(()), Some(refusal)) => format!("the database refuses writes: {}", refusal.reason()),
+        (Ok(()), None) => return (StatusCode::OK, Json(json!({"ready": true}))).into_response(),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"ready": false, "reason": reason})),
+    )
+        .into_response()
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -267,12 +267,126 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Why the database refuses writes. These are conditions of the machine, not of the request:
+/// the same write succeeds once an operator (or time) clears them, so callers are told to
+/// retry rather than that something broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteRefusal {
+    /// SQLITE_FULL: the disk, or `database.max_page_count`, has no room left.
+    DiskFull,
+    /// SQLITE_IOERR: the operating system failed a read or write of the file.
+    Io,
+    /// SQLITE_BUSY / SQLITE_LOCKED past the busy timeout: another process holds the lock.
+    Busy,
+    /// SQLITE_READONLY: the file or its folder cannot be written.
+    ReadOnly,
+}
+
+impl WriteRefusal {
+    /// Classifies a database error by SQLite's primary result code (the low byte of the
+    /// extended code sqlx reports); `None` for everything else (a bug, a constraint).
+    pub fn of(e: &sqlx::Error) -> Option<WriteRefusal> {
+        let sqlx::Error::Database(db) = e else {
+            return None;
+        };
+        let code: i32 = db.code()?.parse().ok()?;
+        match code & 0xff {
+            13 => Some(Self::DiskFull),
+            10 => Some(Self::Io),
+            5 | 6 => Some(Self::Busy),
+            8 => Some(Self::ReadOnly),
+            _ => None,
+        }
+    }
+
+    /// What an operator reads in `/readyz` and the logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::DiskFull => "disk full",
+            Self::Io => "I/O error",
+            Self::Busy => "busy (another process holds the write lock)",
+            Self::ReadOnly => "read-only",
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether this error is the database refusing writes, and why.
+    pub fn refusal(&self) -> Option<WriteRefusal> {
+        match self {
+            Self::CommitFailed(e) => WriteRefusal::of(e),
+            Self::Database(e) => WriteRefusal::of(e),
+            _ => None,
+        }
+    }
+}
+
+/// How long a refused write keeps `/readyz` unready. A later small write that succeeds (a
+/// heartbeat rewriting one row in place) proves nothing about room for new rows, so only
+/// this long without a refusal counts as recovered; probes then cost no write at all.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(3);
+
+/// The writer's recent record: the last refusal, and whether it was logged.
+#[derive(Default)]
+pub(crate) struct WriteHealth {
+    last: std::sync::Mutex<Option<(std::time::Instant, WriteRefusal)>>,
+}
+
+impl WriteHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(std::time::Instant, WriteRefusal)>> {
+        // A panic while holding this lock cannot leave the Option half-updated.
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a refused commit. Logs once per episode, not per commit: workers retry every
+    /// second and would otherwise repeat the same line for as long as the disk is full.
+    pub(crate) fn refused(&self, refusal: WriteRefusal, error: &sqlx::Error) {
+        let mut last = self.lock();
+        if current(*last).is_none() {
+            tracing::warn!(
+                error = %error,
+                "the database refuses writes: {}; requests answer 503 and workers retry",
+                refusal.reason()
+            );
+        }
+        *last = Some((std::time::Instant::now(), refusal));
+    }
+
+    /// Records a commit that succeeded; logs the end of an episode once.
+    pub(crate) fn committed(&self) {
+        let mut last = self.lock();
+        if let Some((at, refusal)) = *last
+            && current(*last).is_none()
+        {
+            tracing::info!(
+                "the database takes writes again (the last refusal, {}, was {:.1} s ago)",
+                refusal.reason(),
+                at.elapsed().as_secs_f64()
+            );
+            *last = None;
+        }
+    }
+
+    /// The refusal still in memory, if any.
+    fn recent(&self) -> Option<WriteRefusal> {
+        current(*self.lock())
+    }
+}
+
+fn current(last: Option<(std::time::Instant, WriteRefusal)>) -> Option<WriteRefusal> {
+    last.filter(|(at, _)| at.elapsed() < REFUSAL_MEMORY)
+        .map(|(_, refusal)| refusal)
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     sqlite: Arc<SqliteStore>,
     /// Wakes in-process workers when messages become due, instead of waiting for a poll.
     ready: Arc<Notify>,
+    health: Arc<WriteHealth>,
 }
 
 impl Store {
@@ -281,11 +395,18 @@ impl Store {
     /// # Errors
     /// An unsupported URL, a database that cannot be opened, or a failed migration.
     pub async fn open(settings: &DatabaseSettings) -> StoreResult<Store> {
-        let sqlite = SqliteStore::open(settings).await?;
+        let health = Arc::new(WriteHealth::default());
+        let sqlite = SqliteStore::open(settings, Arc::clone(&health)).await?;
         Ok(Store {
             sqlite: Arc::new(sqlite),
             ready: Arc::new(Notify::new()),
+            health,
         })
+    }
+
+    /// Why the database refused a write in the last few seconds, if it did (for `/readyz`).
+    pub fn write_refusal(&self) -> Option<WriteRefusal> {
+        self.health.recent()
     }
 
     /// Notified when new work may be due (or spuriously); workers then re-check the

@@ -19,3 +19,4 @@ mod process;
 mod rate_limit;
 mod scheduling;
 mod service;
+mod storage_faults;

@@ -11,7 +11,7 @@ mod writer;
 
 use super::{
     AcceptOutcome, AcceptRequest, AuthenticatedKey, Balance, ClaimedMessage, DeliveryReport,
-    MessageView, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult,
+    MessageView, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult, WriteHealth,
 };
 use crate::config::{DatabaseSettings, Synchronous};
 use crate::domain::{AccountId, ApiKeyId, MessageId, Priority};
@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -35,16 +36,27 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub(super) async fn open(settings: &DatabaseSettings) -> StoreResult<Self> {
+    pub(super) async fn open(
+        settings: &DatabaseSettings,
+        health: Arc<WriteHealth>,
+    ) -> StoreResult<Self> {
         let options = connect_options(settings)?;
         let mut write_conn = options.connect().await?;
         MIGRATOR.run(&mut write_conn).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         let (tx, rx) = mpsc::channel(settings.commit_batch_max.saturating_mul(4));
-        let task = tokio::spawn(writer::run(write_conn, rx, settings.commit_batch_max));
+        let task = tokio::spawn(writer::run(
+            writer::Connection {
+                conn: write_conn,
+                options,
+                health,
+            },
+            rx,
+            settings.commit_batch_max,
+        ));
         Ok(Self {
             read,
             writer: tx,
@@ -249,15 +261,21 @@ fn connect_options(settings: &DatabaseSettings) -> StoreResult<SqliteConnectOpti
         Synchronous::Normal => SqliteSynchronous::Normal,
         Synchronous::Full => SqliteSynchronous::Full,
     };
-    Ok(SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(synchronous)
         .foreign_keys(true)
         // Other processes (`herald accounts create`, `herald worker`) may hold the write
         // lock for a moment; wait for it rather than fail.
-        .busy_timeout(Duration::from_secs(10))
-        .statement_cache_capacity(256))
+        .busy_timeout(Duration::from_millis(settings.busy_timeout_ms))
+        .statement_cache_capacity(256);
+    // Per connection and not stored in the file, so it is set on every connection (only
+    // the writer's ever grows the file).
+    Ok(match settings.max_page_count {
+        0 => options,
+        pages => options.pragma("max_page_count", pages.to_string()),
+    })
 }
 
 #[cfg(test)]

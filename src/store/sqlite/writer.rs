@@ -4,16 +4,19 @@
 //! one `BEGIN IMMEDIATE` transaction, commits once, and only then answers each caller. A 202
 //! therefore always means "on disk", while a hundred concurrent requests cost one commit.
 //! If the transaction fails, every operation in it fails and nothing of it is written.
+//! When the database refuses writes (disk full, I/O error, lock held elsewhere), the writer
+//! keeps going: each later batch tries again, so writes resume as soon as the cause is gone.
 
 use super::campaign::{self, CampaignWrite};
 use super::{accept, admin, delivery};
 use crate::domain::{AccountId, ApiKeyId};
 use crate::store::{
     AcceptOutcome, AcceptRequest, ClaimedMessage, DeliveryReport, FanOutRequest, FanOutResult,
-    FinishCampaign, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult,
+    FinishCampaign, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult, WriteHealth,
+    WriteRefusal,
 };
-use sqlx::Connection;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection as _};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -86,22 +89,114 @@ impl Pending {
     }
 }
 
-pub(super) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, max: usize) {
+impl Op {
+    /// Answers an operation the failed transaction never got to.
+    fn refuse(self, e: &Arc<sqlx::Error>) {
+        fn answer<T>(reply: Reply<T>, e: &Arc<sqlx::Error>) {
+            // As in `Pending::send`: a caller that went away needs no answer.
+            let _ = reply.send(Err(StoreError::CommitFailed(Arc::clone(e))));
+        }
+        match self {
+            Op::Accept(_, reply) | Op::FinishCampaign(_, reply) => answer(reply, e),
+            Op::Claim { reply, .. } => answer(reply, e),
+            Op::Outcomes(_, reply) => answer(reply, e),
+            Op::StatusUpdates(_, reply) => answer(reply, e),
+            Op::Maintenance(_, reply) | Op::Campaign(_, reply) => answer(reply, e),
+            Op::FanOut(_, reply) => answer(reply, e),
+            Op::Shutdown => {}
+        }
+    }
+}
+
+impl Pending {
+    /// Takes out an error that means the database refuses writes. Such an error fails the
+    /// whole transaction, not just its operation: SQLite may already have rolled the
+    /// transaction back, and what the other operations wrote must not be committed as if
+    /// the failed one had not been part of it. The placeholder left behind is never sent,
+    /// since the failed transaction answers every operation with its own error.
+    fn take_refusal(&mut self) -> Option<sqlx::Error> {
+        fn take<T>(result: &mut StoreResult<T>) -> Option<sqlx::Error> {
+            if !matches!(result, Err(StoreError::Database(e)) if WriteRefusal::of(e).is_some()) {
+                return None;
+            }
+            match std::mem::replace(result, Err(StoreError::WriterGone)) {
+                Err(StoreError::Database(e)) => Some(e),
+                _ => None,
+            }
+        }
+        match self {
+            Pending::Accept(_, v) => take(v),
+            Pending::Claim(_, v) => take(v),
+            Pending::Outcomes(_, v) => take(v),
+            Pending::StatusUpdates(_, v) => take(v),
+            Pending::Maintenance(_, v) => take(v),
+            Pending::FanOut(_, v) => take(v),
+        }
+    }
+}
+
+/// The writer's connection, with what it needs to replace it and to report refusals.
+pub(super) struct Connection {
+    pub(super) conn: SqliteConnection,
+    pub(super) options: SqliteConnectOptions,
+    pub(super) health: Arc<WriteHealth>,
+}
+
+pub(super) async fn run(mut writer: Connection, mut rx: mpsc::Receiver<Op>, max: usize) {
     let mut ops = Vec::with_capacity(max);
     loop {
         if rx.recv_many(&mut ops, max).await == 0 {
             break;
         }
         let shutdown = ops.iter().any(|op| matches!(op, Op::Shutdown));
-        commit_batch(&mut conn, ops.drain(..)).await;
+        let committed = commit_batch(&mut writer.conn, ops.drain(..)).await;
+        match committed {
+            Ok(()) => writer.health.committed(),
+            Err(e) => {
+                if let Some(refusal) = WriteRefusal::of(&e) {
+                    writer.health.refused(refusal, &e);
+                } else {
+                    tracing::error!(error = %e, "group commit failed");
+                }
+                recover(&mut writer).await;
+            }
+        }
         if shutdown {
             break;
         }
     }
-    let _ = conn.close().await;
+    let _ = writer.conn.close().await;
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>) {
+/// After a failed transaction, makes sure the next one can begin. When SQLite rolls a
+/// transaction back by itself (it may, on a full disk or an I/O error), sqlx's own rollback
+/// then fails and sqlx goes on believing a transaction is open, refusing every later BEGIN:
+/// the writer would be dead for good. A fresh connection has no such belief.
+async fn recover(writer: &mut Connection) {
+    // Runs after the rollback sqlx queued when the transaction was dropped.
+    let _ = writer.conn.ping().await;
+    if !writer.conn.is_in_transaction() {
+        return;
+    }
+    match writer.options.connect().await {
+        Ok(fresh) => {
+            // Expected on every refused batch of a full disk, whose episode is logged once.
+            tracing::debug!("the write connection lost track of its transaction; reconnected");
+            let stale = std::mem::replace(&mut writer.conn, fresh);
+            let _ = stale.close().await;
+        }
+        // The next failed batch tries again.
+        Err(e) => tracing::warn!(error = %e, "could not reopen the write connection"),
+    }
+}
+
+/// Runs `ops` in one transaction and answers each of them. The error is the transaction's,
+/// already sent to every caller; the writer only logs it.
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    ops: impl Iterator<Item = Op>,
+) -> Result<(), Arc<sqlx::Error>> {
+    let mut ops = ops;
     let mut pending = Vec::new();
     // Outcomes and receipts from many callers are merged and written as one statement each,
     // however many workers reported them.
@@ -114,7 +209,7 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
         // against, and another process cannot slip in between.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut accepts = accept::Batch::default();
-        for op in ops {
+        for op in ops.by_ref() {
             match op {
                 Op::Accept(request, reply) => {
                     let outcome = accepts.add(&mut tx, request).await;
@@ -158,6 +253,9 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
                 }
                 Op::Shutdown => {}
             }
+            if let Some(e) = pending.last_mut().and_then(Pending::take_refusal) {
+                return Err(e);
+            }
         }
         if !outcomes.is_empty() {
             delivery::record_outcomes(&mut tx, std::mem::take(&mut outcomes)).await?;
@@ -179,14 +277,12 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
         Ok::<(), sqlx::Error>(())
     }
     .await;
-    let failed = result.err().map(|e| {
-        tracing::error!(error = %e, operations = pending.len(), "group commit failed");
-        Arc::new(e)
-    });
+    let failed = result.err().map(Arc::new);
     for done in pending {
         done.send(failed.as_ref());
     }
-    // Merged work whose answer was never computed: the transaction failed before it.
+    // Merged work whose answer was never computed, and operations never started: the
+    // transaction failed before them.
     if let Some(e) = &failed {
         for reply in outcome_replies {
             let _ = reply.send(Err(StoreError::CommitFailed(Arc::clone(e))));
@@ -194,5 +290,9 @@ async fn commit_batch(conn: &mut SqliteConnection, ops: impl Iterator<Item = Op>
         for (_, reply) in update_replies {
             let _ = reply.send(Err(StoreError::CommitFailed(Arc::clone(e))));
         }
+        for op in ops {
+            op.refuse(e);
+        }
     }
+    failed.map_or(Ok(()), Err)
 }
