@@ -34,6 +34,9 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub metrics_token: SecretString,
+    /// Herald's address as providers reach it (`https://herald.example.com`): callback URLs
+    /// are built from it and webhook signatures are checked against it.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,6 +106,10 @@ pub struct WorkerSettings {
     pub lease_seconds: u64,
     pub heartbeat_seconds: u64,
     pub shutdown_timeout_seconds: u64,
+    /// How often `sent` messages past their provider's receipt time are looked up.
+    pub reconcile_every_seconds: u64,
+    /// Most lookups per round (each is one request to the provider).
+    pub reconcile_batch: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +117,37 @@ pub struct ProviderSettings {
     pub sms: String,
     pub whatsapp: String,
     pub mock: MockSettings,
+    pub twilio: TwilioSettings,
+}
+
+/// Provider names `providers.sms` / `providers.whatsapp` may hold.
+pub const MOCK: &str = "mock";
+pub const TWILIO: &str = "twilio";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TwilioSettings {
+    pub base_url: String,
+    pub account_sid: String,
+    /// Basic-auth password and the key of `X-Twilio-Signature`; never logged (its `Debug`
+    /// is redacted).
+    pub auth_token: SecretString,
+    pub from: String,
+    pub messaging_service_sid: String,
+    pub sender_per_second: u32,
+    pub timeout_ms: u64,
+    /// How long a `sent` message waits for its status callback before Herald asks Twilio.
+    pub lookup_after_seconds: u64,
+    /// Messages older than this are no longer looked up (Twilio keeps `sent` forever when a
+    /// carrier never reports).
+    pub lookup_max_age_seconds: u64,
+}
+
+impl TwilioSettings {
+    /// Whether credentials are set, so webhooks can be verified and lookups made.
+    pub fn configured(&self) -> bool {
+        use secrecy::ExposeSecret;
+        !self.account_sid.is_empty() && !self.auth_token.expose_secret().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +196,13 @@ pub struct CampaignSettings {
     pub max_upload_bytes: u64,
     pub max_recipients: i64,
     pub fanout_batch: usize,
+}
+
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
 }
 
 fn region<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Region, D::Error> {
@@ -243,13 +288,21 @@ impl Settings {
         if let Some((_, sentence)) = checks.iter().find(|(ok, _)| !ok) {
             bail!("{sentence}");
         }
-        for (key, name) in [
-            ("providers.sms", &self.providers.sms),
-            ("providers.whatsapp", &self.providers.whatsapp),
-        ] {
-            if name != "mock" {
-                bail!("{key} = \"{name}\" is not a provider Herald has (only \"mock\" so far)");
-            }
+        match self.providers.sms.as_str() {
+            MOCK => {}
+            TWILIO => self.validate_twilio()?,
+            name => bail!(
+                "providers.sms = \"{name}\" is not an SMS provider Herald has (\"mock\" or \"twilio\")"
+            ),
+        }
+        if self.providers.whatsapp != MOCK {
+            bail!(
+                "providers.whatsapp = \"{}\" is not a WhatsApp provider Herald has (only \"mock\" so far)",
+                self.providers.whatsapp
+            );
+        }
+        if self.workers.reconcile_every_seconds == 0 || self.workers.reconcile_batch == 0 {
+            bail!("workers.reconcile_every_seconds and workers.reconcile_batch must be at least 1");
         }
         let mock = &self.providers.mock;
         for (key, rate) in [
@@ -268,6 +321,40 @@ impl Settings {
         // would let a live worker's message be claimed again.
         if self.workers.lease_seconds < 2 * self.workers.heartbeat_seconds + 1 {
             bail!("workers.lease_seconds must be more than twice workers.heartbeat_seconds");
+        }
+        Ok(())
+    }
+
+    /// What `providers.sms = "twilio"` needs; each sentence names the setting to fix.
+    fn validate_twilio(&self) -> anyhow::Result<()> {
+        use secrecy::ExposeSecret;
+        let t = &self.providers.twilio;
+        if !(t.account_sid.starts_with("AC") && t.account_sid.len() == 34) {
+            bail!(
+                "providers.sms = \"twilio\" needs providers.twilio.account_sid (AC followed by 32 characters, from the Twilio console)"
+            );
+        }
+        if t.auth_token.expose_secret().is_empty() {
+            bail!("providers.sms = \"twilio\" needs providers.twilio.auth_token");
+        }
+        if t.from.is_empty() && t.messaging_service_sid.is_empty() {
+            bail!(
+                "providers.sms = \"twilio\" needs a sender: providers.twilio.from (a number or alphanumeric sender id) or providers.twilio.messaging_service_sid"
+            );
+        }
+        if !(t.messaging_service_sid.is_empty() || t.messaging_service_sid.starts_with("MG")) {
+            bail!("providers.twilio.messaging_service_sid must start with MG");
+        }
+        if !is_http_url(&t.base_url) {
+            bail!("providers.twilio.base_url must be an http(s) URL");
+        }
+        if !is_http_url(&self.server.public_url) {
+            bail!(
+                "providers.sms = \"twilio\" needs server.public_url: the https URL Twilio reaches Herald at (status callbacks are sent to it and their signatures checked against it)"
+            );
+        }
+        if t.timeout_ms == 0 {
+            bail!("providers.twilio.timeout_ms must be at least 1");
         }
         Ok(())
     }
@@ -292,5 +379,47 @@ mod tests {
         let s = Settings::load_with(None, &["[workers]\nconcurrency = 0\n"]);
         let err = s.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("workers.concurrency"), "{err}");
+    }
+
+    fn twilio_error(extra: &str) -> String {
+        let base = "[providers]\nsms = \"twilio\"\n[server]\npublic_url = \"https://h.example\"\n";
+        Settings::load_with(None, &[base, extra])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn twilio_without_credentials_or_sender_is_refused_with_the_setting_named() {
+        let sid = "AC0123456789abcdef0123456789abcdef";
+        let cases = [
+            ("", "providers.twilio.account_sid"),
+            (
+                &format!("[providers.twilio]\naccount_sid = \"{sid}\"\n"),
+                "providers.twilio.auth_token",
+            ),
+            (
+                &format!("[providers.twilio]\naccount_sid = \"{sid}\"\nauth_token = \"t\"\n"),
+                "providers.twilio.from",
+            ),
+        ];
+        for (extra, named) in cases {
+            let err = twilio_error(extra);
+            assert!(err.contains(named), "{extra:?}: {err}");
+        }
+        let ok = format!(
+            "[providers.twilio]\naccount_sid = \"{sid}\"\nauth_token = \"t\"\nfrom = \"+15017122661\"\n"
+        );
+        assert_eq!(twilio_error(&ok), "");
+    }
+
+    #[test]
+    fn the_auth_token_never_shows_in_debug_output() {
+        let s = Settings::load_with(
+            None,
+            &["[providers.twilio]\nauth_token = \"very-secret-token\"\n"],
+        );
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("very-secret-token"), "{shown}");
     }
 }

@@ -20,7 +20,10 @@ use tokio::sync::Notify;
 /// Limits applied before each hand-over to a provider.
 #[derive(Clone, Default)]
 pub struct DeliveryLimits {
+    /// Per sender, for every provider alike ([`DeliveryLimits::new`]).
     sender: Option<Arc<Gates<String>>>,
+    /// Per sender, with each provider's own rate (Twilio 1/s, the mock unlimited, …).
+    provider_senders: Arc<HashMap<&'static str, Arc<Gates<String>>>>,
     account: Option<Arc<Gates<AccountId>>>,
 }
 
@@ -33,9 +36,29 @@ impl DeliveryLimits {
                     Quota::per_second(rate).allow_burst(NonZeroU32::MIN),
                 ))
             }),
+            provider_senders: Arc::default(),
             account: NonZeroU32::new(account_per_minute)
                 .map(|rate| Arc::new(Gates::new(Quota::per_minute(rate)))),
         }
+    }
+
+    /// As [`DeliveryLimits::new`], with each provider's senders at that provider's own rate
+    /// (`None`: its senders are not limited).
+    pub fn per_provider(
+        rates: &[(&'static str, Option<NonZeroU32>)],
+        account_per_minute: u32,
+    ) -> Self {
+        let mut limits = Self::new(None, account_per_minute);
+        limits.provider_senders = Arc::new(
+            rates
+                .iter()
+                .filter_map(|(provider, rate)| {
+                    let quota = Quota::per_second((*rate)?).allow_burst(NonZeroU32::MIN);
+                    Some((*provider, Arc::new(Gates::new(quota))))
+                })
+                .collect(),
+        );
+        limits
     }
 
     /// Waits until both the account and the sender may send one more message. Messages
@@ -43,6 +66,7 @@ impl DeliveryLimits {
     /// rate-limited backlog instead of queueing behind it.
     pub async fn until_ready(
         &self,
+        provider: &str,
         sender_key: impl FnOnce() -> String,
         account: &AccountId,
         priority: Priority,
@@ -50,7 +74,8 @@ impl DeliveryLimits {
         if let Some(gates) = &self.account {
             gates.pass(account, priority).await;
         }
-        if let Some(gates) = &self.sender {
+        let sender = self.provider_senders.get(provider).or(self.sender.as_ref());
+        if let Some(gates) = sender {
             gates.pass(&sender_key(), priority).await;
         }
     }
@@ -58,7 +83,7 @@ impl DeliveryLimits {
     /// Forgets keys idle long enough to be back at full capacity (they grow with every key
     /// otherwise).
     pub fn forget_idle(&self) {
-        if let Some(g) = &self.sender {
+        for g in self.sender.iter().chain(self.provider_senders.values()) {
             g.forget_idle();
         }
         if let Some(g) = &self.account {
@@ -236,13 +261,15 @@ mod tests {
         let limits = DeliveryLimits::new(NonZeroU32::new(20), 0);
         let account = AccountId::generate();
         limits
-            .until_ready(|| "s".into(), &account, Priority::Low)
+            .until_ready("mock", || "s".into(), &account, Priority::Low)
             .await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for priority in [Priority::Low, Priority::Normal, Priority::Urgent] {
             let (limits, account, tx) = (limits.clone(), account.clone(), tx.clone());
             tokio::spawn(async move {
-                limits.until_ready(|| "s".into(), &account, priority).await;
+                limits
+                    .until_ready("mock", || "s".into(), &account, priority)
+                    .await;
                 let _ = tx.send(priority);
             });
             tokio::task::yield_now().await;

@@ -66,7 +66,7 @@ impl Deliverer {
         // The key is only built when a sender limit exists (not on the unlimited mock).
         let sender_key = || format!("{}:{}:{from}", provider.name(), m.channel);
         self.limits
-            .until_ready(sender_key, &m.account_id, m.priority)
+            .until_ready(provider.name(), sender_key, &m.account_id, m.priority)
             .await;
         // Checked after the rate-limit wait, which can be long: a campaign paused or
         // canceled meanwhile must not send this message.
@@ -91,6 +91,7 @@ impl Deliverer {
             from,
             body: &m.body,
             media_url: m.attachment_url.as_deref(),
+            expires_at: m.expires_at,
         };
         match provider.send(request).await {
             Ok(accepted) => DeliveryOutcome::Sent {

@@ -27,9 +27,11 @@ pub use queue::MessageQueue;
 pub use receipts::ReceiptSink;
 pub use retry::RetryPolicy;
 
-use crate::config::Settings;
+use crate::config::{Settings, TWILIO};
 use crate::metrics::Metrics;
+use crate::providers::Provider;
 use crate::providers::mock::MockProvider;
+use crate::providers::twilio::TwilioProvider;
 use crate::ratelimit::DeliveryLimits;
 use crate::store::Store;
 use anyhow::Context;
@@ -60,7 +62,7 @@ impl Workers {
         let sink = ReceiptSink::new(store.clone(), metrics.clone());
         // The network's receipts keep flowing until deliveries have drained, then stop.
         let receipts_shutdown = CancellationToken::new();
-        let provider = Arc::new(
+        let mock = Arc::new(
             MockProvider::start(
                 settings.providers.mock.clone(),
                 settings.mock_journal(),
@@ -69,14 +71,25 @@ impl Workers {
             )
             .context("the mock provider could not start")?,
         );
-        let limits = DeliveryLimits::new(
-            crate::providers::Provider::sender_rate(provider.as_ref()),
-            settings.limits.account_per_minute,
-        );
+        // The provider per channel (config validation allows only these names). WhatsApp
+        // stays on the mock until the Cloud API adapter exists.
+        let sms: Arc<dyn Provider> = if settings.providers.sms == TWILIO {
+            Arc::new(TwilioProvider::from_settings(settings)?)
+        } else {
+            mock.clone()
+        };
+        let whatsapp: Arc<dyn Provider> = mock;
+        // Each provider's senders at that provider's rate: a Twilio long code's 1/s must not
+        // slow the mock's WhatsApp senders.
+        let mut rates = vec![(sms.name(), sms.sender_rate())];
+        if whatsapp.name() != sms.name() {
+            rates.push((whatsapp.name(), whatsapp.sender_rate()));
+        }
+        let limits = DeliveryLimits::per_provider(&rates, settings.limits.account_per_minute);
         let deliverer = Arc::new(Deliverer::new(
             store.clone(),
-            provider.clone(),
-            provider,
+            sms.clone(),
+            whatsapp,
             limits.clone(),
             RetryPolicy::from_settings(&settings.workers),
             metrics.clone(),

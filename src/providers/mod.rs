@@ -1,14 +1,21 @@
 //! Providers: who actually hands a message to a phone network.
 //!
-//! Each provider sends, maps its own errors to transient (retry) or permanent (fail now), and
-//! turns its receipts into [`crate::store::StatusUpdate`]s that go down one path into the
-//! store ([`crate::workers::ReceiptSink`]), whether they arrive by webhook or, for the mock,
-//! from its own network.
+//! Each provider sends, maps its own errors to transient (retry) or permanent (fail now),
+//! verifies and parses its own webhooks, and, where it can be asked, looks up what became of
+//! a message. Receipts, however they arrive (a webhook, a lookup, the mock's own network),
+//! become [`crate::store::StatusUpdate`]s that go down one path into the store
+//! ([`crate::workers::ReceiptSink`]).
+//!
+//! The trait's webhook and lookup methods have defaults ("not a webhook of mine", "cannot be
+//! asked") so a provider implements only what its network offers.
 
 pub mod mock;
+pub mod twilio;
 
-use crate::domain::{Channel, MessageId};
+use crate::domain::{Channel, MessageId, Timestamp};
+use crate::store::StatusUpdate;
 use futures::future::BoxFuture;
+use reqwest::header::HeaderMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -23,6 +30,9 @@ pub struct SendRequest<'a> {
     pub from: &'a str,
     pub body: &'a str,
     pub media_url: Option<&'a str>,
+    /// After this the message is worthless; providers that can drop a message they could
+    /// not deliver in time (Twilio's `ValidityPeriod`) are told.
+    pub expires_at: Timestamp,
 }
 
 /// The provider accepted the message and named it.
@@ -45,6 +55,74 @@ pub enum ProviderError {
     Permanent { code: String, message: String },
 }
 
+/// Which of a provider's webhooks a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookKind {
+    /// Delivery receipts (Twilio's `StatusCallback`).
+    Status,
+    /// Messages from handsets (Twilio's incoming-message webhook).
+    Inbound,
+}
+
+/// A webhook request as the provider sent it, before anything is trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    pub kind: WebhookKind,
+    /// The path and query the provider called (signatures cover them).
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+    /// The raw body: signatures are computed over it (or over its fields).
+    pub body: &'a [u8],
+}
+
+/// A message a handset sent to one of our numbers. Parsed by providers for the inbound
+/// issue (threads, opt-out keywords, SPEC §7), which will store it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub provider: &'static str,
+    pub provider_message_id: String,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    pub media_urls: Vec<String>,
+    pub received_at: Timestamp,
+}
+
+/// What a verified webhook carried.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookEvents {
+    pub receipts: Vec<StatusUpdate>,
+    pub inbound: Vec<InboundMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// The signature is missing or wrong: the request may not come from the provider.
+    #[error("{0}")]
+    BadSignature(&'static str),
+    /// Signed, but not what this webhook carries.
+    #[error("{field}: {reason}")]
+    Malformed { field: String, reason: String },
+    /// This provider has no such webhook (or is not configured to take it).
+    #[error("this provider does not take this webhook")]
+    Unsupported,
+}
+
+/// What the provider says about a message, when asked.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A status to apply through the receipt path (it only moves a message forward).
+    Status(StatusUpdate),
+    /// Nothing beyond what we know: still on its way, no receipt yet.
+    NoNews,
+    /// The provider does not know this id.
+    NotFound,
+    /// This provider cannot be asked (the mock's network, WhatsApp).
+    CannotAsk,
+    /// Asking failed this time; ask again later.
+    Failed(ProviderError),
+}
+
 pub trait Provider: Send + Sync {
     /// Stable name, stored with each message it sent (receipts are matched by it).
     fn name(&self) -> &'static str;
@@ -62,4 +140,27 @@ pub trait Provider: Send + Sync {
 
     /// About how long from hand-over to the handset, for `estimated_delivery`.
     fn typical_delivery(&self) -> Option<Duration>;
+
+    /// Verifies a webhook request and parses what it carries. Nothing is applied here: the
+    /// caller commits the receipts before answering the provider.
+    ///
+    /// # Errors
+    /// A missing or wrong signature, a body that is not this webhook's, or a webhook this
+    /// provider does not have.
+    fn parse_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookEvents, WebhookError> {
+        let _ = request;
+        Err(WebhookError::Unsupported)
+    }
+
+    /// Asks the provider what became of a message it accepted.
+    fn lookup<'a>(&'a self, provider_message_id: &'a str) -> BoxFuture<'a, Lookup> {
+        let _ = provider_message_id;
+        Box::pin(std::future::ready(Lookup::CannotAsk))
+    }
+
+    /// How long a `sent` message may wait for its receipt before it is looked up (None:
+    /// never; the provider cannot be asked).
+    fn receipt_wait(&self) -> Option<Duration> {
+        None
+    }
 }

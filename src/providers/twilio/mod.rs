@@ -1,0 +1,387 @@
+//! Twilio Programmable Messaging: sends as a form-encoded POST to
+//! `{base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json` with Basic auth, takes its
+//! signed status callbacks, and looks messages up with `GET …/Messages/{Sid}.json`.
+//!
+//! Not supported yet: Twilio has no idempotency key for sends, so a crash between Twilio's
+//! answer and our record sends the message again (the in-doubt lookup is a later step);
+//! inbound SMS (parsed into [`InboundMessage`](super::InboundMessage) by the inbound issue);
+//! per-account credentials; WhatsApp through Twilio; `SendAt`.
+
+pub mod signature;
+mod wire;
+
+use super::{
+    Accepted, Lookup, Provider, ProviderError, SendRequest, WebhookError, WebhookEvents,
+    WebhookKind, WebhookRequest,
+};
+use crate::config::Settings;
+use crate::domain::Timestamp;
+use crate::store::StatusUpdate;
+use anyhow::Context;
+use futures::future::BoxFuture;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use std::num::NonZeroU32;
+use std::time::Duration;
+use wire::{ErrorBody, MessageResource};
+
+pub const NAME: &str = "twilio";
+
+/// Where Twilio posts status callbacks (SPEC §5); `StatusCallback` points here.
+pub const STATUS_PATH: &str = "/webhooks/twilio/status";
+
+/// Twilio's bounds for `ValidityPeriod`, in seconds.
+const VALIDITY_MIN: i64 = 1;
+const VALIDITY_MAX: i64 = 36_000;
+
+pub struct TwilioProvider {
+    client: reqwest::Client,
+    account_sid: String,
+    auth_token: SecretString,
+    messages_url: String,
+    message_url_prefix: String,
+    public_url: String,
+    status_callback: String,
+    default_sender: String,
+    sender_rate: Option<NonZeroU32>,
+    receipt_wait: Duration,
+}
+
+impl TwilioProvider {
+    /// Builds the adapter from validated settings, with one HTTP client whose keep-alive
+    /// pool holds as many connections as deliveries may be in flight.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built (no TLS backend).
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<TwilioProvider> {
+        let t = &settings.providers.twilio;
+        let timeout = Duration::from_millis(t.timeout_ms);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(settings.workers.concurrency)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .context("could not build the HTTP client for Twilio")?;
+        let base = t.base_url.trim_end_matches('/');
+        let account = format!("{base}/2010-04-01/Accounts/{}", t.account_sid);
+        let public_url = settings.server.public_url.trim_end_matches('/').to_owned();
+        let default_sender = if t.from.is_empty() {
+            t.messaging_service_sid.clone()
+        } else {
+            t.from.clone()
+        };
+        Ok(TwilioProvider {
+            client,
+            account_sid: t.account_sid.clone(),
+            auth_token: t.auth_token.clone(),
+            messages_url: format!("{account}/Messages.json"),
+            message_url_prefix: format!("{account}/Messages/"),
+            status_callback: format!("{public_url}{STATUS_PATH}"),
+            public_url,
+            default_sender,
+            sender_rate: NonZeroU32::new(t.sender_per_second),
+            receipt_wait: Duration::from_secs(t.lookup_after_seconds),
+        })
+    }
+
+    /// The form of one send, in the order Twilio documents the fields.
+    fn form<'a>(
+        &'a self,
+        request: &SendRequest<'a>,
+        now: Timestamp,
+    ) -> Vec<(&'static str, String)> {
+        let sender = if is_messaging_service(request.from) {
+            "MessagingServiceSid"
+        } else {
+            "From"
+        };
+        let mut form = vec![
+            ("To", request.to.to_owned()),
+            (sender, request.from.to_owned()),
+            ("Body", request.body.to_owned()),
+            ("StatusCallback", self.status_callback.clone()),
+        ];
+        if let Some(media) = request.media_url {
+            form.push(("MediaUrl", media.to_owned()));
+        }
+        form.push((
+            "ValidityPeriod",
+            validity_seconds(request.expires_at, now).to_string(),
+        ));
+        form
+    }
+
+    /// Reads an answer; a success body is the Message resource, anything else an error.
+    async fn answer(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<Result<MessageResource, u16>, ProviderError> {
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|e| transport(&e))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes)
+                .map(Ok)
+                .map_err(|_| ProviderError::Transient {
+                    code: "twilio_bad_answer".into(),
+                    message: "Twilio answered with a body that is not a Message resource".into(),
+                    retry_after: None,
+                });
+        }
+        if status == 404 {
+            return Ok(Err(status));
+        }
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        Err(wire::classify(status, &body, retry_after))
+    }
+
+    fn status_update(&self, resource: &MessageResource) -> Option<StatusUpdate> {
+        let status = wire::receipt_status(resource.status.as_deref()?)?;
+        Some(StatusUpdate {
+            provider: NAME,
+            provider_message_id: resource.sid.clone(),
+            status,
+            at: Timestamp::now(),
+            error_code: resource.error_code.map(wire::error_code),
+            error_message: resource.error_message.clone(),
+        })
+    }
+
+    fn parse_status_callback(
+        &self,
+        request: WebhookRequest<'_>,
+    ) -> Result<WebhookEvents, WebhookError> {
+        let signature = request
+            .headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(WebhookError::BadSignature(
+                "the request carries no X-Twilio-Signature header",
+            ))?;
+        let params: Vec<(String, String)> = serde_urlencoded::from_bytes(request.body)
+            .map_err(|_| WebhookError::BadSignature("the body is not a signed form"))?;
+        let url = format!("{}{}", self.public_url, request.path_and_query);
+        if !signature::verify(self.auth_token.expose_secret(), &url, &params, signature) {
+            return Err(WebhookError::BadSignature(
+                "X-Twilio-Signature does not match this request (check server.public_url and the auth token)",
+            ));
+        }
+        let field = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        let missing = |name: &str| WebhookError::Malformed {
+            field: name.to_owned(),
+            reason: format!("a status callback carries `{name}`"),
+        };
+        let sid = field("MessageSid").ok_or_else(|| missing("MessageSid"))?;
+        let status = field("MessageStatus").ok_or_else(|| missing("MessageStatus"))?;
+        let error_code = match field("ErrorCode") {
+            Some(code) => Some(code.parse::<i64>().map(wire::error_code).map_err(|_| {
+                WebhookError::Malformed {
+                    field: "ErrorCode".into(),
+                    reason: "`ErrorCode` is a number".into(),
+                }
+            })?),
+            None => None,
+        };
+        let mut events = WebhookEvents::default();
+        if let Some(status) = wire::receipt_status(status) {
+            events.receipts.push(StatusUpdate {
+                provider: NAME,
+                provider_message_id: sid.to_owned(),
+                status,
+                // Callbacks carry no time of their own (`RawDlrDoneDate` is the carrier's,
+                // minute-precise and not on every receipt): the time we heard is the time.
+                at: Timestamp::now(),
+                error_code,
+                error_message: field("ErrorMessage").map(str::to_owned),
+            });
+        }
+        Ok(events)
+    }
+}
+
+/// A Messaging Service SID (`MG` + 32 hex digits) goes in `MessagingServiceSid`, anything
+/// else (a number, an alphanumeric sender id) in `From`.
+fn is_messaging_service(sender: &str) -> bool {
+    sender.len() == 34
+        && sender.starts_with("MG")
+        && sender
+            .get(2..)
+            .is_some_and(|hex| hex.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Seconds left until `expires_at`, within Twilio's accepted range.
+fn validity_seconds(expires_at: Timestamp, now: Timestamp) -> i64 {
+    let left_ms = expires_at.millis().saturating_sub(now.millis());
+    (left_ms / 1000).clamp(VALIDITY_MIN, VALIDITY_MAX)
+}
+
+/// `Retry-After` as seconds (Twilio's form) or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at
+        .timestamp_millis()
+        .saturating_sub(Timestamp::now().millis());
+    Some(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+}
+
+/// A request that got no answer: always worth retrying. The message names the kind of
+/// failure only: reqwest's own text carries the URL, which names the account, and this
+/// message is shown to API clients.
+fn transport(e: &reqwest::Error) -> ProviderError {
+    let (code, message) = if e.is_timeout() {
+        ("timeout", "Twilio did not answer in time")
+    } else if e.is_connect() {
+        ("connection_failed", "Twilio could not be connected to")
+    } else {
+        (
+            "network_error",
+            "the connection to Twilio failed mid-request",
+        )
+    };
+    ProviderError::Transient {
+        code: code.into(),
+        message: message.into(),
+        retry_after: None,
+    }
+}
+
+impl Provider for TwilioProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn send<'a>(
+        &'a self,
+        request: SendRequest<'a>,
+    ) -> BoxFuture<'a, Result<Accepted, ProviderError>> {
+        Box::pin(async move {
+            let form = self.form(&request, Timestamp::now());
+            let response = self
+                .client
+                .post(&self.messages_url)
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| transport(&e))?;
+            match self.answer(response).await? {
+                Ok(resource) => Ok(Accepted {
+                    provider_message_id: resource.sid,
+                }),
+                // A 404 on a send: the account (or base URL) is wrong; retrying the same
+                // request cannot help.
+                Err(status) => Err(ProviderError::Permanent {
+                    code: format!("http_{status}"),
+                    message: "Twilio does not know this account's Messages resource (check providers.twilio.account_sid and base_url)".into(),
+                }),
+            }
+        })
+    }
+
+    fn default_sender(&self) -> &str {
+        &self.default_sender
+    }
+
+    fn sender_rate(&self) -> Option<NonZeroU32> {
+        self.sender_rate
+    }
+
+    fn typical_delivery(&self) -> Option<Duration> {
+        None
+    }
+
+    fn parse_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookEvents, WebhookError> {
+        match request.kind {
+            WebhookKind::Status => self.parse_status_callback(request),
+            // Inbound SMS belong to the inbound issue (threads, STOP keywords).
+            WebhookKind::Inbound => Err(WebhookError::Unsupported),
+        }
+    }
+
+    fn lookup<'a>(&'a self, provider_message_id: &'a str) -> BoxFuture<'a, Lookup> {
+        Box::pin(async move {
+            // The id is ours from the database, but it goes into a path: only Twilio's
+            // alphabet (SM… / MM…) is sent.
+            if provider_message_id.is_empty()
+                || !provider_message_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric())
+            {
+                return Lookup::NotFound;
+            }
+            let url = format!("{}{provider_message_id}.json", self.message_url_prefix);
+            let response = match self
+                .client
+                .get(url)
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => return Lookup::Failed(transport(&e)),
+            };
+            match self.answer(response).await {
+                Ok(Ok(resource)) => match self.status_update(&resource) {
+                    Some(update) => Lookup::Status(update),
+                    None => Lookup::NoNews,
+                },
+                Ok(Err(_)) => Lookup::NotFound,
+                Err(e) => Lookup::Failed(e),
+            }
+        })
+    }
+
+    fn receipt_wait(&self) -> Option<Duration> {
+        Some(self.receipt_wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_is_the_seconds_left_within_twilios_range() {
+        let now = Timestamp::from_millis(1_000_000);
+        assert_eq!(
+            validity_seconds(now.plus(Duration::from_secs(600)), now),
+            600
+        );
+        assert_eq!(
+            validity_seconds(now.plus(Duration::from_secs(99_999)), now),
+            36_000
+        );
+        assert_eq!(validity_seconds(now, now), 1);
+        assert_eq!(validity_seconds(Timestamp::from_millis(0), now), 1);
+    }
+
+    #[test]
+    fn a_messaging_service_sid_is_told_from_a_sender() {
+        assert!(is_messaging_service("MG0123456789abcdef0123456789abcdef"));
+        assert!(!is_messaging_service("+15017122661"));
+        assert!(!is_messaging_service("HERALD"));
+        assert!(!is_messaging_service("MGxx23456789abcdef0123456789abcdef"));
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            reqwest::header::HeaderValue::from_static("soon"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+}
