@@ -34,6 +34,9 @@ pub enum ApiError {
     InvalidState(String),
     #[error("send `Authorization: Bearer <api key>` with a valid API key")]
     Unauthorized,
+    /// A provider webhook whose signature is missing or wrong; nothing was changed.
+    #[error("{0}")]
+    InvalidSignature(&'static str),
     #[error("the account's available balance does not cover this message")]
     InsufficientBalance,
     #[error("no such {0}")]
@@ -103,6 +106,7 @@ impl ApiError {
             Self::InvalidState(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::InvalidSignature(_) => StatusCode::FORBIDDEN,
             Self::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -131,6 +135,7 @@ impl ApiError {
             Self::NoValidRecipients => "no_valid_recipients",
             Self::InvalidState(_) => "invalid_state",
             Self::Unauthorized => "unauthorized",
+            Self::InvalidSignature(_) => "invalid_signature",
             Self::InsufficientBalance => "insufficient_balance",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",

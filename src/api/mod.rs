@@ -17,6 +17,7 @@ mod phone;
 mod send;
 mod stats;
 mod templates;
+mod webhooks;
 
 pub use error::ApiError;
 
@@ -24,6 +25,8 @@ use crate::billing::Pricing;
 use crate::config::Settings;
 use crate::domain::{AccountId, CampaignId, Region, Timestamp};
 use crate::metrics::Metrics;
+use crate::providers::Provider;
+use crate::providers::twilio::{self, TwilioProvider};
 use crate::ratelimit::ApiLimits;
 use crate::store::{AuthenticatedKey, Store};
 use crate::templates::TemplateLibrary;
@@ -57,6 +60,10 @@ struct Shared {
     templates: TemplateLibrary,
     /// Recent (time, messages handed over) samples per campaign, behind `send_rate`.
     progress: Mutex<HashMap<CampaignId, VecDeque<(Instant, i64)>>>,
+    /// Twilio's adapter, when credentials are configured: it checks and parses Twilio's
+    /// webhooks. Built here too (not only in the workers) because `--no-workers` API
+    /// processes take webhooks as well.
+    twilio: Option<Arc<dyn Provider>>,
 }
 
 /// How far back the send rate looks.
@@ -71,8 +78,21 @@ impl AppState {
         typical_delivery: Option<Duration>,
         templates: TemplateLibrary,
     ) -> Self {
+        let twilio = settings
+            .providers
+            .twilio
+            .configured()
+            .then(|| match TwilioProvider::from_settings(&settings) {
+                Ok(p) => Some(Arc::new(p) as Arc<dyn Provider>),
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "Twilio webhooks are refused");
+                    None
+                }
+            })
+            .flatten();
         Self {
             inner: Arc::new(Shared {
+                twilio,
                 pricing: Pricing::from_settings(&settings.pricing),
                 api_limits: ApiLimits::new(
                     settings.limits.api_requests_per_second,
@@ -111,6 +131,11 @@ impl AppState {
 
     pub fn max_body_bytes(&self) -> usize {
         self.inner.settings.server.max_body_bytes
+    }
+
+    /// The Twilio adapter, when Twilio credentials are configured.
+    pub fn twilio(&self) -> Option<&dyn Provider> {
+        self.inner.twilio.as_deref()
     }
 
     /// The named templates shipped in `templates/`.
@@ -270,6 +295,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route(twilio::STATUS_PATH, post(webhooks::twilio_status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
