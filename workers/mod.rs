@@ -11,6 +11,7 @@
 //!    delivered / read / undelivered, durably before the provider is told they arrived.
 //! 4. `sweeper.rs`: heartbeats, and recovery of messages whose worker process died.
 //! 5. `campaign.rs`: expands running campaigns into messages, in checkpointed batches.
+//! 6. `reconcile.rs`: looks up, at the provider, `sent` messages whose receipt is overdue.
 //!
 //! This folder is part of the `herald` crate (mounted from `src/lib.rs`), because `herald
 //! serve` runs API and workers in one process and both need the store and providers.
@@ -19,6 +20,7 @@ mod campaign;
 mod deliver;
 mod queue;
 mod receipts;
+mod reconcile;
 mod retry;
 mod sweeper;
 
@@ -66,7 +68,7 @@ impl Workers {
             MockProvider::start(
                 settings.providers.mock.clone(),
                 settings.mock_journal(),
-                sink,
+                sink.clone(),
                 receipts_shutdown.clone(),
             )
             .context("the mock provider could not start")?,
@@ -120,6 +122,18 @@ impl Workers {
             lease,
             shutdown.clone(),
         ));
+
+        tasks.spawn(
+            reconcile::Reconciler {
+                provider: sms,
+                store: store.clone(),
+                sink,
+                every: Duration::from_secs(settings.workers.reconcile_every_seconds),
+                batch: settings.workers.reconcile_batch,
+                max_age: Duration::from_secs(settings.providers.twilio.lookup_max_age_seconds),
+            }
+            .run_until(shutdown.clone()),
+        );
 
         let queue = MessageQueue::new(
             store,

@@ -186,6 +186,30 @@ pub struct StatusUpdate {
     pub error_message: Option<String>,
 }
 
+/// Where a reconciliation pass has got to: messages are visited in (last change, id) order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptCursor {
+    pub updated_at: Timestamp,
+    pub message_id: String,
+}
+
+impl ReceiptCursor {
+    /// Just before every message that changed at or after `at`.
+    pub fn from(at: Timestamp) -> Self {
+        Self {
+            updated_at: at,
+            message_id: String::new(),
+        }
+    }
+}
+
+/// A `sent` message still waiting for its receipt.
+#[derive(Debug, Clone)]
+pub struct AwaitingReceipt {
+    pub provider_message_id: String,
+    pub cursor: ReceiptCursor,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateResult {
     Applied,
@@ -460,6 +484,20 @@ impl Store {
         message_id: &MessageId,
     ) -> StoreResult<Option<MessageView>> {
         self.sqlite.message(account_id, message_id).await
+    }
+
+    /// Up to `limit` messages of `provider` still `sent` at or before `sent_before`, after
+    /// `after` in (last change, id) order: the ones reconciliation looks up.
+    pub async fn awaiting_receipt(
+        &self,
+        provider: &str,
+        after: &ReceiptCursor,
+        sent_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<AwaitingReceipt>> {
+        self.sqlite
+            .awaiting_receipt(provider, after, sent_before, limit)
+            .await
     }
 
     /// Receipts held because no message carries their provider id (for `/metrics`).

@@ -172,6 +172,16 @@ impl SqliteStore {
         reads::message(&self.read, account_id, message_id).await
     }
 
+    pub(super) async fn awaiting_receipt(
+        &self,
+        provider: &str,
+        after: &super::ReceiptCursor,
+        sent_before: crate::domain::Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<super::AwaitingReceipt>> {
+        reads::awaiting_receipt(&self.read, provider, after, sent_before, limit).await
+    }
+
     pub(super) async fn pending_receipts(&self) -> StoreResult<i64> {
         Ok(
             sqlx::query_scalar(include_str!("queries/count_pending_receipts.sql"))

@@ -3,7 +3,9 @@
 use crate::domain::{
     AccountId, ApiKeyId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp,
 };
-use crate::store::{AuthenticatedKey, Balance, MessageView, StoreError, StoreResult};
+use crate::store::{
+    AuthenticatedKey, AwaitingReceipt, Balance, MessageView, ReceiptCursor, StoreError, StoreResult,
+};
 use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 use subtle::ConstantTimeEq;
@@ -122,4 +124,33 @@ pub(super) async fn account_count(pool: &SqlitePool) -> StoreResult<i64> {
             .fetch_one(pool)
             .await?,
     )
+}
+
+/// One page of `sent` messages past their receipt time (see `awaiting_receipt.sql`).
+pub(super) async fn awaiting_receipt(
+    pool: &SqlitePool,
+    provider: &str,
+    after: &ReceiptCursor,
+    sent_before: Timestamp,
+    limit: usize,
+) -> StoreResult<Vec<AwaitingReceipt>> {
+    let rows = sqlx::query(include_str!("queries/awaiting_receipt.sql"))
+        .bind(provider)
+        .bind(after.updated_at.millis())
+        .bind(after.message_id.as_str())
+        .bind(sent_before.millis())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AwaitingReceipt {
+                provider_message_id: row.try_get("provider_message_id")?,
+                cursor: ReceiptCursor {
+                    updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+                    message_id: row.try_get("message_id")?,
+                },
+            })
+        })
+        .collect()
 }
