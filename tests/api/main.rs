@@ -20,3 +20,6 @@ mod rate_limit;
 mod scheduling;
 mod service;
 mod storage_faults;
+mod twilio;
+mod twilio_prism;
+mod twilio_stub;
