@@ -9,7 +9,7 @@ use super::campaign::CampaignGate;
 use crate::domain::CampaignStatus;
 use crate::domain::{Channel, MessageStatus, Timestamp};
 use crate::metrics::Metrics;
-use crate::providers::{Provider, ProviderError, SendRequest};
+use crate::providers::{Provider, ProviderError, RECIPIENT_OPTED_OUT, SendRequest};
 use crate::ratelimit::DeliveryLimits;
 use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, Store};
 use apalis_core::task::data::Data;
@@ -100,6 +100,9 @@ impl Deliverer {
                 at: Timestamp::now(),
             },
             Err(ProviderError::Permanent { code, message }) => {
+                if code == RECIPIENT_OPTED_OUT {
+                    self.opt_out(m, provider.name()).await;
+                }
                 unsent(MessageStatus::Failed, &code, &message)
             }
             Err(ProviderError::Transient {
@@ -125,6 +128,22 @@ impl Deliverer {
                     error_message: message,
                 }
             }
+        }
+    }
+}
+
+impl Deliverer {
+    /// The recipient unsubscribed at the provider: later sends to them are refused at the
+    /// API (`recipient_opted_out`) instead of each failing at the provider. Best effort: if
+    /// this write fails the message still fails, and the next refusal tries again.
+    async fn opt_out(&self, m: &ClaimedMessage, provider: &str) {
+        let source = format!("provider:{provider}");
+        if let Err(e) = self
+            .store
+            .add_opt_out(&m.account_id, &m.phone_number, &source)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the opt-out the provider reported");
         }
     }
 }

@@ -19,6 +19,11 @@ use reqwest::header::HeaderMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+/// The code of a permanent [`ProviderError`] saying the recipient unsubscribed at the
+/// provider (Twilio's 21610: they replied STOP to that sender). The deliverer then opts the
+/// number out of the account, as an inbound STOP would (SPEC §7).
+pub const RECIPIENT_OPTED_OUT: &str = "recipient_opted_out";
+
 /// What a provider is asked to send.
 #[derive(Debug, Clone, Copy)]
 pub struct SendRequest<'a> {

@@ -486,3 +486,24 @@ async fn each_twilio_sender_is_held_to_its_rate() {
         "senders are independent: {apart:?}"
     );
 }
+
+#[tokio::test]
+async fn a_recipient_twilio_reports_unsubscribed_is_opted_out_of_the_account() {
+    let (app, stub) = spawn_with_twilio("").await;
+    stub.script(Scripted {
+        status: 400,
+        retry_after: None,
+        code: 21610,
+    });
+    let to = number("1234");
+
+    let id = app.send_ok(&to, "one").await;
+    app.wait_for_status(&id, "failed").await;
+
+    // The next send is refused at the API, as after an inbound STOP, and never reaches Twilio.
+    let response = app
+        .send_message(&json!({"phone_number": to, "message": "two"}))
+        .await;
+    expect_error_shape(response, 400, "recipient_opted_out", "after 21610").await;
+    assert_eq!(stub.sends().len(), 1);
+}

@@ -39,7 +39,7 @@ pub(super) fn receipt_status(twilio: &str) -> Option<MessageStatus> {
 /// `https://www.twilio.com/docs/api/errors/<code>`), except where SPEC §1 names the case.
 pub(super) fn error_code(code: i64) -> String {
     match code {
-        21610 => "recipient_opted_out".to_owned(),
+        21610 => crate::providers::RECIPIENT_OPTED_OUT.to_owned(),
         other => other.to_string(),
     }
 }
