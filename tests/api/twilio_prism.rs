@@ -3,8 +3,10 @@
 //! official file (Prism refuses an invalid one with 422), and each error Twilio documents,
 //! answered from the derived file, must lead to the right retry or failure.
 //!
-//! Prism comes from npm: `bash ../shared/fakes/setup_prism.sh target/prism` (`.ci/run` does
-//! it). Without it these tests fail, saying so: they never skip.
+//! Prism comes from npm: the first test that needs it installs it into `target/prism` with
+//! `../shared/fakes/setup_prism.sh` (`.ci/run` does it beforehand), so `cargo test` on a fresh
+//! machine needs nothing more than npm. If it cannot be installed these tests fail, saying
+//! so: they never skip.
 
 use crate::helpers::{eventually, number, spawn_app_with};
 use crate::twilio_stub::{ACCOUNT_SID, twilio_toml};
@@ -40,13 +42,43 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Installs Prism into `target/prism` once per test run, if it is not there yet.
+fn install_prism(bin: &std::path::Path) -> Result<(), String> {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            if bin.exists() {
+                return Ok(());
+            }
+            let output = Command::new("bash")
+                .arg(repo().join("../shared/fakes/setup_prism.sh"))
+                .arg(repo().join("target/prism"))
+                .output()
+                .map_err(|e| format!("could not run setup_prism.sh: {e}"))?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&output.stderr).into_owned())
+            }
+        })
+        .clone()
+}
+
 async fn start_prism(spec: &str) -> Prism {
     let bin = repo().join("target/prism/node_modules/.bin/prism");
+    let installed = tokio::task::spawn_blocking({
+        let bin = bin.clone();
+        move || install_prism(&bin)
+    })
+    .await
+    .expect("the installer runs");
     assert!(
-        bin.exists(),
-        "Prism is not installed at {}: run `bash ../shared/fakes/setup_prism.sh target/prism` \
-         (needs npm); these tests check Herald against Twilio's own API description and do not skip",
-        bin.display()
+        installed.is_ok() && bin.exists(),
+        "Prism could not be installed at {} ({:?}): run `bash ../shared/fakes/setup_prism.sh \
+         target/prism` (needs npm); these tests check Herald against Twilio's own API description \
+         and do not skip",
+        bin.display(),
+        installed.err()
     );
     let spec = repo().join("../shared/specs").join(spec);
     assert!(
