@@ -103,6 +103,11 @@ pub(crate) struct Args {
     /// during a run and the figures show the dispatch path alone.
     #[arg(long)]
     pub(crate) no_receipts: bool,
+    /// Keep the mock's default accept delay (5 ms) instead of zero: with receipts at their
+    /// defaults too, `herald serve` runs exactly as a user starts it (only the API's per-key
+    /// request limit, the balance and the daily limit are raised so they cap nothing).
+    #[arg(long)]
+    pub(crate) mock_defaults: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,

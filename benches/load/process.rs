@@ -34,6 +34,7 @@ pub(crate) struct Sandbox {
     dir: TempDir,
     pub(crate) addr: SocketAddr,
     receipts: bool,
+    mock_defaults: bool,
 }
 
 impl Sandbox {
@@ -42,11 +43,17 @@ impl Sandbox {
             dir: tempfile::Builder::new().prefix("herald-bench-").tempdir()?,
             addr: free_port()?,
             receipts: !args.no_receipts,
+            mock_defaults: args.mock_defaults,
         })
     }
 
     pub(crate) fn db_path(&self) -> PathBuf {
         self.dir.path().join("herald.db")
+    }
+
+    /// The mock network's journal (beside the database, the default).
+    pub(crate) fn journal_path(&self) -> PathBuf {
+        self.dir.path().join("mock-network.log")
     }
 
     pub(crate) fn target(&self) -> Target {
@@ -87,8 +94,8 @@ impl Sandbox {
         })
     }
 
-    /// The setup: SQLite defaults, zero-latency mock, no rate limits that could cap
-    /// a figure. Anything else comes from the caller's `HERALD__…` environment, inherited.
+    /// The setup: SQLite defaults, zero-latency mock (unless `--mock-defaults`: then
+    /// the mock's default 5 ms to accept), no rate limits that could cap a figure. Anything else comes from the caller's `HERALD__…` environment, inherited.
     fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
             (
@@ -103,7 +110,6 @@ impl Sandbox {
             ),
             ("HERALD__LIMITS__API_BURST", "1000000".to_owned()),
             ("HERALD__LIMITS__ACCOUNT_PER_MINUTE", "0".to_owned()),
-            ("HERALD__PROVIDERS__MOCK__ACCEPT_DELAY_MS", "0".to_owned()),
             ("HERALD__PROVIDERS__MOCK__SENDER_PER_SECOND", "0".to_owned()),
             // A run sends more than the default balance (1,000 USD ≈ 133k SMS) and daily
             // limit (1M) allow; neither should be what stops a benchmark.
@@ -113,6 +119,9 @@ impl Sandbox {
             ),
             ("HERALD__ACCOUNTS__DAILY_LIMIT", "1000000000".to_owned()),
         ];
+        if !self.mock_defaults {
+            env.push(("HERALD__PROVIDERS__MOCK__ACCEPT_DELAY_MS", "0".to_owned()));
+        }
         if !self.receipts {
             // Due in a day: scheduled, never applied while the run lasts.
             env.push((
@@ -186,11 +195,20 @@ impl Server {
 
     /// The process's peak resident memory so far (`VmHWM`), in MB; NaN when unreadable.
     pub(crate) fn peak_rss_mb(&self) -> f64 {
+        self.memory_mb("VmHWM:")
+    }
+
+    /// The process's resident memory now (`VmRSS`), in MB; NaN when unreadable.
+    pub(crate) fn rss_mb(&self) -> f64 {
+        self.memory_mb("VmRSS:")
+    }
+
+    fn memory_mb(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|rest| {
                 rest.trim()
                     .trim_end_matches("kB")

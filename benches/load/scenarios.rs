@@ -483,8 +483,16 @@ async fn probe_urgent(client: &mut Client, probe: usize) -> anyhow::Result<(f64,
 
 pub(crate) async fn pace(args: &Args) -> anyhow::Result<()> {
     let title = format!(
-        "pace: {} single sends/s offered for {} s over {} connections (open loop), herald serve",
-        args.rate, args.pace_duration, args.connections
+        "pace: {} single sends/s offered for {} s over {} connections (open loop), herald serve \
+         (workers on, {})",
+        args.rate,
+        args.pace_duration,
+        args.connections,
+        if args.mock_defaults {
+            "default config: mock accepts in 5 ms"
+        } else {
+            "mock accepts at once"
+        }
     );
     let columns = [
         "accepted/s",
@@ -499,6 +507,11 @@ pub(crate) async fn pace(args: &Args) -> anyhow::Result<()> {
         "srv CPU%",
         "late s",
         "drain s",
+        "gen CPU%",
+        "twice",
+        "replays",
+        "RSS 1m MB",
+        "RSS end MB",
     ];
     let mut table = Table::new(title, &columns);
     for _ in 0..args.runs {
@@ -518,6 +531,15 @@ pub(crate) async fn pace(args: &Args) -> anyhow::Result<()> {
             "no growing backlog (behind < 1 s of traffic at the end, slope < 1 % of the rate)",
             table.median("behind end") < rate && table.median("slope/s") < 0.01 * rate,
         ),
+        (
+            "no message accepted twice by the provider (counted from the mock's journal)",
+            table.max("twice") == 0.0,
+        ),
+        (
+            "memory flat: RSS at the end within 10 % of RSS after the first minute",
+            args.pace_duration < 120
+                || table.median("RSS end MB") <= 1.10 * table.median("RSS 1m MB"),
+        ),
     ]);
     println!(
         "   (accepted/s, sent/s: from 5 s to the end of the offered window; behind: offered so far − sent, \
@@ -536,6 +558,8 @@ struct Sample {
     queued: u64,
     /// Messages the schedule had offered so far.
     offered: u64,
+    /// The server's resident memory, MB.
+    rss_mb: f64,
 }
 
 impl Sample {
@@ -568,7 +592,7 @@ async fn pace_run(args: &Args) -> anyhow::Result<Vec<f64>> {
         Arc::clone(&accepted),
     );
     let started = Instant::now();
-    let sampler = sample_queue(&mut db, &accepted, args.rate, duration);
+    let sampler = sample_queue(&mut db, &server, &accepted, args.rate, duration);
     let (load, samples) = tokio::join!(measure(&server, load), sampler);
     let (mut measured, samples) = (load?, samples?);
     let late = (started.elapsed() - duration).as_secs_f64();
@@ -583,6 +607,7 @@ async fn pace_run(args: &Args) -> anyhow::Result<Vec<f64>> {
     }
     let drain = drained.elapsed().as_secs_f64();
     server.stop().await?;
+    let handovers = HandoverCount::from_journal(&sandbox.journal_path())?;
 
     let from = samples
         .iter()
@@ -605,12 +630,57 @@ async fn pace_run(args: &Args) -> anyhow::Result<Vec<f64>> {
         measured.server_cpu,
         late,
         drain,
+        measured.generator_cpu,
+        handovers.accepted_twice as f64,
+        handovers.replays as f64,
+        samples
+            .iter()
+            .find(|s| s.at >= 60.0)
+            .map_or(f64::NAN, |s| s.rss_mb),
+        last.rss_mb,
     ])
+}
+
+/// Hand-overs counted per message id from the mock's journal: a second acceptance of an id
+/// is a message sent twice; a replay is one the provider absorbed (reported, not a failure).
+struct HandoverCount {
+    accepted_twice: u64,
+    replays: u64,
+}
+
+impl HandoverCount {
+    fn from_journal(path: &std::path::Path) -> anyhow::Result<HandoverCount> {
+        let previous = std::path::PathBuf::from(format!("{}.1", path.display()));
+        let mut accepted = std::collections::HashSet::new();
+        let mut count = HandoverCount {
+            accepted_twice: 0,
+            replays: 0,
+        };
+        for file in [previous.as_path(), path] {
+            let text = match std::fs::read_to_string(file) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).context("could not read the mock's journal"),
+            };
+            for line in text.lines() {
+                let mut fields = line.split(' ');
+                match (fields.next(), fields.next()) {
+                    (Some("A"), Some(id)) if !accepted.insert(id.to_owned()) => {
+                        count.accepted_twice += 1;
+                    }
+                    (Some("R"), Some(_)) => count.replays += 1,
+                    _ => {}
+                }
+            }
+        }
+        Ok(count)
+    }
 }
 
 /// Samples accepted messages and queue depth once a second for `duration`.
 async fn sample_queue(
     db: &mut Db,
+    server: &Server,
     accepted: &AtomicU64,
     rate: u64,
     duration: Duration,
@@ -628,6 +698,7 @@ async fn sample_queue(
             accepted,
             queued,
             offered: rate * second,
+            rss_mb: server.rss_mb(),
         });
     }
     Ok(samples)
