@@ -608,6 +608,16 @@ async fn pace_run(args: &Args) -> anyhow::Result<Vec<f64>> {
     let drain = drained.elapsed().as_secs_f64();
     server.stop().await?;
     let handovers = HandoverCount::from_journal(&sandbox.journal_path())?;
+    if args.pace_duration >= 120 {
+        // A soak: the memory trace shows whether growth levels off (caches filling to
+        // their bounds) or goes on (something keeps every message).
+        let trace: Vec<String> = samples
+            .iter()
+            .filter(|s| (s.at.round() as u64).is_multiple_of(60))
+            .map(|s| format!("{:.0}m {:.1}", s.at / 60.0, s.rss_mb))
+            .collect();
+        println!("   RSS by minute (MB): {}", trace.join(", "));
+    }
 
     let from = samples
         .iter()
