@@ -1,22 +1,56 @@
-//! One delivery: claim → limit → send → record.
+//! One delivery: claim → (resolve a doubt) → limit → send → record.
 //!
 //! No transaction is held across the provider call (the claim committed before, the outcome
-//! commits after). A crash between the provider's accept and our write re-sends the message
-//! later under the same message id, which is also the provider idempotency key.
+//! commits after). A worker that dies in between leaves the attempt *in doubt*: the store
+//! marks it when it releases the dead worker's claim, and the next worker first asks the
+//! provider whether that attempt arrived ([`Provider::find_sent`]). Found: the send is
+//! recorded with the provider's id and nothing is sent. Not found: sent normally. The
+//! provider cannot be asked: sent again under the same message id, which is also the
+//! provider idempotency key where the provider has one, and counted
+//! (`herald_resent_in_doubt_total`). Asking failed: nothing is sent, the message is asked
+//! about again after a backoff, and once its attempts are used up it is sent again (and
+//! counted): a duplicate after a crash is what SPEC §4 allows, a lost message is not.
 
-use super::RetryPolicy;
 use super::campaign::CampaignGate;
+use super::{ReceiptSink, RetryPolicy};
 use crate::domain::CampaignStatus;
 use crate::domain::{Channel, MessageStatus, Timestamp};
-use crate::metrics::Metrics;
-use crate::providers::{Provider, ProviderError, RECIPIENT_OPTED_OUT, SendRequest};
+use crate::metrics::{InDoubtResult, Metrics};
+use crate::providers::{
+    InDoubt, Provider, ProviderError, RECIPIENT_OPTED_OUT, SendRequest, SentMatch,
+};
 use crate::ratelimit::DeliveryLimits;
-use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, Store};
+use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, StatusUpdate, Store};
 use apalis_core::task::data::Data;
 use std::sync::Arc;
 
+/// What one attempt decided: the outcome to record, and a receipt to apply once it is
+/// recorded (an in-doubt lookup that found the message already delivered, say).
+struct Attempted {
+    outcome: DeliveryOutcome,
+    receipt: Option<StatusUpdate>,
+}
+
+impl From<DeliveryOutcome> for Attempted {
+    fn from(outcome: DeliveryOutcome) -> Self {
+        Self {
+            outcome,
+            receipt: None,
+        }
+    }
+}
+
+/// What asking the provider about an in-doubt attempt leads to.
+enum Resolution {
+    /// Recorded without sending (found), or asked again later (the lookup failed).
+    Done(Attempted),
+    /// Send it; `unverified` when nobody could tell whether the earlier attempt arrived.
+    Send { unverified: bool },
+}
+
 pub struct Deliverer {
     store: Store,
+    sink: ReceiptSink,
     sms: Arc<dyn Provider>,
     whatsapp: Arc<dyn Provider>,
     limits: DeliveryLimits,
@@ -28,6 +62,7 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new(
         store: Store,
+        sink: ReceiptSink,
         sms: Arc<dyn Provider>,
         whatsapp: Arc<dyn Provider>,
         limits: DeliveryLimits,
@@ -37,6 +72,7 @@ impl Deliverer {
         Self {
             campaigns: CampaignGate::new(store.clone()),
             store,
+            sink,
             sms,
             whatsapp,
             limits,
@@ -53,37 +89,9 @@ impl Deliverer {
     }
 
     /// Decides and performs one delivery attempt, returning what the store must record.
-    async fn attempt(&self, m: &ClaimedMessage) -> DeliveryOutcome {
-        if Timestamp::now() > m.expires_at {
-            return unsent(
-                MessageStatus::Expired,
-                "expired",
-                "the message was not sent within its validity period",
-            );
-        }
+    async fn attempt(&self, m: &ClaimedMessage) -> Attempted {
         let provider = self.provider(m.channel);
         let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
-        // The key is only built when a sender limit exists (not on the unlimited mock).
-        let sender_key = || format!("{}:{}:{from}", provider.name(), m.channel);
-        self.limits
-            .until_ready(provider.name(), sender_key, &m.account_id, m.priority)
-            .await;
-        // Checked after the rate-limit wait, which can be long: a campaign paused or
-        // canceled meanwhile must not send this message.
-        if let Some(campaign) = m.campaign_id.as_deref() {
-            match self.campaigns.state(campaign).await {
-                Some(CampaignStatus::Paused) => return DeliveryOutcome::Held,
-                Some(CampaignStatus::Canceled) => {
-                    return unsent(
-                        MessageStatus::Canceled,
-                        "campaign_canceled",
-                        "the campaign was canceled before this message was sent",
-                    );
-                }
-                _ => {}
-            }
-        }
-
         let request = SendRequest {
             message_id: &m.message_id,
             channel: m.channel,
@@ -93,6 +101,58 @@ impl Deliverer {
             media_url: m.attachment_url.as_deref(),
             expires_at: m.expires_at,
         };
+        // Before anything else, expiry and pauses included: an attempt that did reach the
+        // provider is a send, and must be recorded (and charged) as one.
+        let mut unverified = false;
+        if let Some(since) = m.in_doubt_since {
+            match self.resolve(m, provider, request, since).await {
+                Resolution::Done(attempted) => return attempted,
+                Resolution::Send { unverified: u } => unverified = u,
+            }
+        }
+        if Timestamp::now() > m.expires_at {
+            return unsent(
+                MessageStatus::Expired,
+                "expired",
+                "the message was not sent within its validity period",
+            )
+            .into();
+        }
+        // The key is only built when a sender limit exists (not on the unlimited mock).
+        let sender_key = || format!("{}:{}:{from}", provider.name(), m.channel);
+        self.limits
+            .until_ready(provider.name(), sender_key, &m.account_id, m.priority)
+            .await;
+        // Checked after the rate-limit wait, which can be long: a campaign paused or
+        // canceled meanwhile must not send this message.
+        if let Some(campaign) = m.campaign_id.as_deref() {
+            match self.campaigns.state(campaign).await {
+                Some(CampaignStatus::Paused) => return DeliveryOutcome::Held.into(),
+                Some(CampaignStatus::Canceled) => {
+                    return unsent(
+                        MessageStatus::Canceled,
+                        "campaign_canceled",
+                        "the campaign was canceled before this message was sent",
+                    )
+                    .into();
+                }
+                _ => {}
+            }
+        }
+
+        if unverified {
+            self.metrics.resent_in_doubt(provider.name());
+        }
+        self.send(m, provider, request).await.into()
+    }
+
+    /// Hands the message to the provider and maps the answer to an outcome.
+    async fn send(
+        &self,
+        m: &ClaimedMessage,
+        provider: &dyn Provider,
+        request: SendRequest<'_>,
+    ) -> DeliveryOutcome {
         match provider.send(request).await {
             Ok(accepted) => DeliveryOutcome::Sent {
                 provider: provider.name(),
@@ -133,6 +193,107 @@ impl Deliverer {
 }
 
 impl Deliverer {
+    /// Asks the provider whether the in-doubt attempt (started at `since`) reached it.
+    async fn resolve(
+        &self,
+        m: &ClaimedMessage,
+        provider: &dyn Provider,
+        request: SendRequest<'_>,
+        since: Timestamp,
+    ) -> Resolution {
+        let name = provider.name();
+        let failure = match provider.find_sent(request, since).await {
+            InDoubt::Found(candidates) => match self.first_unclaimed(name, candidates).await {
+                Ok(Some(found)) => {
+                    self.metrics.in_doubt(name, InDoubtResult::Found);
+                    tracing::info!(
+                        provider = name,
+                        "an attempt left in doubt had reached the provider; recorded, not sent again"
+                    );
+                    return Resolution::Done(Attempted {
+                        outcome: DeliveryOutcome::Sent {
+                            provider: name,
+                            provider_message_id: found.provider_message_id,
+                            at: Timestamp::now(),
+                        },
+                        receipt: found.receipt,
+                    });
+                }
+                Ok(None) => {
+                    self.metrics.in_doubt(name, InDoubtResult::NotFound);
+                    return Resolution::Send { unverified: false };
+                }
+                Err(e) => e,
+            },
+            InDoubt::NotFound => {
+                self.metrics.in_doubt(name, InDoubtResult::NotFound);
+                return Resolution::Send { unverified: false };
+            }
+            InDoubt::CannotAsk => {
+                self.metrics.in_doubt(name, InDoubtResult::CannotAsk);
+                return Resolution::Send { unverified: true };
+            }
+            InDoubt::Failed(e) => e,
+        };
+        self.metrics.in_doubt(name, InDoubtResult::Failed);
+        let (code, message, retry_after) = match failure {
+            ProviderError::Transient {
+                code,
+                message,
+                retry_after,
+            } => (code, message, retry_after),
+            ProviderError::Permanent { code, message } => (code, message, None),
+        };
+        if m.attempts >= self.retry.max_attempts {
+            tracing::warn!(
+                provider = name,
+                code = %code,
+                "could not learn whether an attempt left in doubt arrived, after {} attempts; sending again",
+                m.attempts
+            );
+            return Resolution::Send { unverified: true };
+        }
+        tracing::info!(provider = name, code = %code, "could not ask the provider about an attempt left in doubt; asking again later");
+        Resolution::Done(
+            DeliveryOutcome::Unresolved {
+                due_at: Timestamp::now().plus(self.retry.delay(m.attempts, retry_after)),
+                in_doubt_since: since,
+                error_code: code,
+                error_message: format!("in doubt, not sent again: {message}"),
+            }
+            .into(),
+        )
+    }
+
+    /// The first candidate no other message of ours carries: a message with the same
+    /// recipient, sender and body sent about the same time is that message's, not this one's.
+    async fn first_unclaimed(
+        &self,
+        provider: &str,
+        candidates: Vec<SentMatch>,
+    ) -> Result<Option<SentMatch>, ProviderError> {
+        for candidate in candidates {
+            match self
+                .store
+                .provider_ref_taken(provider, &candidate.provider_message_id)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Ok(Some(candidate)),
+                Err(e) => {
+                    return Err(ProviderError::Transient {
+                        code: "in_doubt_unchecked".into(),
+                        message: format!(
+                            "could not check the provider's answer against our sends: {e}"
+                        ),
+                        retry_after: None,
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The recipient unsubscribed at the provider: later sends to them are refused at the
     /// API (`recipient_opted_out`) instead of each failing at the provider. Best effort: if
     /// this write fails the message still fails, and the next refusal tries again.
@@ -174,7 +335,7 @@ pub(super) async fn deliver(
     message: ClaimedMessage,
     deliverer: Data<Arc<Deliverer>>,
 ) -> Result<(), crate::store::StoreError> {
-    let outcome = deliverer.attempt(&message).await;
+    let Attempted { outcome, receipt } = deliverer.attempt(&message).await;
     let metric = match &outcome {
         DeliveryOutcome::Sent { .. } => Some(MessageStatus::Sent),
         DeliveryOutcome::Unsent { status, .. } => Some(*status),
@@ -182,7 +343,9 @@ pub(super) async fn deliver(
             tracing::info!(code = %error_code, "transient failure; will retry");
             None
         }
-        DeliveryOutcome::Released | DeliveryOutcome::Held => None,
+        DeliveryOutcome::Unresolved { .. } | DeliveryOutcome::Released | DeliveryOutcome::Held => {
+            None
+        }
     };
     let report = DeliveryReport::of(&message, outcome);
     // The provider may already have the message: losing this write would mean sending it
@@ -212,6 +375,14 @@ pub(super) async fn deliver(
     }
     if let Some(status) = metric {
         deliverer.metrics.delivery_finished(message.channel, status);
+    }
+    // Applied only now that the send is recorded: the receipt path holds a receipt that
+    // overtakes its send, but there is no reason to make it. Lost here (the database
+    // refuses), it is found again by reconciliation, which looks up overdue `sent` messages.
+    if let Some(receipt) = receipt
+        && let Err(e) = deliverer.sink.deliver(vec![receipt]).await
+    {
+        tracing::warn!(error = %e, "could not apply the status an in-doubt lookup found; reconciliation will look it up again");
     }
     Ok(())
 }

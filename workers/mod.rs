@@ -88,8 +88,12 @@ impl Workers {
             rates.push((whatsapp.name(), whatsapp.sender_rate()));
         }
         let limits = DeliveryLimits::per_provider(&rates, settings.limits.account_per_minute);
+        for (name, _) in &rates {
+            metrics.provider_started(name);
+        }
         let deliverer = Arc::new(Deliverer::new(
             store.clone(),
+            sink.clone(),
             sms.clone(),
             whatsapp,
             limits.clone(),

@@ -112,6 +112,9 @@ pub struct ClaimedMessage {
     pub cost: Money,
     /// This claim's fencing token: its outcome is recorded only while it still holds.
     pub claim: ClaimToken,
+    /// Set when an earlier attempt's outcome is unknown (its worker died mid-delivery): when
+    /// that attempt started. The provider is asked whether it arrived before sending again.
+    pub in_doubt_since: Option<Timestamp>,
 }
 
 /// The fencing token of one claim of a message (`message.claim_seq` when it was claimed).
@@ -159,6 +162,14 @@ pub enum DeliveryOutcome {
     /// A transient failure: try again at `due_at`.
     Retry {
         due_at: Timestamp,
+        error_code: String,
+        error_message: String,
+    },
+    /// The message is in doubt (since `in_doubt_since`) and the provider could not be asked
+    /// whether the earlier attempt arrived: ask again at `due_at`, sending nothing meanwhile.
+    Unresolved {
+        due_at: Timestamp,
+        in_doubt_since: Timestamp,
         error_code: String,
         error_message: String,
     },
@@ -497,6 +508,18 @@ impl Store {
     ) -> StoreResult<Vec<AwaitingReceipt>> {
         self.sqlite
             .awaiting_receipt(provider, after, sent_before, limit)
+            .await
+    }
+
+    /// Whether a message already carries `provider`'s id `provider_message_id` (an in-doubt
+    /// lookup's candidate that is another message's send is not the one looked for).
+    pub async fn provider_ref_taken(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+    ) -> StoreResult<bool> {
+        self.sqlite
+            .provider_ref_taken(provider, provider_message_id)
             .await
     }
 

@@ -188,6 +188,9 @@ fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
         cost: Money::from_units(row.try_get("cost")?),
         claim: ClaimToken::from_stored(row.try_get("claim_seq")?),
+        in_doubt_since: row
+            .try_get::<Option<i64>, _>("in_doubt_since")?
+            .map(Timestamp::from_millis),
     })
 }
 
@@ -243,6 +246,24 @@ pub(super) async fn record_outcomes(
                     .bind(error_message)
                     .bind(now.millis())
                     .bind(claim.value())
+                    .bind(None::<i64>)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            DeliveryOutcome::Unresolved {
+                due_at,
+                in_doubt_since,
+                error_code,
+                error_message,
+            } => {
+                sqlx::query(include_str!("queries/schedule_retry.sql"))
+                    .bind(id)
+                    .bind(due_at.millis())
+                    .bind(error_code)
+                    .bind(error_message)
+                    .bind(now.millis())
+                    .bind(claim.value())
+                    .bind(in_doubt_since.millis())
                     .execute(&mut *conn)
                     .await?;
             }

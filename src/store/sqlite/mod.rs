@@ -182,6 +182,20 @@ impl SqliteStore {
         reads::awaiting_receipt(&self.read, provider, after, sent_before, limit).await
     }
 
+    pub(super) async fn provider_ref_taken(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+    ) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar(include_str!("queries/provider_ref_taken.sql"))
+                .bind(provider)
+                .bind(provider_message_id)
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
     pub(super) async fn pending_receipts(&self) -> StoreResult<i64> {
         Ok(
             sqlx::query_scalar(include_str!("queries/count_pending_receipts.sql"))
@@ -354,6 +368,7 @@ mod tests {
             include_str!("queries/release_orphans.sql"),
             include_str!("queries/load_message.sql"),
             include_str!("queries/find_by_provider_ref.sql"),
+            include_str!("queries/provider_ref_taken.sql"),
             include_str!("queries/queue_depth.sql"),
             include_str!("queries/claimed_opted_out.sql"),
             include_str!("queries/campaign_states.sql"),
