@@ -7,7 +7,10 @@
 //! ([`crate::workers::ReceiptSink`]).
 //!
 //! The trait's webhook and lookup methods have defaults ("not a webhook of mine", "cannot be
-//! asked") so a provider implements only what its network offers.
+//! asked") so a provider implements only what its network offers. Two lookups exist: what
+//! became of a message the provider accepted ([`Provider::lookup`], for receipts that never
+//! came), and whether an attempt left in doubt by a crash reached it at all
+//! ([`Provider::find_sent`]).
 
 pub mod mock;
 pub mod twilio;

@@ -227,6 +227,20 @@ async fn kill_9_during_delivery_loses_nothing_settles_everything_and_hands_none_
         counts.accepted.values().sum::<usize>(),
         counts.total_replays()
     );
+    // The mock answers in-doubt lookups from its journal: nothing is re-sent unasked.
+    let series = |result: &str| {
+        format!("herald_in_doubt_lookups_total{{provider=\"mock\",result=\"{result}\"}}")
+    };
+    eprintln!(
+        "in doubt after the restart: {} found in the mock's journal, {} not found",
+        crate::in_doubt::metric(&client, &herald.base, &series("found")).await,
+        crate::in_doubt::metric(&client, &herald.base, &series("not_found")).await,
+    );
+    let resent = "herald_resent_in_doubt_total{provider=\"mock\"}";
+    assert_eq!(
+        crate::in_doubt::metric(&client, &herald.base, resent).await,
+        0.0
+    );
     let twice = counts.accepted_twice();
     assert!(
         twice.is_empty(),

@@ -526,6 +526,88 @@ mod tests {
         assert!(!is_messaging_service("MGxx23456789abcdef0123456789abcdef"));
     }
 
+    fn listed(json: serde_json::Value) -> MessageResource {
+        let mut resource = serde_json::json!({
+            "sid": "SM1", "status": "delivered", "error_code": null, "error_message": null,
+            "to": "+14155550100", "from": "+15017122661", "messaging_service_sid": null,
+            "body": "Hello", "direction": "outbound-api",
+            "date_created": "Sat, 05 Dec 2026 10:00:30 +0000",
+        });
+        if let (Some(base), Some(changes)) = (resource.as_object_mut(), json.as_object()) {
+            for (k, v) in changes {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(resource).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_listed_message_matches_only_the_send_it_can_be() {
+        let id = crate::domain::MessageId::from_stored("msg_1".into());
+        let request = SendRequest {
+            message_id: &id,
+            channel: crate::domain::Channel::Sms,
+            to: "+14155550100",
+            from: "+15017122661",
+            body: "Hello",
+            media_url: None,
+            expires_at: Timestamp::from_millis(i64::MAX),
+        };
+        // 10:00:00 UTC on 2026-12-05.
+        let not_before = Timestamp::from_millis(1_796_464_800_000);
+        let created = Timestamp::from_millis(1_796_464_830_000);
+        assert_eq!(
+            matching(&listed(serde_json::json!({})), &request, not_before),
+            Some(created)
+        );
+        let misses = [
+            ("another body", serde_json::json!({"body": "Hello!"})),
+            (
+                "another recipient",
+                serde_json::json!({"to": "+14155550101"}),
+            ),
+            (
+                "another sender",
+                serde_json::json!({"from": "+15005550006"}),
+            ),
+            (
+                "created before the attempt",
+                serde_json::json!({"date_created": "Sat, 05 Dec 2026 09:59:59 +0000"}),
+            ),
+            (
+                "no creation time",
+                serde_json::json!({"date_created": null}),
+            ),
+            (
+                "an unreadable time",
+                serde_json::json!({"date_created": "yesterday"}),
+            ),
+            ("inbound", serde_json::json!({"direction": "inbound"})),
+        ];
+        for (why, change) in misses {
+            assert_eq!(
+                matching(&listed(change), &request, not_before),
+                None,
+                "{why}"
+            );
+        }
+        // Sent through a Messaging Service: its sid is the sender, whatever number it used.
+        let service = "MG0123456789abcdef0123456789abcdef";
+        let through_service = SendRequest {
+            from: service,
+            ..request
+        };
+        assert!(
+            matching(
+                &listed(serde_json::json!({"messaging_service_sid": service})),
+                &through_service,
+                not_before
+            )
+            .is_some()
+        );
+        assert!(matching(&listed(serde_json::json!({})), &through_service, not_before).is_none());
+    }
+
     #[test]
     fn retry_after_is_read_in_seconds() {
         let mut h = HeaderMap::new();
