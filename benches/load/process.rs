@@ -34,6 +34,9 @@ pub(crate) struct Sandbox {
     dir: TempDir,
     pub(crate) addr: SocketAddr,
     receipts: bool,
+    /// Keep the mock's default delays (5 ms to accept, as a user's `herald serve` has them)
+    /// instead of the zero-latency mock of the throughput scenarios.
+    mock_defaults: bool,
 }
 
 impl Sandbox {
@@ -42,7 +45,17 @@ impl Sandbox {
             dir: tempfile::Builder::new().prefix("herald-bench-").tempdir()?,
             addr: free_port()?,
             receipts: !args.no_receipts,
+            mock_defaults: false,
         })
+    }
+
+    /// A sandbox for `herald serve` as a user runs it: the default configuration, mock
+    /// delays included. Only what would cap the figure is lifted: the API's per-key request
+    /// limit, the bootstrap balance and the daily limit.
+    pub(crate) fn user_config(args: &Args) -> anyhow::Result<Sandbox> {
+        let mut sandbox = Sandbox::new(args)?;
+        sandbox.mock_defaults = true;
+        Ok(sandbox)
     }
 
     pub(crate) fn db_path(&self) -> PathBuf {
@@ -103,7 +116,6 @@ impl Sandbox {
             ),
             ("HERALD__LIMITS__API_BURST", "1000000".to_owned()),
             ("HERALD__LIMITS__ACCOUNT_PER_MINUTE", "0".to_owned()),
-            ("HERALD__PROVIDERS__MOCK__ACCEPT_DELAY_MS", "0".to_owned()),
             ("HERALD__PROVIDERS__MOCK__SENDER_PER_SECOND", "0".to_owned()),
             // A run sends more than the default balance (1,000 USD ≈ 133k SMS) and daily
             // limit (1M) allow; neither should be what stops a benchmark.
@@ -113,6 +125,9 @@ impl Sandbox {
             ),
             ("HERALD__ACCOUNTS__DAILY_LIMIT", "1000000000".to_owned()),
         ];
+        if !self.mock_defaults {
+            env.push(("HERALD__PROVIDERS__MOCK__ACCEPT_DELAY_MS", "0".to_owned()));
+        }
         if !self.receipts {
             // Due in a day: scheduled, never applied while the run lasts.
             env.push((
@@ -186,11 +201,20 @@ impl Server {
 
     /// The process's peak resident memory so far (`VmHWM`), in MB; NaN when unreadable.
     pub(crate) fn peak_rss_mb(&self) -> f64 {
+        self.status_mb("VmHWM:")
+    }
+
+    /// The process's resident memory now (`VmRSS`), in MB; NaN when unreadable.
+    pub(crate) fn rss_mb(&self) -> f64 {
+        self.status_mb("VmRSS:")
+    }
+
+    fn status_mb(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|rest| {
                 rest.trim()
                     .trim_end_matches("kB")
@@ -199,6 +223,11 @@ impl Server {
                     .ok()
             })
             .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// The process id (for profiling it from outside).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, then waits for the graceful drain (workers finish, writer commits).
