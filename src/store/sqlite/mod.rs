@@ -32,12 +32,43 @@ pub struct SqliteStore {
     read: SqlitePool,
     writer: mpsc::Sender<Op>,
     writer_task: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: JoinHandle<()>,
+}
+
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// WAL pages after which the writer checkpoints itself: only a backstop (the background
+/// checkpointer normally keeps the WAL far below it).
+const WRITER_AUTOCHECKPOINT_PAGES: &str = "10000";
+
+/// Copies the WAL into the database in the background (PASSIVE: never blocks the writer, and
+/// gives up on pages readers still need). Left to the writer, SQLite checkpoints inside the
+/// commit that crosses 1,000 pages, and every request in that group commit waits for the
+/// copy and its fsync.
+async fn checkpoint_forever(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query(include_str!("queries/checkpoint.sql"))
+            .execute(&pool)
+            .await
+        {
+            // The writer's own autocheckpoint is the backstop; try again next tick.
+            tracing::debug!(error = %e, "background checkpoint failed");
+        }
+    }
 }
 
 impl SqliteStore {
     pub(super) async fn open(settings: &DatabaseSettings) -> StoreResult<Self> {
         let options = connect_options(settings)?;
-        let mut write_conn = options.connect().await?;
+        let mut write_conn = options
+            .clone()
+            .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+            .connect()
+            .await?;
         MIGRATOR.run(&mut write_conn).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
@@ -45,10 +76,12 @@ impl SqliteStore {
             .await?;
         let (tx, rx) = mpsc::channel(settings.commit_batch_max.saturating_mul(4));
         let task = tokio::spawn(writer::run(write_conn, rx, settings.commit_batch_max));
+        let checkpointer = tokio::spawn(checkpoint_forever(read.clone()));
         Ok(Self {
             read,
             writer: tx,
             writer_task: Mutex::new(Some(task)),
+            checkpointer,
         })
     }
 
@@ -220,7 +253,14 @@ impl SqliteStore {
         if let Some(task) = self.writer_task.lock().await.take() {
             let _ = task.await;
         }
+        self.checkpointer.abort();
         self.read.close().await;
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
     }
 }
 
