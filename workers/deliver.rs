@@ -169,7 +169,9 @@ const RECORD_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 /// The outcome could not be recorded even after retries. The message stays claimed by this
 /// process (its lease is renewed while the process lives) and is sent again, under the same
 /// idempotency key, by the next start's orphan recovery.
-#[tracing::instrument(skip_all, fields(message_id = %message.message_id, attempt = message.attempts))]
+// At debug level: an info span per delivery (thousands a second) formats its fields into a
+// fresh string each time, for logs that rarely need them.
+#[tracing::instrument(level = "debug", skip_all, fields(message_id = %message.message_id, attempt = message.attempts))]
 pub(super) async fn deliver(
     message: ClaimedMessage,
     deliverer: Data<Arc<Deliverer>>,
