@@ -28,6 +28,7 @@ struct Inner {
     receipts: Family<Labels, Counter>,
     receipts_pending: Gauge,
     receipts_dropped: Counter,
+    circuit_open: Family<Labels, Gauge>,
 }
 
 /// Request latency buckets, 0.5 ms to 2.5 s: the API answers in milliseconds.
@@ -82,6 +83,12 @@ impl Default for Metrics {
             "Held receipts dropped after an hour: they matched no message of ours",
             receipts_dropped.clone(),
         );
+        let circuit_open = Family::<Labels, Gauge>::default();
+        registry.register(
+            "provider_circuit_open",
+            "1 while a channel's primary provider is failing and sends go to its fallback",
+            circuit_open.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -92,6 +99,7 @@ impl Default for Metrics {
                 receipts,
                 receipts_pending,
                 receipts_dropped,
+                circuit_open,
             }),
         }
     }
@@ -140,6 +148,16 @@ impl Metrics {
 
     pub fn receipts_dropped(&self, count: u64) {
         self.inner.receipts_dropped.inc_by(count);
+    }
+
+    pub fn set_circuit_open(&self, channel: Channel, provider: &str, open: bool) {
+        self.inner
+            .circuit_open
+            .get_or_create(&vec![
+                ("channel", channel.as_str().to_owned()),
+                ("provider", provider.to_owned()),
+            ])
+            .set(i64::from(open));
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {

@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -25,6 +25,7 @@ pub struct DeliveryLimits {
     /// Per sender, with each provider's own rate (Twilio 1/s, the mock unlimited, …).
     provider_senders: Arc<HashMap<&'static str, Arc<Gates<String>>>>,
     account: Option<Arc<Gates<AccountId>>>,
+    pauses: Arc<Pauses>,
 }
 
 impl DeliveryLimits {
@@ -39,6 +40,7 @@ impl DeliveryLimits {
             provider_senders: Arc::default(),
             account: NonZeroU32::new(account_per_minute)
                 .map(|rate| Arc::new(Gates::new(Quota::per_minute(rate)))),
+            pauses: Arc::default(),
         }
     }
 
@@ -75,20 +77,82 @@ impl DeliveryLimits {
             gates.pass(account, priority).await;
         }
         let sender = self.provider_senders.get(provider).or(self.sender.as_ref());
-        if let Some(gates) = sender {
-            gates.pass(&sender_key(), priority).await;
+        let paused = self.pauses.any();
+        if sender.is_none() && !paused {
+            return;
         }
+        let key = sender_key();
+        if paused {
+            self.pauses.wait(&key).await;
+        }
+        if let Some(gates) = sender {
+            gates.pass(&key, priority).await;
+        }
+    }
+
+    /// The provider told this sender to wait (a 429 with `Retry-After`): none of its
+    /// messages is handed over for `wait`, while other senders go on. `sender_key` is the
+    /// key [`DeliveryLimits::until_ready`] is given for that sender.
+    pub fn pause_sender(&self, sender_key: String, wait: Duration) {
+        self.pauses
+            .pause(sender_key, tokio::time::Instant::now() + wait);
     }
 
     /// Forgets keys idle long enough to be back at full capacity (they grow with every key
     /// otherwise).
     pub fn forget_idle(&self) {
+        self.pauses.forget_past();
         for g in self.sender.iter().chain(self.provider_senders.values()) {
             g.forget_idle();
         }
         if let Some(g) = &self.account {
             g.forget_idle();
         }
+    }
+}
+
+/// Senders paused until a time their provider named.
+#[derive(Default)]
+struct Pauses {
+    until: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Whether `until` holds anything, read without the lock on every delivery.
+    any: AtomicBool,
+}
+
+impl Pauses {
+    fn any(&self) -> bool {
+        self.any.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::time::Instant>> {
+        self.until.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pause(&self, key: String, until: tokio::time::Instant) {
+        let mut pauses = self.lock();
+        let entry = pauses.entry(key).or_insert(until);
+        *entry = (*entry).max(until);
+        self.any.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits out the sender's pause, and any pause set on it meanwhile.
+    async fn wait(&self, key: &str) {
+        loop {
+            let until = self.lock().get(key).copied();
+            match until {
+                Some(until) if until > tokio::time::Instant::now() => {
+                    tokio::time::sleep_until(until).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn forget_past(&self) {
+        let mut pauses = self.lock();
+        let now = tokio::time::Instant::now();
+        pauses.retain(|_, until| *until > now);
+        self.any.store(!pauses.is_empty(), Ordering::Relaxed);
     }
 }
 
@@ -254,6 +318,36 @@ impl ApiLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_paused_sender_waits_while_other_senders_go_on() {
+        const PAUSE: Duration = Duration::from_secs(2);
+        let limits = DeliveryLimits::new(None, 0);
+        let account = AccountId::from_stored("acct".to_owned());
+        let pass = async |sender: &str| {
+            let key = format!("twilio:sms:{sender}");
+            limits
+                .until_ready("twilio", || key, &account, Priority::Normal)
+                .await;
+        };
+        limits.pause_sender("twilio:sms:+15550001".to_owned(), PAUSE);
+        let started = tokio::time::Instant::now();
+
+        // Another sender is not held up (it would wait the whole pause if it were).
+        pass("+15550002").await;
+        assert!(started.elapsed() < PAUSE / 2, "{:?}", started.elapsed());
+
+        // The paused one waits until its pause is over.
+        pass("+15550001").await;
+        assert!(started.elapsed() >= PAUSE, "{:?}", started.elapsed());
+
+        // Over: forgotten, and no longer waited for.
+        limits.forget_idle();
+        assert!(!limits.pauses.any());
+        let again = tokio::time::Instant::now();
+        pass("+15550001").await;
+        assert!(again.elapsed() < PAUSE / 2);
+    }
 
     #[tokio::test]
     async fn waiters_for_a_limited_sender_go_in_priority_order() {

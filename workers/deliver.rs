@@ -1,4 +1,4 @@
-//! One delivery: claim → limit → send → record.
+//! One delivery: claim → route → limit → send → record.
 //!
 //! No transaction is held across the provider call (the claim committed before, the outcome
 //! commits after). A crash between the provider's accept and our write re-sends the message
@@ -6,10 +6,11 @@
 
 use super::RetryPolicy;
 use super::campaign::CampaignGate;
+use super::route::{Health, Route};
 use crate::domain::CampaignStatus;
 use crate::domain::{Channel, MessageStatus, Timestamp};
 use crate::metrics::Metrics;
-use crate::providers::{Provider, ProviderError, RECIPIENT_OPTED_OUT, SendRequest};
+use crate::providers::{ProviderError, RECIPIENT_OPTED_OUT, SendRequest};
 use crate::ratelimit::DeliveryLimits;
 use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, Store};
 use apalis_core::task::data::Data;
@@ -17,8 +18,8 @@ use std::sync::Arc;
 
 pub struct Deliverer {
     store: Store,
-    sms: Arc<dyn Provider>,
-    whatsapp: Arc<dyn Provider>,
+    sms: Route,
+    whatsapp: Route,
     limits: DeliveryLimits,
     retry: RetryPolicy,
     metrics: Metrics,
@@ -28,8 +29,8 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new(
         store: Store,
-        sms: Arc<dyn Provider>,
-        whatsapp: Arc<dyn Provider>,
+        sms: Route,
+        whatsapp: Route,
         limits: DeliveryLimits,
         retry: RetryPolicy,
         metrics: Metrics,
@@ -45,10 +46,10 @@ impl Deliverer {
         }
     }
 
-    fn provider(&self, channel: Channel) -> &dyn Provider {
+    fn route(&self, channel: Channel) -> &Route {
         match channel {
-            Channel::Sms => self.sms.as_ref(),
-            Channel::Whatsapp => self.whatsapp.as_ref(),
+            Channel::Sms => &self.sms,
+            Channel::Whatsapp => &self.whatsapp,
         }
     }
 
@@ -61,7 +62,8 @@ impl Deliverer {
                 "the message was not sent within its validity period",
             );
         }
-        let provider = self.provider(m.channel);
+        let route = self.route(m.channel);
+        let provider = route.choose(m.bound_to.as_deref());
         let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
         // The key is only built when a sender limit exists (not on the unlimited mock).
         let sender_key = || format!("{}:{}:{from}", provider.name(), m.channel);
@@ -93,7 +95,24 @@ impl Deliverer {
             media_url: m.attachment_url.as_deref(),
             expires_at: m.expires_at,
         };
-        match provider.send(request).await {
+        let result = provider.send(request).await;
+        let health = match &result {
+            Err(ProviderError::Transient { .. }) => Health::Failed,
+            Ok(_) | Err(ProviderError::Permanent { .. }) => Health::Answered,
+        };
+        route.report(provider.name(), health);
+        // Told to wait (429 or 503 with Retry-After): the sender's next messages wait too,
+        // rather than each hitting the refusal; other senders go on.
+        if let Err(ProviderError::Transient {
+            retry_after: Some(wait),
+            ..
+        }) = &result
+        {
+            self.limits.pause_sender(sender_key(), *wait);
+        }
+        // A provider that may have the message already (no answer came) keeps it.
+        let bound_to = matches!(&result, Err(e) if e.outcome_unknown()).then_some(provider.name());
+        match result {
             Ok(accepted) => DeliveryOutcome::Sent {
                 provider: provider.name(),
                 provider_message_id: accepted.provider_message_id,
@@ -126,6 +145,7 @@ impl Deliverer {
                     due_at,
                     error_code: code,
                     error_message: message,
+                    bound_to,
                 }
             }
         }

@@ -239,12 +239,12 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// message is shown to API clients.
 fn transport(e: &reqwest::Error) -> ProviderError {
     let (code, message) = if e.is_timeout() {
-        ("timeout", "Twilio did not answer in time")
+        (super::TIMEOUT, "Twilio did not answer in time")
     } else if e.is_connect() {
         ("connection_failed", "Twilio could not be connected to")
     } else {
         (
-            "network_error",
+            super::NETWORK_ERROR,
             "the connection to Twilio failed mid-request",
         )
     };

@@ -209,6 +209,7 @@ fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
         cost: Money::from_units(row.try_get("cost")?),
         claim: ClaimToken::from_stored(row.try_get("claim_seq")?),
+        bound_to: row.try_get("provider")?,
     })
 }
 
@@ -256,6 +257,7 @@ pub(super) async fn record_outcomes(
                 due_at,
                 error_code,
                 error_message,
+                bound_to,
             } => {
                 sqlx::query(include_str!("queries/schedule_retry.sql"))
                     .bind(id)
@@ -264,6 +266,7 @@ pub(super) async fn record_outcomes(
                     .bind(error_message)
                     .bind(now.millis())
                     .bind(claim.value())
+                    .bind(bound_to)
                     .execute(&mut *conn)
                     .await?;
             }
