@@ -147,6 +147,10 @@ pub struct TwilioSettings {
     pub from: String,
     pub messaging_service_sid: String,
     pub sender_per_second: u32,
+    /// Per sender (a number, alphanumeric id or Messaging Service SID), a rate other than
+    /// `sender_per_second`: toll-free numbers and short codes send faster than long codes.
+    #[serde(default)]
+    pub sender_rates: std::collections::BTreeMap<String, u32>,
     pub timeout_ms: u64,
     /// How long a `sent` message waits for its status callback before Herald asks Twilio.
     pub lookup_after_seconds: u64,

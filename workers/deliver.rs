@@ -11,7 +11,7 @@ use crate::domain::CampaignStatus;
 use crate::domain::{Channel, MessageStatus, Timestamp};
 use crate::metrics::Metrics;
 use crate::providers::{ProviderError, RECIPIENT_OPTED_OUT, SendRequest};
-use crate::ratelimit::DeliveryLimits;
+use crate::ratelimit::{DeliveryLimits, sender_key};
 use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, Store};
 use apalis_core::task::data::Data;
 use std::sync::Arc;
@@ -66,7 +66,7 @@ impl Deliverer {
         let provider = route.choose(m.bound_to.as_deref());
         let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
         // The key is only built when a sender limit exists (not on the unlimited mock).
-        let sender_key = || format!("{}:{}:{from}", provider.name(), m.channel);
+        let sender_key = || sender_key(provider.name(), m.channel, from);
         self.limits
             .until_ready(provider.name(), sender_key, &m.account_id, m.priority)
             .await;

@@ -37,7 +37,7 @@ use crate::metrics::Metrics;
 use crate::providers::Provider;
 use crate::providers::mock::MockProvider;
 use crate::providers::twilio::TwilioProvider;
-use crate::ratelimit::DeliveryLimits;
+use crate::ratelimit::{DeliveryLimits, SenderRates};
 use crate::store::Store;
 use anyhow::Context;
 use apalis_core::worker::builder::WorkerBuilder;
@@ -115,9 +115,13 @@ impl Workers {
         let whatsapp = route(Channel::Whatsapp, &p.whatsapp, &p.whatsapp_fallback)?;
         // Each provider's senders at that provider's rate: a Twilio long code's 1/s must not
         // slow the mock's WhatsApp senders.
-        let rates: Vec<_> = providers
+        let rates: Vec<SenderRates> = providers
             .iter()
-            .map(|p| (p.name(), p.sender_rate()))
+            .map(|p| SenderRates {
+                provider: p.name(),
+                default: p.sender_rate(),
+                senders: p.sender_rates(),
+            })
             .collect();
         let limits = DeliveryLimits::per_provider(&rates, settings.limits.account_per_minute);
         let deliverer = Arc::new(Deliverer::new(

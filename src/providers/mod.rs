@@ -159,6 +159,11 @@ pub trait Provider: Send + Sync {
     /// Messages per second one sender may send (None: no limit).
     fn sender_rate(&self) -> Option<NonZeroU32>;
 
+    /// Senders with a rate of their own instead of [`Provider::sender_rate`] (None: no limit).
+    fn sender_rates(&self) -> Vec<(String, Option<NonZeroU32>)> {
+        Vec::new()
+    }
+
     /// About how long from hand-over to the handset, for `estimated_delivery`.
     fn typical_delivery(&self) -> Option<Duration>;
 
