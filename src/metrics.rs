@@ -55,6 +55,7 @@ struct Inner {
     receipts_dropped: Counter,
     in_doubt: Family<Labels, Counter>,
     resent_in_doubt: Family<Labels, Counter>,
+    circuit_open: Family<Labels, Gauge>,
 }
 
 /// Request latency buckets, 0.5 ms to 2.5 s: the API answers in milliseconds.
@@ -125,6 +126,12 @@ impl Default for Metrics {
              attempts): possible duplicates unless the provider absorbs replays by message id",
             resent_in_doubt.clone(),
         );
+        let circuit_open = Family::<Labels, Gauge>::default();
+        registry.register(
+            "provider_circuit_open",
+            "1 while a channel's primary provider is failing and sends go to its fallback",
+            circuit_open.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -137,6 +144,7 @@ impl Default for Metrics {
                 receipts_dropped,
                 in_doubt,
                 resent_in_doubt,
+                circuit_open,
             }),
         }
     }
@@ -210,6 +218,16 @@ impl Metrics {
             .resent_in_doubt
             .get_or_create(&vec![("provider", provider.to_owned())])
             .inc();
+    }
+
+    pub fn set_circuit_open(&self, channel: Channel, provider: &str, open: bool) {
+        self.inner
+            .circuit_open
+            .get_or_create(&vec![
+                ("channel", channel.as_str().to_owned()),
+                ("provider", provider.to_owned()),
+            ])
+            .set(i64::from(open));
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {

@@ -1,17 +1,20 @@
-//! One delivery: claim → (resolve a doubt) → limit → send → record.
+//! One delivery: claim → (resolve a doubt) → route → limit → send → record.
 //!
 //! No transaction is held across the provider call (the claim committed before, the outcome
 //! commits after). A worker that dies in between leaves the attempt *in doubt*: the store
 //! marks it when it releases the dead worker's claim, and the next worker first asks the
-//! provider whether that attempt arrived ([`Provider::find_sent`]). Found: the send is
-//! recorded with the provider's id and nothing is sent. Not found: sent normally. The
-//! provider cannot be asked: sent again under the same message id, which is also the
-//! provider idempotency key where the provider has one, and counted
-//! (`herald_resent_in_doubt_total`). Asking failed: nothing is sent, the message is asked
-//! about again after a backoff, and once its attempts are used up it is sent again (and
-//! counted): a duplicate after a crash is what SPEC §4 allows, a lost message is not.
+//! provider whether that attempt arrived ([`Provider::find_sent`]; the provider the message
+//! is bound to, else each provider of its channel's route, since the dead worker's choice
+//! was not recorded). Found: the send is recorded with the provider's id and nothing is
+//! sent. Not found: sent normally. The provider cannot be asked: sent again (to that
+//! provider) under the same message id, which is also the provider idempotency key where the
+//! provider has one, and counted (`herald_resent_in_doubt_total`). Asking failed: nothing is
+//! sent, the message is asked about again after a backoff, and once its attempts are used up
+//! it is sent again (and counted): a duplicate after a crash is what SPEC §4 allows, a lost
+//! message is not.
 
 use super::campaign::CampaignGate;
+use super::route::{Health, Route};
 use super::{ReceiptSink, RetryPolicy};
 use crate::domain::CampaignStatus;
 use crate::domain::{Channel, MessageStatus, Timestamp};
@@ -19,7 +22,7 @@ use crate::metrics::{InDoubtResult, Metrics};
 use crate::providers::{
     InDoubt, Provider, ProviderError, RECIPIENT_OPTED_OUT, SendRequest, SentMatch,
 };
-use crate::ratelimit::DeliveryLimits;
+use crate::ratelimit::{DeliveryLimits, sender_key};
 use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, StatusUpdate, Store};
 use apalis_core::task::data::Data;
 use std::sync::Arc;
@@ -40,19 +43,20 @@ impl From<DeliveryOutcome> for Attempted {
     }
 }
 
-/// What asking the provider about an in-doubt attempt leads to.
+/// What asking the providers about an in-doubt attempt leads to.
 enum Resolution {
     /// Recorded without sending (found), or asked again later (the lookup failed).
     Done(Attempted),
-    /// Send it; `unverified` when nobody could tell whether the earlier attempt arrived.
-    Send { unverified: bool },
+    /// Send it. `unverified`: the provider that could not tell whether the earlier attempt
+    /// reached it; the message goes (again) to that provider, and is counted.
+    Send { unverified: Option<&'static str> },
 }
 
 pub struct Deliverer {
     store: Store,
     sink: ReceiptSink,
-    sms: Arc<dyn Provider>,
-    whatsapp: Arc<dyn Provider>,
+    sms: Route,
+    whatsapp: Route,
     limits: DeliveryLimits,
     retry: RetryPolicy,
     metrics: Metrics,
@@ -63,8 +67,8 @@ impl Deliverer {
     pub fn new(
         store: Store,
         sink: ReceiptSink,
-        sms: Arc<dyn Provider>,
-        whatsapp: Arc<dyn Provider>,
+        sms: Route,
+        whatsapp: Route,
         limits: DeliveryLimits,
         retry: RetryPolicy,
         metrics: Metrics,
@@ -81,31 +85,21 @@ impl Deliverer {
         }
     }
 
-    fn provider(&self, channel: Channel) -> &dyn Provider {
+    fn route(&self, channel: Channel) -> &Route {
         match channel {
-            Channel::Sms => self.sms.as_ref(),
-            Channel::Whatsapp => self.whatsapp.as_ref(),
+            Channel::Sms => &self.sms,
+            Channel::Whatsapp => &self.whatsapp,
         }
     }
 
     /// Decides and performs one delivery attempt, returning what the store must record.
     async fn attempt(&self, m: &ClaimedMessage) -> Attempted {
-        let provider = self.provider(m.channel);
-        let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
-        let request = SendRequest {
-            message_id: &m.message_id,
-            channel: m.channel,
-            to: &m.phone_number,
-            from,
-            body: &m.body,
-            media_url: m.attachment_url.as_deref(),
-            expires_at: m.expires_at,
-        };
-        // Before anything else, expiry and pauses included: an attempt that did reach the
+        let route = self.route(m.channel);
+        // Before anything else, expiry and pauses included: an attempt that did reach a
         // provider is a send, and must be recorded (and charged) as one.
-        let mut unverified = false;
+        let mut unverified = None;
         if let Some(since) = m.in_doubt_since {
-            match self.resolve(m, provider, request, since).await {
+            match self.resolve(m, route, since).await {
                 Resolution::Done(attempted) => return attempted,
                 Resolution::Send { unverified: u } => unverified = u,
             }
@@ -118,8 +112,10 @@ impl Deliverer {
             )
             .into();
         }
+        let provider = route.choose(m.bound_to.as_deref().or(unverified));
+        let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
         // The key is only built when a sender limit exists (not on the unlimited mock).
-        let sender_key = || format!("{}:{}:{from}", provider.name(), m.channel);
+        let sender_key = || sender_key(provider.name(), m.channel, from);
         self.limits
             .until_ready(provider.name(), sender_key, &m.account_id, m.priority)
             .await;
@@ -140,20 +136,39 @@ impl Deliverer {
             }
         }
 
-        if unverified {
+        let request = SendRequest {
+            message_id: &m.message_id,
+            channel: m.channel,
+            to: &m.phone_number,
+            from,
+            body: &m.body,
+            media_url: m.attachment_url.as_deref(),
+            expires_at: m.expires_at,
+        };
+        if unverified.is_some() {
             self.metrics.resent_in_doubt(provider.name());
         }
-        self.send(m, provider, request).await.into()
-    }
-
-    /// Hands the message to the provider and maps the answer to an outcome.
-    async fn send(
-        &self,
-        m: &ClaimedMessage,
-        provider: &dyn Provider,
-        request: SendRequest<'_>,
-    ) -> DeliveryOutcome {
-        match provider.send(request).await {
+        let result = provider.send(request).await;
+        let health = match &result {
+            Err(ProviderError::Transient { .. }) => Health::Failed,
+            Ok(_) | Err(ProviderError::Permanent { .. }) => Health::Answered,
+        };
+        route.report(provider.name(), health);
+        // The sender is over its rate (Twilio's 429): its next messages wait out Retry-After
+        // too, rather than each hitting the refusal; other senders go on.
+        if let Err(
+            e @ ProviderError::Transient {
+                retry_after: Some(wait),
+                ..
+            },
+        ) = &result
+            && provider.throttles_sender(e)
+        {
+            self.limits.pause_sender(sender_key(), *wait);
+        }
+        // A provider that may have the message already (no answer came) keeps it.
+        let bound_to = matches!(&result, Err(e) if e.outcome_unknown()).then_some(provider.name());
+        let outcome = match result {
             Ok(accepted) => DeliveryOutcome::Sent {
                 provider: provider.name(),
                 provider_message_id: accepted.provider_message_id,
@@ -169,41 +184,80 @@ impl Deliverer {
                 code,
                 message,
                 retry_after,
-            }) => {
-                if m.attempts >= self.retry.max_attempts {
-                    let message = format!("{message} (gave up after {} attempts)", m.attempts);
-                    return unsent(MessageStatus::Failed, &code, &message);
-                }
-                let due_at = Timestamp::now().plus(self.retry.delay(m.attempts, retry_after));
-                if due_at > m.expires_at {
-                    return unsent(
-                        MessageStatus::Expired,
-                        "expired",
-                        "the message could not be sent within its validity period",
-                    );
-                }
-                DeliveryOutcome::Retry {
-                    due_at,
-                    error_code: code,
-                    error_message: message,
-                }
-            }
+            }) => self.after_transient(m, code, message, retry_after, bound_to),
+        };
+        outcome.into()
+    }
+
+    /// A transient failure: retry after a backoff, or give up (attempts used up, or the
+    /// next try would come after the message expires).
+    fn after_transient(
+        &self,
+        m: &ClaimedMessage,
+        code: String,
+        message: String,
+        retry_after: Option<std::time::Duration>,
+        bound_to: Option<&'static str>,
+    ) -> DeliveryOutcome {
+        if m.attempts >= self.retry.max_attempts {
+            let message = format!("{message} (gave up after {} attempts)", m.attempts);
+            return unsent(MessageStatus::Failed, &code, &message);
+        }
+        let due_at = Timestamp::now().plus(self.retry.delay(m.attempts, retry_after));
+        if due_at > m.expires_at {
+            return unsent(
+                MessageStatus::Expired,
+                "expired",
+                "the message could not be sent within its validity period",
+            );
+        }
+        DeliveryOutcome::Retry {
+            due_at,
+            error_code: code,
+            error_message: message,
+            bound_to,
         }
     }
 }
 
 impl Deliverer {
-    /// Asks the provider whether the in-doubt attempt (started at `since`) reached it.
-    async fn resolve(
-        &self,
-        m: &ClaimedMessage,
-        provider: &dyn Provider,
-        request: SendRequest<'_>,
-        since: Timestamp,
-    ) -> Resolution {
-        let name = provider.name();
-        let failure = match provider.find_sent(request, since).await {
-            InDoubt::Found(candidates) => match self.first_unclaimed(name, candidates).await {
+    /// Asks whether the in-doubt attempt (started at `since`) reached a provider: the one the
+    /// message is bound to, else each of its channel's providers (the dead worker's choice
+    /// between primary and fallback was never recorded).
+    async fn resolve(&self, m: &ClaimedMessage, route: &Route, since: Timestamp) -> Resolution {
+        let bound: Vec<&Arc<dyn Provider>> = route
+            .providers()
+            .filter(|p| m.bound_to.as_deref() == Some(p.name()))
+            .collect();
+        let asked: Vec<&Arc<dyn Provider>> = if bound.is_empty() {
+            route.providers().collect()
+        } else {
+            bound
+        };
+        let mut cannot_ask = None;
+        let mut failure: Option<(&'static str, ProviderError)> = None;
+        for provider in asked {
+            let name = provider.name();
+            let request = SendRequest {
+                message_id: &m.message_id,
+                channel: m.channel,
+                to: &m.phone_number,
+                from: m.sender_id.as_deref().unwrap_or(provider.default_sender()),
+                body: &m.body,
+                media_url: m.attachment_url.as_deref(),
+                expires_at: m.expires_at,
+            };
+            let answer = match provider.find_sent(request, since).await {
+                InDoubt::Found(candidates) => self.first_unclaimed(name, candidates).await,
+                InDoubt::NotFound => Ok(None),
+                InDoubt::CannotAsk => {
+                    self.metrics.in_doubt(name, InDoubtResult::CannotAsk);
+                    cannot_ask.get_or_insert(name);
+                    continue;
+                }
+                InDoubt::Failed(e) => Err(e),
+            };
+            match answer {
                 Ok(Some(found)) => {
                     self.metrics.in_doubt(name, InDoubtResult::Found);
                     tracing::info!(
@@ -219,23 +273,18 @@ impl Deliverer {
                         receipt: found.receipt,
                     });
                 }
-                Ok(None) => {
-                    self.metrics.in_doubt(name, InDoubtResult::NotFound);
-                    return Resolution::Send { unverified: false };
+                Ok(None) => self.metrics.in_doubt(name, InDoubtResult::NotFound),
+                Err(e) => {
+                    self.metrics.in_doubt(name, InDoubtResult::Failed);
+                    failure.get_or_insert((name, e));
                 }
-                Err(e) => e,
-            },
-            InDoubt::NotFound => {
-                self.metrics.in_doubt(name, InDoubtResult::NotFound);
-                return Resolution::Send { unverified: false };
             }
-            InDoubt::CannotAsk => {
-                self.metrics.in_doubt(name, InDoubtResult::CannotAsk);
-                return Resolution::Send { unverified: true };
-            }
-            InDoubt::Failed(e) => e,
+        }
+        let Some((name, failure)) = failure else {
+            return Resolution::Send {
+                unverified: cannot_ask,
+            };
         };
-        self.metrics.in_doubt(name, InDoubtResult::Failed);
         let (code, message, retry_after) = match failure {
             ProviderError::Transient {
                 code,
@@ -251,7 +300,9 @@ impl Deliverer {
                 "could not learn whether an attempt left in doubt arrived, after {} attempts; sending again",
                 m.attempts
             );
-            return Resolution::Send { unverified: true };
+            return Resolution::Send {
+                unverified: Some(name),
+            };
         }
         tracing::info!(provider = name, code = %code, "could not ask the provider about an attempt left in doubt; asking again later");
         Resolution::Done(
@@ -330,7 +381,9 @@ const RECORD_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 /// The outcome could not be recorded even after retries. The message stays claimed by this
 /// process (its lease is renewed while the process lives) and is sent again, under the same
 /// idempotency key, by the next start's orphan recovery.
-#[tracing::instrument(skip_all, fields(message_id = %message.message_id, attempt = message.attempts))]
+// At debug level: an info span per delivery (thousands a second) formats its fields into a
+// fresh string each time, for logs that rarely need them.
+#[tracing::instrument(level = "debug", skip_all, fields(message_id = %message.message_id, attempt = message.attempts))]
 pub(super) async fn deliver(
     message: ClaimedMessage,
     deliverer: Data<Arc<Deliverer>>,

@@ -22,11 +22,11 @@ mod webhooks;
 pub use error::ApiError;
 
 use crate::billing::Pricing;
-use crate::config::Settings;
-use crate::domain::{AccountId, CampaignId, Region, Timestamp};
+use crate::config::{MOCK, Settings};
+use crate::domain::{AccountId, CampaignId, Channel, Region, Timestamp};
 use crate::metrics::Metrics;
-use crate::providers::Provider;
 use crate::providers::twilio::{self, TwilioProvider};
+use crate::providers::{Provider, mock};
 use crate::ratelimit::ApiLimits;
 use crate::store::{AuthenticatedKey, Store};
 use crate::templates::TemplateLibrary;
@@ -56,7 +56,9 @@ struct Shared {
     pricing: Pricing,
     api_limits: ApiLimits,
     auth_cache: Mutex<HashMap<[u8; 32], (AuthenticatedKey, Instant)>>,
-    typical_delivery: Option<Duration>,
+    /// Per channel, how long its primary provider usually takes from hand-over to the
+    /// handset, for `estimated_delivery` (None: unknown, e.g. a real network's).
+    typical_delivery: [Option<Duration>; 2],
     templates: TemplateLibrary,
     /// Recent (time, messages handed over) samples per campaign, behind `send_rate`.
     progress: Mutex<HashMap<CampaignId, VecDeque<(Instant, i64)>>>,
@@ -75,9 +77,16 @@ impl AppState {
         store: Store,
         settings: Settings,
         metrics: Metrics,
-        typical_delivery: Option<Duration>,
         templates: TemplateLibrary,
     ) -> Self {
+        // Only the mock's timing is known in advance; a real network's is not promised.
+        let mock_timing = |provider: &str| {
+            (provider == MOCK).then(|| mock::typical_delivery(&settings.providers.mock))
+        };
+        let typical_delivery = [
+            mock_timing(&settings.providers.sms),
+            mock_timing(&settings.providers.whatsapp),
+        ];
         let twilio = settings
             .providers
             .twilio
@@ -125,8 +134,11 @@ impl AppState {
         &self.inner.pricing
     }
 
-    pub fn typical_delivery(&self) -> Option<Duration> {
-        self.inner.typical_delivery
+    pub fn typical_delivery(&self, channel: Channel) -> Option<Duration> {
+        match channel {
+            Channel::Sms => self.inner.typical_delivery[0],
+            Channel::Whatsapp => self.inner.typical_delivery[1],
+        }
     }
 
     pub fn max_body_bytes(&self) -> usize {

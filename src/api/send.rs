@@ -128,7 +128,7 @@ pub(crate) fn prepare(
         metadata,
     };
     Ok(Prepared {
-        estimated_delivery: state.typical_delivery().map(|d| due_at.plus(d)),
+        estimated_delivery: state.typical_delivery(channel).map(|d| due_at.plus(d)),
         message,
     })
 }

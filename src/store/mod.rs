@@ -115,6 +115,9 @@ pub struct ClaimedMessage {
     /// Set when an earlier attempt's outcome is unknown (its worker died mid-delivery): when
     /// that attempt started. The provider is asked whether it arrived before sending again.
     pub in_doubt_since: Option<Timestamp>,
+    /// The provider an earlier attempt may have handed the message to (see
+    /// [`DeliveryOutcome::Retry`]); `None` while any provider may take it.
+    pub bound_to: Option<String>,
 }
 
 /// The fencing token of one claim of a message (`message.claim_seq` when it was claimed).
@@ -164,6 +167,9 @@ pub enum DeliveryOutcome {
         due_at: Timestamp,
         error_code: String,
         error_message: String,
+        /// The provider that may have taken the message (it got the request, no answer came
+        /// back): every later attempt must go to it, never to another provider.
+        bound_to: Option<&'static str>,
     },
     /// The message is in doubt (since `in_doubt_since`) and the provider could not be asked
     /// whether the earlier attempt arrived: ask again at `due_at`, sending nothing meanwhile.

@@ -57,6 +57,7 @@ pub struct TwilioProvider {
     status_callback: String,
     default_sender: String,
     sender_rate: Option<NonZeroU32>,
+    sender_rates: Vec<(String, Option<NonZeroU32>)>,
     receipt_wait: Duration,
 }
 
@@ -94,6 +95,11 @@ impl TwilioProvider {
             public_url,
             default_sender,
             sender_rate: NonZeroU32::new(t.sender_per_second),
+            sender_rates: t
+                .sender_rates
+                .iter()
+                .map(|(sender, rate)| (sender.clone(), NonZeroU32::new(*rate)))
+                .collect(),
             receipt_wait: Duration::from_secs(t.lookup_after_seconds),
         })
     }
@@ -384,12 +390,12 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// message is shown to API clients.
 fn transport(e: &reqwest::Error) -> ProviderError {
     let (code, message) = if e.is_timeout() {
-        ("timeout", "Twilio did not answer in time")
+        (super::TIMEOUT, "Twilio did not answer in time")
     } else if e.is_connect() {
         ("connection_failed", "Twilio could not be connected to")
     } else {
         (
-            "network_error",
+            super::NETWORK_ERROR,
             "the connection to Twilio failed mid-request",
         )
     };
@@ -439,6 +445,15 @@ impl Provider for TwilioProvider {
 
     fn sender_rate(&self) -> Option<NonZeroU32> {
         self.sender_rate
+    }
+
+    /// 20429 (HTTP 429): too many requests from this sender or account at once.
+    fn throttles_sender(&self, error: &ProviderError) -> bool {
+        matches!(error, ProviderError::Transient { code, .. } if code == "20429" || code == "http_429")
+    }
+
+    fn sender_rates(&self) -> Vec<(String, Option<NonZeroU32>)> {
+        self.sender_rates.clone()
     }
 
     fn typical_delivery(&self) -> Option<Duration> {
