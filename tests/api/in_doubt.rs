@@ -308,3 +308,58 @@ async fn a_candidate_another_message_already_carries_is_not_taken() {
     assert_eq!(stub.sends().len(), 2);
     assert_ne!(crate::twilio_stub::provider_id(&view), first_sid);
 }
+
+#[tokio::test]
+async fn with_a_fallback_an_unbound_message_is_searched_for_at_both_providers() {
+    // Arrange: Twilio primary, the mock as fallback. Two messages in doubt: one free (the
+    // dead worker may have used either provider), one bound to Twilio (an earlier attempt
+    // there got no answer). Neither provider has them.
+    let stub = TwilioStub::start().await;
+    let toml = twilio_toml(&stub.url, "").replace(
+        "sms = \"twilio\"\n",
+        "sms = \"twilio\"\nsms_fallback = \"mock\"\n",
+    );
+    let app = spawn_in(test_dir(), &toml, false).await;
+    let free = app.send_ok(&number("7106"), "Free to go anywhere.").await;
+    let bound = app.send_ok(&number("7107"), "Bound to Twilio.").await;
+    let claimed = app
+        .store
+        .claim_due("worker-killed", 2, Duration::from_secs(600), true)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let pool = app.pool().await;
+    sqlx::query("UPDATE message SET provider = 'twilio' WHERE message_id = ?")
+        .bind(&bound)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    // Act
+    let dir = app.stop().await;
+    let app = spawn_in(dir, &toml, true).await;
+    for id in [&free, &bound] {
+        app.wait_for_status(id, "sent").await;
+    }
+
+    // Assert: Twilio was asked about both, the mock only about the free one; each was then
+    // sent once, through the primary.
+    let series = |provider: &str| {
+        format!("herald_in_doubt_lookups_total{{provider=\"{provider}\",result=\"not_found\"}}")
+    };
+    assert_eq!(
+        metric(&app.client, &app.address, &series("twilio")).await,
+        2.0
+    );
+    assert_eq!(
+        metric(&app.client, &app.address, &series("mock")).await,
+        1.0
+    );
+    assert_eq!(stub.sends().len(), 2);
+    assert_eq!(
+        stub.searches().len(),
+        4,
+        "two searches (dated, undated) per message"
+    );
+}
