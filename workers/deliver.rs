@@ -104,6 +104,14 @@ impl Deliverer {
                 Resolution::Send { unverified: u } => unverified = u,
             }
         }
+        if m.opted_out {
+            return unsent(
+                MessageStatus::Failed,
+                RECIPIENT_OPTED_OUT,
+                "the recipient opted out after the message was accepted",
+            )
+            .into();
+        }
         if Timestamp::now() > m.expires_at {
             return unsent(
                 MessageStatus::Expired,

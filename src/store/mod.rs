@@ -118,6 +118,10 @@ pub struct ClaimedMessage {
     /// The provider an earlier attempt may have handed the message to (see
     /// [`DeliveryOutcome::Retry`]); `None` while any provider may take it.
     pub bound_to: Option<String>,
+    /// The recipient opted out after the message was accepted. Only ever set on a message
+    /// in doubt: any other is failed in the claiming transaction; this one is failed by the
+    /// worker once the provider said the earlier attempt did not arrive.
+    pub opted_out: bool,
 }
 
 /// The fencing token of one claim of a message (`message.claim_seq` when it was claimed).

@@ -363,3 +363,36 @@ async fn with_a_fallback_an_unbound_message_is_searched_for_at_both_providers() 
         "two searches (dated, undated) per message"
     );
 }
+
+#[tokio::test]
+async fn an_opt_out_while_in_doubt_waits_for_the_answer_of_the_provider() {
+    // Arrange: two messages in doubt whose recipients opt out before the restart. Twilio has
+    // the first (so it was sent before the opt-out), not the second.
+    let stub = TwilioStub::start().await;
+    let (reached, missed) = (number("7108"), number("7109"));
+    let body = "Last call for the spring sale.";
+    let (app, ids) = claimed_by_a_dead_worker(&stub, &[(&reached, body), (&missed, body)]).await;
+    for to in [&reached, &missed] {
+        let response = app
+            .post_json("/opt-outs", &serde_json::json!({"phone_number": to}))
+            .await;
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    stub.add_message(StubMessage::delivered(
+        "SMreached",
+        &reached,
+        body,
+        Duration::ZERO,
+    ));
+
+    // Act
+    let app = restart(app, &stub).await;
+    let first = app.wait_for_status(&ids[0], "delivered").await;
+    let second = app.wait_for_status(&ids[1], "failed").await;
+
+    // Assert: what reached Twilio is recorded (and charged) as sent; the other is not sent.
+    assert_eq!(first["provider_message_id"], "SMreached");
+    assert_eq!(second["error_code"], "recipient_opted_out", "{second}");
+    assert!(stub.sends().is_empty(), "{:?}", stub.sends());
+    assert_eq!(in_doubt_marks(&app).await, 0);
+}

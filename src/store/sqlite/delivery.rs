@@ -149,12 +149,20 @@ async fn screen(
         return Ok(claimed);
     }
     let mut keep = Vec::with_capacity(claimed.len());
-    for m in claimed {
+    for mut m in claimed {
         let campaign = m
             .campaign_id
             .as_deref()
             .and_then(|id| states.get(id))
             .map(String::as_str);
+        // A message in doubt may have been sent already: it must not be ended unsent here.
+        // The worker asks the provider first, then applies the opt-out or the cancellation
+        // (a pause only parks it, which ends nothing).
+        if m.in_doubt_since.is_some() && campaign != Some("paused") {
+            m.opted_out = opted.contains(m.message_id.as_str());
+            keep.push(m);
+            continue;
+        }
         let (status, code, message) = if opted.contains(m.message_id.as_str()) {
             (
                 MessageStatus::Failed,
@@ -213,6 +221,7 @@ fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
         in_doubt_since: row
             .try_get::<Option<i64>, _>("in_doubt_since")?
             .map(Timestamp::from_millis),
+        opted_out: false,
     })
 }
 
