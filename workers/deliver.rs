@@ -2,7 +2,9 @@
 //!
 //! No transaction is held across the provider call (the claim committed before, the outcome
 //! commits after). A worker that dies in between leaves the attempt *in doubt*: the store
-//! marks it when it releases the dead worker's claim, and the next worker first asks the
+//! marks it when it releases the dead worker's claim (and a live worker marks an attempt
+//! that got no answer, a timeout or a broken connection, the same way), and the next worker
+//! first asks the
 //! provider whether that attempt arrived ([`Provider::find_sent`]; the provider the message
 //! is bound to, else each provider of its channel's route, since the dead worker's choice
 //! was not recorded). Found: the send is recorded with the provider's id and nothing is
@@ -156,6 +158,7 @@ impl Deliverer {
         if unverified.is_some() {
             self.metrics.resent_in_doubt(provider.name());
         }
+        let attempt_started = Timestamp::now();
         let result = provider.send(request).await;
         let health = match &result {
             Err(ProviderError::Transient { .. }) => Health::Failed,
@@ -192,20 +195,26 @@ impl Deliverer {
                 code,
                 message,
                 retry_after,
-            }) => self.after_transient(m, code, message, retry_after, bound_to),
+            }) => {
+                let unanswered = bound_to.map(|provider| (provider, attempt_started));
+                self.after_transient(m, code, message, retry_after, unanswered)
+            }
         };
         outcome.into()
     }
 
     /// A transient failure: retry after a backoff, or give up (attempts used up, or the
-    /// next try would come after the message expires).
+    /// next try would come after the message expires). `unanswered`: no answer came (a
+    /// timeout, a broken connection), so the provider named may have the message; the retry
+    /// is bound to it, and in doubt since the attempt started: it asks that provider first,
+    /// as after a crash.
     fn after_transient(
         &self,
         m: &ClaimedMessage,
         code: String,
         message: String,
         retry_after: Option<std::time::Duration>,
-        bound_to: Option<&'static str>,
+        unanswered: Option<(&'static str, Timestamp)>,
     ) -> DeliveryOutcome {
         if m.attempts >= self.retry.max_attempts {
             let message = format!("{message} (gave up after {} attempts)", m.attempts);
@@ -223,7 +232,8 @@ impl Deliverer {
             due_at,
             error_code: code,
             error_message: message,
-            bound_to,
+            bound_to: unanswered.map(|(provider, _)| provider),
+            in_doubt_since: unanswered.map(|(_, started)| started),
         }
     }
 }

@@ -174,6 +174,9 @@ pub enum DeliveryOutcome {
         /// The provider that may have taken the message (it got the request, no answer came
         /// back): every later attempt must go to it, never to another provider.
         bound_to: Option<&'static str>,
+        /// Set with `bound_to`: when the attempt whose answer never came started. It is in
+        /// doubt like one whose worker died, so the next attempt asks the provider first.
+        in_doubt_since: Option<Timestamp>,
     },
     /// The message is in doubt (since `in_doubt_since`) and the provider could not be asked
     /// whether the earlier attempt arrived: ask again at `due_at`, sending nothing meanwhile.

@@ -396,3 +396,30 @@ async fn an_opt_out_while_in_doubt_waits_for_the_answer_of_the_provider() {
     assert!(stub.sends().is_empty(), "{:?}", stub.sends());
     assert_eq!(in_doubt_marks(&app).await, 0);
 }
+
+#[tokio::test]
+async fn a_send_whose_answer_never_came_is_found_by_search_not_sent_again() {
+    // Arrange: Twilio creates the message at once but answers after 2 s; Herald gives up
+    // waiting after 300 ms. The attempt is in doubt though no process died.
+    let stub = TwilioStub::start().await;
+    stub.delay_answers(Duration::from_secs(2));
+    let toml = twilio_toml(&stub.url, "timeout_ms = 300\n");
+    let app = spawn_in(test_dir(), &toml, true).await;
+
+    // Act
+    let id = app
+        .send_ok(&number("7110"), "Your ride is two minutes away.")
+        .await;
+    let view = app.wait_for_status(&id, "sent").await;
+
+    // Assert: one send, recorded with the sid Twilio gave it, found by the search.
+    let sends = stub.sends();
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    let created = stub.messages();
+    assert_eq!(created.len(), 1);
+    assert_eq!(view["provider_message_id"], created[0].sid.as_str());
+    assert_eq!(stub.searches().len(), 1);
+    let found = twilio_series("in_doubt_lookups", "found");
+    assert_eq!(metric(&app.client, &app.address, &found).await, 1.0);
+    assert_eq!(in_doubt_marks(&app).await, 0);
+}

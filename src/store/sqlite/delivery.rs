@@ -270,6 +270,7 @@ pub(super) async fn record_outcomes(
                 error_code,
                 error_message,
                 bound_to,
+                in_doubt_since,
             } => {
                 sqlx::query(include_str!("queries/schedule_retry.sql"))
                     .bind(id)
@@ -279,7 +280,7 @@ pub(super) async fn record_outcomes(
                     .bind(now.millis())
                     .bind(claim.value())
                     .bind(bound_to)
-                    .bind(None::<i64>)
+                    .bind(in_doubt_since.map(|at| at.millis()))
                     .execute(&mut *conn)
                     .await?;
             }
