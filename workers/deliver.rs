@@ -3,17 +3,16 @@
 //! No transaction is held across the provider call (the claim committed before, the outcome
 //! commits after). A worker that dies in between leaves the attempt *in doubt*: the store
 //! marks it when it releases the dead worker's claim (and a live worker marks an attempt
-//! that got no answer, a timeout or a broken connection, the same way), and the next worker
-//! first asks the
-//! provider whether that attempt arrived ([`Provider::find_sent`]; the provider the message
-//! is bound to, else each provider of its channel's route, since the dead worker's choice
-//! was not recorded). Found: the send is recorded with the provider's id and nothing is
-//! sent. Not found: sent normally. The provider cannot be asked: sent again (to that
-//! provider) under the same message id, which is also the provider idempotency key where the
-//! provider has one, and counted (`herald_resent_in_doubt_total`). Asking failed: nothing is
-//! sent, the message is asked about again after a backoff, and once its attempts are used up
-//! it is sent again (and counted): a duplicate after a crash is what SPEC §4 allows, a lost
-//! message is not.
+//! that got no answer, a timeout or a broken connection, the same way). The next worker
+//! first asks the provider whether that attempt arrived ([`Provider::find_sent`]; the
+//! provider the message is bound to, else each provider of its channel's route, since the
+//! dead worker's choice was not recorded). Found: the send is recorded with the provider's
+//! id and nothing is sent. Not found: sent normally. The provider cannot be asked: sent
+//! again (to that provider) under the same message id, which is also the provider
+//! idempotency key where the provider has one, and counted (`herald_resent_in_doubt_total`).
+//! Asking failed: nothing is sent, the message is asked about again after a backoff, and
+//! once its attempts are used up it is sent again (and counted): a duplicate after a crash
+//! is what SPEC §4 allows, a lost message is not.
 
 use super::campaign::CampaignGate;
 use super::route::{Health, Route};
