@@ -28,6 +28,7 @@ struct Inner {
     receipts: Family<Labels, Counter>,
     receipts_pending: Gauge,
     receipts_dropped: Counter,
+    inbound_unstored: Family<Labels, Counter>,
 }
 
 /// Request latency buckets, 0.5 ms to 2.5 s: the API answers in milliseconds.
@@ -82,6 +83,13 @@ impl Default for Metrics {
             "Held receipts dropped after an hour: they matched no message of ours",
             receipts_dropped.clone(),
         );
+        let inbound_unstored = Family::<Labels, Counter>::default();
+        registry.register(
+            "inbound_unstored",
+            "Inbound messages a provider webhook carried that Herald parsed but does not store \
+             yet (the inbound issue stores them), by provider",
+            inbound_unstored.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -92,6 +100,7 @@ impl Default for Metrics {
                 receipts,
                 receipts_pending,
                 receipts_dropped,
+                inbound_unstored,
             }),
         }
     }
@@ -140,6 +149,14 @@ impl Metrics {
 
     pub fn receipts_dropped(&self, count: u64) {
         self.inner.receipts_dropped.inc_by(count);
+    }
+
+    /// Inbound messages a webhook carried and Herald dropped (storing them is a later issue).
+    pub fn inbound_unstored(&self, provider: &'static str, count: u64) {
+        self.inner
+            .inbound_unstored
+            .get_or_create(&vec![("provider", provider.to_owned())])
+            .inc_by(count);
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {

@@ -62,7 +62,7 @@ impl Deliverer {
             );
         }
         let provider = self.provider(m.channel);
-        let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
+        let from = provider.sender(m.sender_id.as_deref());
         // The key is only built when a sender limit exists (not on the unlimited mock).
         let sender_key = || format!("{}:{}:{from}", provider.name(), m.channel);
         self.limits
@@ -91,6 +91,7 @@ impl Deliverer {
             from,
             body: &m.body,
             media_url: m.attachment_url.as_deref(),
+            template: m.whatsapp_template.as_ref(),
             expires_at: m.expires_at,
         };
         match provider.send(request).await {

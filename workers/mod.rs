@@ -29,11 +29,12 @@ pub use queue::MessageQueue;
 pub use receipts::ReceiptSink;
 pub use retry::RetryPolicy;
 
-use crate::config::{Settings, TWILIO};
+use crate::config::{Settings, TWILIO, WHATSAPP_CLOUD};
 use crate::metrics::Metrics;
 use crate::providers::Provider;
 use crate::providers::mock::MockProvider;
 use crate::providers::twilio::TwilioProvider;
+use crate::providers::whatsapp::WhatsappProvider;
 use crate::ratelimit::DeliveryLimits;
 use crate::store::Store;
 use anyhow::Context;
@@ -73,16 +74,19 @@ impl Workers {
             )
             .context("the mock provider could not start")?,
         );
-        // The provider per channel (config validation allows only these names). WhatsApp
-        // stays on the mock until the Cloud API adapter exists.
+        // The provider per channel (config validation allows only these names).
         let sms: Arc<dyn Provider> = if settings.providers.sms == TWILIO {
             Arc::new(TwilioProvider::from_settings(settings)?)
         } else {
             mock.clone()
         };
-        let whatsapp: Arc<dyn Provider> = mock;
+        let whatsapp: Arc<dyn Provider> = if settings.providers.whatsapp == WHATSAPP_CLOUD {
+            Arc::new(WhatsappProvider::from_settings(settings)?)
+        } else {
+            mock
+        };
         // Each provider's senders at that provider's rate: a Twilio long code's 1/s must not
-        // slow the mock's WhatsApp senders.
+        // slow the mock's WhatsApp senders, nor a WhatsApp number's 80/s Twilio's.
         let mut rates = vec![(sms.name(), sms.sender_rate())];
         if whatsapp.name() != sms.name() {
             rates.push((whatsapp.name(), whatsapp.sender_rate()));

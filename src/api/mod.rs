@@ -22,11 +22,12 @@ mod webhooks;
 pub use error::ApiError;
 
 use crate::billing::Pricing;
-use crate::config::Settings;
-use crate::domain::{AccountId, CampaignId, Region, Timestamp};
+use crate::config::{Settings, TWILIO, WHATSAPP_CLOUD};
+use crate::domain::{AccountId, CampaignId, Channel, Region, Timestamp};
 use crate::metrics::Metrics;
 use crate::providers::Provider;
 use crate::providers::twilio::{self, TwilioProvider};
+use crate::providers::whatsapp::{self, WhatsappProvider};
 use crate::ratelimit::ApiLimits;
 use crate::store::{AuthenticatedKey, Store};
 use crate::templates::TemplateLibrary;
@@ -56,7 +57,9 @@ struct Shared {
     pricing: Pricing,
     api_limits: ApiLimits,
     auth_cache: Mutex<HashMap<[u8; 32], (AuthenticatedKey, Instant)>>,
-    typical_delivery: Option<Duration>,
+    /// About how long from acceptance to the handset, per channel (`estimated_delivery`).
+    typical_sms: Option<Duration>,
+    typical_whatsapp: Option<Duration>,
     templates: TemplateLibrary,
     /// Recent (time, messages handed over) samples per campaign, behind `send_rate`.
     progress: Mutex<HashMap<CampaignId, VecDeque<(Instant, i64)>>>,
@@ -64,6 +67,9 @@ struct Shared {
     /// webhooks. Built here too (not only in the workers) because `--no-workers` API
     /// processes take webhooks as well.
     twilio: Option<Arc<dyn Provider>>,
+    /// The WhatsApp Cloud API adapter, when its app secret is configured: it answers the
+    /// webhook verification and checks and parses Meta's webhook POSTs.
+    whatsapp: Option<Arc<WhatsappProvider>>,
 }
 
 /// How far back the send rate looks.
@@ -71,11 +77,13 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 const RATE_CAMPAIGNS_MAX: usize = 1_000;
 
 impl AppState {
+    /// `mock_delivery` is the mock network's typical delivery time, used for the channels
+    /// the mock serves; real providers say their own.
     pub fn new(
         store: Store,
         settings: Settings,
         metrics: Metrics,
-        typical_delivery: Option<Duration>,
+        mock_delivery: Option<Duration>,
         templates: TemplateLibrary,
     ) -> Self {
         let twilio = settings
@@ -90,9 +98,34 @@ impl AppState {
                 }
             })
             .flatten();
+        let whatsapp = settings
+            .providers
+            .whatsapp_cloud
+            .webhooks_configured()
+            .then(|| match WhatsappProvider::from_settings(&settings) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "WhatsApp webhooks are refused");
+                    None
+                }
+            })
+            .flatten();
+        let typical_sms = if settings.providers.sms == TWILIO {
+            twilio.as_ref().and_then(|t| t.typical_delivery())
+        } else {
+            mock_delivery
+        };
+        let typical_whatsapp = if settings.providers.whatsapp == WHATSAPP_CLOUD {
+            whatsapp.as_ref().and_then(|w| w.typical_delivery())
+        } else {
+            mock_delivery
+        };
         Self {
             inner: Arc::new(Shared {
                 twilio,
+                whatsapp,
+                typical_sms,
+                typical_whatsapp,
                 pricing: Pricing::from_settings(&settings.pricing),
                 api_limits: ApiLimits::new(
                     settings.limits.api_requests_per_second,
@@ -102,7 +135,6 @@ impl AppState {
                 settings,
                 metrics,
                 auth_cache: Mutex::new(HashMap::new()),
-                typical_delivery,
                 templates,
                 progress: Mutex::new(HashMap::new()),
             }),
@@ -125,8 +157,12 @@ impl AppState {
         &self.inner.pricing
     }
 
-    pub fn typical_delivery(&self) -> Option<Duration> {
-        self.inner.typical_delivery
+    /// About how long a message on `channel` takes from acceptance to the handset.
+    pub fn typical_delivery(&self, channel: Channel) -> Option<Duration> {
+        match channel {
+            Channel::Sms => self.inner.typical_sms,
+            Channel::Whatsapp => self.inner.typical_whatsapp,
+        }
     }
 
     pub fn max_body_bytes(&self) -> usize {
@@ -136,6 +172,11 @@ impl AppState {
     /// The Twilio adapter, when Twilio credentials are configured.
     pub fn twilio(&self) -> Option<&dyn Provider> {
         self.inner.twilio.as_deref()
+    }
+
+    /// The WhatsApp Cloud API adapter, when its app secret is configured.
+    pub fn whatsapp(&self) -> Option<&WhatsappProvider> {
+        self.inner.whatsapp.as_deref()
     }
 
     /// The named templates shipped in `templates/`.
@@ -296,6 +337,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route(twilio::STATUS_PATH, post(webhooks::twilio_status))
+        .route(
+            whatsapp::WEBHOOK_PATH,
+            get(webhooks::whatsapp_verify).post(webhooks::whatsapp_events),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))

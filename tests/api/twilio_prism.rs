@@ -281,6 +281,7 @@ async fn each_documented_twilio_error_leads_to_the_right_retry_or_failure() {
         from: "+15017122661",
         body: "hello",
         media_url: None,
+        template: None,
         expires_at: Timestamp::now().plus(Duration::from_secs(3600)),
     };
     // (what Prism is asked to answer, Herald's error code, whether it is worth a retry)
