@@ -13,8 +13,11 @@ use herald::providers::{Lookup, Provider, ProviderError, SendRequest};
 use serde_json::json;
 use std::time::Duration;
 
-/// The form Herald sent, Prism's status and body, for each exchange.
-fn forms(chooser: &Chooser) -> Vec<(Vec<(String, String)>, u16, String)> {
+/// The form Herald sent, Prism's status and body.
+type Exchange = (Vec<(String, String)>, u16, String);
+
+/// Every exchange through `chooser`, in order.
+fn forms(chooser: &Chooser) -> Vec<Exchange> {
     chooser
         .seen()
         .into_iter()
