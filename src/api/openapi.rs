@@ -227,8 +227,8 @@ fn whatsapp_template() -> Value {
             "language": {"type": "string", "pattern": "^[a-z]{2,3}(_[A-Z]{2})?$", "example": "en_US",
                 "description": "The language code of the approved translation (`en`, `en_US`, `pt_BR`)"},
             "variables": nullable(json!({
-                "type": "array", "maxItems": 100,
-                "items": {"type": "string", "maxLength": 32768, "pattern": NAME},
+                "type": "array", "maxItems": crate::domain::whatsapp_template::VARIABLES_MAX,
+                "items": {"type": "string", "maxLength": crate::domain::whatsapp_template::VARIABLE_MAX, "pattern": NAME},
                 "description": "Values of the body's {{1}}, {{2}}, … in order: not blank, no line breaks, tabs or other control characters"
             }))
         },

@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 
 /// Meta's limit on a template name.
 const NAME_MAX: usize = 512;
-/// Meta's limit on one text parameter (`TextParameter.text.maxLength` in its OpenAPI file).
-const VARIABLE_MAX: usize = 32_768;
+/// The longest variable: a template body holds at most 1,024 characters once filled, so a
+/// longer value can never be sent (Meta's file allows 32,768 per parameter in general).
+pub const VARIABLE_MAX: usize = 1024;
 /// More body variables than any template has (Meta does not publish a limit; bodies are at
 /// most 1,024 characters, so a hundred `{{n}}` would leave no room for text).
-const VARIABLES_MAX: usize = 100;
+pub const VARIABLES_MAX: usize = 100;
 
 /// A validated template reference. Fields are private: it exists only through
 /// [`WhatsappTemplate::parse`] (or back from the store, which only holds parsed ones).
@@ -153,6 +154,12 @@ mod tests {
             (("hello", "en", vec!["two\nlines"]), "variables[0]"),
             (("hello", "en", vec!["tab\there"]), "variables[0]"),
         ];
+        let long = "x".repeat(VARIABLE_MAX + 1);
+        assert_eq!(
+            parse("hello", "en", &[&long]).err().as_deref(),
+            Some("variables[0]")
+        );
+        assert!(parse("hello", "en", &[&long[1..]]).is_ok());
         for ((name, lang, vars), field) in cases {
             assert_eq!(
                 parse(name, lang, &vars).err().as_deref(),
