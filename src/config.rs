@@ -116,9 +116,22 @@ pub struct WorkerSettings {
 pub struct ProviderSettings {
     pub sms: String,
     pub whatsapp: String,
+    /// The provider a channel's sends go to while its primary keeps failing ("": none).
+    pub sms_fallback: String,
+    pub whatsapp_fallback: String,
+    pub failover: FailoverSettings,
     pub mock: MockSettings,
     pub twilio: TwilioSettings,
     pub whatsapp_cloud: WhatsappCloudSettings,
+}
+
+/// When a channel's primary counts as failing, and when it is tried again.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FailoverSettings {
+    /// Transient failures in a row (5xx, 429, timeouts) that open the circuit.
+    pub failure_threshold: u32,
+    /// How long sends go to the fallback before one is tried at the primary again.
+    pub open_seconds: u64,
 }
 
 /// Provider names `providers.sms` / `providers.whatsapp` may hold.
@@ -163,6 +176,10 @@ pub struct TwilioSettings {
     pub from: String,
     pub messaging_service_sid: String,
     pub sender_per_second: u32,
+    /// Per sender (a number, alphanumeric id or Messaging Service SID), a rate other than
+    /// `sender_per_second`: toll-free numbers and short codes send faster than long codes.
+    #[serde(default)]
+    pub sender_rates: std::collections::BTreeMap<String, u32>,
     pub timeout_ms: u64,
     /// How long a `sent` message waits for its status callback before Herald asks Twilio.
     pub lookup_after_seconds: u64,
@@ -317,19 +334,48 @@ impl Settings {
         if let Some((_, sentence)) = checks.iter().find(|(ok, _)| !ok) {
             bail!("{sentence}");
         }
-        match self.providers.sms.as_str() {
-            MOCK => {}
-            TWILIO => self.validate_twilio()?,
-            name => bail!(
-                "providers.sms = \"{name}\" is not an SMS provider Herald has (\"mock\" or \"twilio\")"
-            ),
+        for (key, name) in [
+            ("sms", &self.providers.sms),
+            ("sms_fallback", &self.providers.sms_fallback),
+        ] {
+            match name.as_str() {
+                MOCK => {}
+                "" if key == "sms_fallback" => {}
+                TWILIO => self.validate_twilio()?,
+                name => bail!(
+                    "providers.{key} = \"{name}\" is not an SMS provider Herald has (\"mock\" or \"twilio\")"
+                ),
+            }
         }
-        match self.providers.whatsapp.as_str() {
-            MOCK => {}
-            WHATSAPP_CLOUD => self.validate_whatsapp_cloud()?,
-            name => bail!(
-                "providers.whatsapp = \"{name}\" is not a WhatsApp provider Herald has (\"mock\" or \"whatsapp_cloud\")"
-            ),
+        if self.providers.sms_fallback == self.providers.sms {
+            bail!(
+                "providers.sms_fallback must name another provider than providers.sms, or be \"\""
+            );
+        }
+        for (key, name) in [
+            ("whatsapp", &self.providers.whatsapp),
+            ("whatsapp_fallback", &self.providers.whatsapp_fallback),
+        ] {
+            match name.as_str() {
+                MOCK => {}
+                "" if key == "whatsapp_fallback" => {}
+                WHATSAPP_CLOUD => self.validate_whatsapp_cloud()?,
+                name => bail!(
+                    "providers.{key} = \"{name}\" is not a WhatsApp provider Herald has (\"mock\" or \"whatsapp_cloud\")"
+                ),
+            }
+        }
+        if self.providers.whatsapp_fallback == self.providers.whatsapp {
+            bail!(
+                "providers.whatsapp_fallback must name another provider than providers.whatsapp, or be \"\""
+            );
+        }
+        if self.providers.failover.failure_threshold == 0
+            || self.providers.failover.open_seconds == 0
+        {
+            bail!(
+                "providers.failover.failure_threshold and providers.failover.open_seconds must be at least 1"
+            );
         }
         if self.workers.reconcile_every_seconds == 0 || self.workers.reconcile_batch == 0 {
             bail!("workers.reconcile_every_seconds and workers.reconcile_batch must be at least 1");

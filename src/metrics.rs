@@ -29,6 +29,7 @@ struct Inner {
     receipts_pending: Gauge,
     receipts_dropped: Counter,
     inbound_unstored: Family<Labels, Counter>,
+    circuit_open: Family<Labels, Gauge>,
 }
 
 /// Request latency buckets, 0.5 ms to 2.5 s: the API answers in milliseconds.
@@ -90,6 +91,12 @@ impl Default for Metrics {
              yet (the inbound issue stores them), by provider",
             inbound_unstored.clone(),
         );
+        let circuit_open = Family::<Labels, Gauge>::default();
+        registry.register(
+            "provider_circuit_open",
+            "1 while a channel's primary provider is failing and sends go to its fallback",
+            circuit_open.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -101,6 +108,7 @@ impl Default for Metrics {
                 receipts_pending,
                 receipts_dropped,
                 inbound_unstored,
+                circuit_open,
             }),
         }
     }
@@ -157,6 +165,16 @@ impl Metrics {
             .inbound_unstored
             .get_or_create(&vec![("provider", provider.to_owned())])
             .inc_by(count);
+    }
+
+    pub fn set_circuit_open(&self, channel: Channel, provider: &str, open: bool) {
+        self.inner
+            .circuit_open
+            .get_or_create(&vec![
+                ("channel", channel.as_str().to_owned()),
+                ("provider", provider.to_owned()),
+            ])
+            .set(i64::from(open));
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {

@@ -5,17 +5,35 @@
 //! share; a limit shared across processes needs a common store (Redis) behind this same API,
 //! which arrives with the Redis backend.
 
-use crate::domain::{AccountId, Priority};
+use crate::domain::{AccountId, Channel, Priority};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// One provider's sender limits: `default` for every sender (`None`: unlimited), and the
+/// senders given a rate of their own.
+pub struct SenderRates {
+    pub provider: &'static str,
+    pub default: Option<NonZeroU32>,
+    pub senders: Vec<(String, Option<NonZeroU32>)>,
+}
+
+/// The key one sender's messages are limited under.
+pub fn sender_key(provider: &str, channel: Channel, from: &str) -> String {
+    format!("{provider}:{channel}:{from}")
+}
+
+/// A sender limited to N/s sends evenly, never N at once (burst 1).
+fn per_second(rate: NonZeroU32) -> Quota {
+    Quota::per_second(rate).allow_burst(NonZeroU32::MIN)
+}
 
 /// Limits applied before each hand-over to a provider.
 #[derive(Clone, Default)]
@@ -25,36 +43,43 @@ pub struct DeliveryLimits {
     /// Per sender, with each provider's own rate (Twilio 1/s, the mock unlimited, …).
     provider_senders: Arc<HashMap<&'static str, Arc<Gates<String>>>>,
     account: Option<Arc<Gates<AccountId>>>,
+    pauses: Arc<Pauses>,
 }
 
 impl DeliveryLimits {
     pub fn new(sender_per_second: Option<NonZeroU32>, account_per_minute: u32) -> Self {
         Self {
-            // burst 1: a sender limited to N/s sends evenly, never N at once.
-            sender: sender_per_second.map(|rate| {
-                Arc::new(Gates::new(
-                    Quota::per_second(rate).allow_burst(NonZeroU32::MIN),
-                ))
-            }),
+            sender: sender_per_second.map(|rate| Arc::new(Gates::new(per_second(rate)))),
             provider_senders: Arc::default(),
             account: NonZeroU32::new(account_per_minute)
                 .map(|rate| Arc::new(Gates::new(Quota::per_minute(rate)))),
+            pauses: Arc::default(),
         }
     }
 
     /// As [`DeliveryLimits::new`], with each provider's senders at that provider's own rate
-    /// (`None`: its senders are not limited).
-    pub fn per_provider(
-        rates: &[(&'static str, Option<NonZeroU32>)],
-        account_per_minute: u32,
-    ) -> Self {
+    /// (`None`: its senders are not limited), except the senders it names a rate of their own.
+    pub fn per_provider(rates: &[SenderRates], account_per_minute: u32) -> Self {
         let mut limits = Self::new(None, account_per_minute);
         limits.provider_senders = Arc::new(
             rates
                 .iter()
-                .filter_map(|(provider, rate)| {
-                    let quota = Quota::per_second((*rate)?).allow_burst(NonZeroU32::MIN);
-                    Some((*provider, Arc::new(Gates::new(quota))))
+                .filter(|r| r.default.is_some() || !r.senders.is_empty())
+                .map(|r| {
+                    let overrides = r
+                        .senders
+                        .iter()
+                        .flat_map(|(sender, rate)| {
+                            [Channel::Sms, Channel::Whatsapp].map(|channel| {
+                                (
+                                    sender_key(r.provider, channel, sender),
+                                    rate.map(per_second),
+                                )
+                            })
+                        })
+                        .collect();
+                    let gates = Gates::with_overrides(r.default.map(per_second), overrides);
+                    (r.provider, Arc::new(gates))
                 })
                 .collect(),
         );
@@ -75,14 +100,31 @@ impl DeliveryLimits {
             gates.pass(account, priority).await;
         }
         let sender = self.provider_senders.get(provider).or(self.sender.as_ref());
-        if let Some(gates) = sender {
-            gates.pass(&sender_key(), priority).await;
+        let paused = self.pauses.any();
+        if sender.is_none() && !paused {
+            return;
         }
+        let key = sender_key();
+        if paused {
+            self.pauses.wait(&key).await;
+        }
+        if let Some(gates) = sender {
+            gates.pass(&key, priority).await;
+        }
+    }
+
+    /// The provider told this sender to wait (a 429 with `Retry-After`): none of its
+    /// messages is handed over for `wait`, while other senders go on. `sender_key` is the
+    /// key [`DeliveryLimits::until_ready`] is given for that sender.
+    pub fn pause_sender(&self, sender_key: String, wait: Duration) {
+        self.pauses
+            .pause(sender_key, tokio::time::Instant::now() + wait);
     }
 
     /// Forgets keys idle long enough to be back at full capacity (they grow with every key
     /// otherwise).
     pub fn forget_idle(&self) {
+        self.pauses.forget_past();
         for g in self.sender.iter().chain(self.provider_senders.values()) {
             g.forget_idle();
         }
@@ -92,32 +134,88 @@ impl DeliveryLimits {
     }
 }
 
+/// Senders paused until a time their provider named.
+#[derive(Default)]
+struct Pauses {
+    until: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Whether `until` holds anything, read without the lock on every delivery.
+    any: AtomicBool,
+}
+
+impl Pauses {
+    fn any(&self) -> bool {
+        self.any.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::time::Instant>> {
+        self.until.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pause(&self, key: String, until: tokio::time::Instant) {
+        let mut pauses = self.lock();
+        let entry = pauses.entry(key).or_insert(until);
+        *entry = (*entry).max(until);
+        self.any.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits out the sender's pause, and any pause set on it meanwhile.
+    async fn wait(&self, key: &str) {
+        loop {
+            let until = self.lock().get(key).copied();
+            match until {
+                Some(until) if until > tokio::time::Instant::now() => {
+                    tokio::time::sleep_until(until).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn forget_past(&self) {
+        let mut pauses = self.lock();
+        let now = tokio::time::Instant::now();
+        pauses.retain(|_, until| *until > now);
+        self.any.store(!pauses.is_empty(), Ordering::Relaxed);
+    }
+}
+
 /// A key unused this long has its whole quota back (the longest quota period is a minute).
 const IDLE_AFTER: Duration = Duration::from_secs(61);
 
 /// One [`Gate`] per key, created on first use.
 struct Gates<K> {
-    quota: Quota,
+    /// `None`: keys are not limited unless `overrides` says so.
+    quota: Option<Quota>,
+    /// Keys with a quota of their own (`None`: not limited).
+    overrides: HashMap<K, Option<Quota>>,
     gates: Mutex<HashMap<K, Arc<Gate>>>,
     tickets: AtomicU64,
 }
 
 impl<K: Clone + Eq + Hash> Gates<K> {
     fn new(quota: Quota) -> Self {
+        Self::with_overrides(Some(quota), HashMap::new())
+    }
+
+    fn with_overrides(quota: Option<Quota>, overrides: HashMap<K, Option<Quota>>) -> Self {
         Self {
             quota,
+            overrides,
             gates: Mutex::new(HashMap::new()),
             tickets: AtomicU64::new(0),
         }
     }
 
     async fn pass(&self, key: &K, priority: Priority) {
+        let Some(quota) = self.overrides.get(key).copied().unwrap_or(self.quota) else {
+            return;
+        };
         let gate = {
             let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(
                 gates
                     .entry(key.clone())
-                    .or_insert_with(|| Arc::new(Gate::new(self.quota))),
+                    .or_insert_with(|| Arc::new(Gate::new(quota))),
             )
         };
         let ticket = (
@@ -254,6 +352,67 @@ impl ApiLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_sender_with_its_own_rate_is_limited_by_it_and_not_by_the_providers() {
+        let limits = DeliveryLimits::per_provider(
+            &[SenderRates {
+                provider: "twilio",
+                default: NonZeroU32::new(1),
+                senders: vec![
+                    ("+18005550100".to_owned(), NonZeroU32::new(1000)),
+                    ("MGfree".to_owned(), None),
+                ],
+            }],
+            0,
+        );
+        let account = AccountId::from_stored("acct".to_owned());
+        let pass_n = async |sender: &str, n: usize| {
+            let started = tokio::time::Instant::now();
+            for _ in 0..n {
+                let key = sender_key("twilio", Channel::Sms, sender);
+                limits
+                    .until_ready("twilio", || key, &account, Priority::Normal)
+                    .await;
+            }
+            started.elapsed()
+        };
+        // At the provider's 1/s, five sends would take four seconds.
+        assert!(pass_n("+18005550100", 5).await < Duration::from_millis(500));
+        assert!(pass_n("MGfree", 5).await < Duration::from_millis(500));
+        // Any other sender: 1/s, evenly.
+        assert!(pass_n("+15017122661", 3).await >= Duration::from_millis(1900));
+    }
+
+    #[tokio::test]
+    async fn a_paused_sender_waits_while_other_senders_go_on() {
+        const PAUSE: Duration = Duration::from_secs(2);
+        let limits = DeliveryLimits::new(None, 0);
+        let account = AccountId::from_stored("acct".to_owned());
+        let pass = async |sender: &str| {
+            let key = format!("twilio:sms:{sender}");
+            limits
+                .until_ready("twilio", || key, &account, Priority::Normal)
+                .await;
+        };
+        limits.pause_sender("twilio:sms:+15550001".to_owned(), PAUSE);
+        let started = tokio::time::Instant::now();
+
+        // Another sender is not held up (it would wait the whole pause if it were).
+        pass("+15550002").await;
+        assert!(started.elapsed() < PAUSE / 2, "{:?}", started.elapsed());
+
+        // The paused one waits until its pause is over.
+        pass("+15550001").await;
+        assert!(started.elapsed() >= PAUSE, "{:?}", started.elapsed());
+
+        // Over: forgotten, and no longer waited for.
+        limits.forget_idle();
+        assert!(!limits.pauses.any());
+        let again = tokio::time::Instant::now();
+        pass("+15550001").await;
+        assert!(again.elapsed() < PAUSE / 2);
+    }
 
     #[tokio::test]
     async fn waiters_for_a_limited_sender_go_in_priority_order() {

@@ -1,4 +1,4 @@
-//! One delivery: claim → limit → send → record.
+//! One delivery: claim → route → limit → send → record.
 //!
 //! No transaction is held across the provider call (the claim committed before, the outcome
 //! commits after). A crash between the provider's accept and our write re-sends the message
@@ -6,19 +6,20 @@
 
 use super::RetryPolicy;
 use super::campaign::CampaignGate;
+use super::route::{Health, Route};
 use crate::domain::CampaignStatus;
 use crate::domain::{Channel, MessageStatus, Timestamp};
 use crate::metrics::Metrics;
-use crate::providers::{Provider, ProviderError, RECIPIENT_OPTED_OUT, SendRequest};
-use crate::ratelimit::DeliveryLimits;
+use crate::providers::{ProviderError, RECIPIENT_OPTED_OUT, SendRequest};
+use crate::ratelimit::{DeliveryLimits, sender_key};
 use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, Store};
 use apalis_core::task::data::Data;
 use std::sync::Arc;
 
 pub struct Deliverer {
     store: Store,
-    sms: Arc<dyn Provider>,
-    whatsapp: Arc<dyn Provider>,
+    sms: Route,
+    whatsapp: Route,
     limits: DeliveryLimits,
     retry: RetryPolicy,
     metrics: Metrics,
@@ -28,8 +29,8 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new(
         store: Store,
-        sms: Arc<dyn Provider>,
-        whatsapp: Arc<dyn Provider>,
+        sms: Route,
+        whatsapp: Route,
         limits: DeliveryLimits,
         retry: RetryPolicy,
         metrics: Metrics,
@@ -45,10 +46,10 @@ impl Deliverer {
         }
     }
 
-    fn provider(&self, channel: Channel) -> &dyn Provider {
+    fn route(&self, channel: Channel) -> &Route {
         match channel {
-            Channel::Sms => self.sms.as_ref(),
-            Channel::Whatsapp => self.whatsapp.as_ref(),
+            Channel::Sms => &self.sms,
+            Channel::Whatsapp => &self.whatsapp,
         }
     }
 
@@ -61,10 +62,11 @@ impl Deliverer {
                 "the message was not sent within its validity period",
             );
         }
-        let provider = self.provider(m.channel);
+        let route = self.route(m.channel);
+        let provider = route.choose(m.bound_to.as_deref());
         let from = provider.sender(m.sender_id.as_deref());
         // The key is only built when a sender limit exists (not on the unlimited mock).
-        let sender_key = || format!("{}:{}:{from}", provider.name(), m.channel);
+        let sender_key = || sender_key(provider.name(), m.channel, from);
         self.limits
             .until_ready(provider.name(), sender_key, &m.account_id, m.priority)
             .await;
@@ -94,7 +96,24 @@ impl Deliverer {
             template: m.whatsapp_template.as_ref(),
             expires_at: m.expires_at,
         };
-        match provider.send(request).await {
+        let result = provider.send(request).await;
+        let health = match &result {
+            Err(ProviderError::Transient { .. }) => Health::Failed,
+            Ok(_) | Err(ProviderError::Permanent { .. }) => Health::Answered,
+        };
+        route.report(provider.name(), health);
+        // Told to wait (429 or 503 with Retry-After): the sender's next messages wait too,
+        // rather than each hitting the refusal; other senders go on.
+        if let Err(ProviderError::Transient {
+            retry_after: Some(wait),
+            ..
+        }) = &result
+        {
+            self.limits.pause_sender(sender_key(), *wait);
+        }
+        // A provider that may have the message already (no answer came) keeps it.
+        let bound_to = matches!(&result, Err(e) if e.outcome_unknown()).then_some(provider.name());
+        match result {
             Ok(accepted) => DeliveryOutcome::Sent {
                 provider: provider.name(),
                 provider_message_id: accepted.provider_message_id,
@@ -127,6 +146,7 @@ impl Deliverer {
                     due_at,
                     error_code: code,
                     error_message: message,
+                    bound_to,
                 }
             }
         }
@@ -170,7 +190,9 @@ const RECORD_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 /// The outcome could not be recorded even after retries. The message stays claimed by this
 /// process (its lease is renewed while the process lives) and is sent again, under the same
 /// idempotency key, by the next start's orphan recovery.
-#[tracing::instrument(skip_all, fields(message_id = %message.message_id, attempt = message.attempts))]
+// At debug level: an info span per delivery (thousands a second) formats its fields into a
+// fresh string each time, for logs that rarely need them.
+#[tracing::instrument(level = "debug", skip_all, fields(message_id = %message.message_id, attempt = message.attempts))]
 pub(super) async fn deliver(
     message: ClaimedMessage,
     deliverer: Data<Arc<Deliverer>>,

@@ -22,20 +22,23 @@ mod queue;
 mod receipts;
 mod reconcile;
 mod retry;
+mod route;
 mod sweeper;
 
 pub use deliver::Deliverer;
 pub use queue::MessageQueue;
 pub use receipts::ReceiptSink;
 pub use retry::RetryPolicy;
+pub use route::{Breaker, Route};
 
 use crate::config::{Settings, TWILIO, WHATSAPP_CLOUD};
+use crate::domain::Channel;
 use crate::metrics::Metrics;
 use crate::providers::Provider;
 use crate::providers::mock::MockProvider;
 use crate::providers::twilio::TwilioProvider;
 use crate::providers::whatsapp::WhatsappProvider;
-use crate::ratelimit::DeliveryLimits;
+use crate::ratelimit::{DeliveryLimits, SenderRates};
 use crate::store::Store;
 use anyhow::Context;
 use apalis_core::worker::builder::WorkerBuilder;
@@ -74,27 +77,60 @@ impl Workers {
             )
             .context("the mock provider could not start")?,
         );
-        // The provider per channel (config validation allows only these names).
-        let sms: Arc<dyn Provider> = if settings.providers.sms == TWILIO {
-            Arc::new(TwilioProvider::from_settings(settings)?)
-        } else {
-            mock.clone()
+        // One instance per provider named in the config (validation allows only these
+        // names), shared by the channels that use it.
+        let mut providers: Vec<Arc<dyn Provider>> = vec![mock];
+        let mut provider = |name: &str| -> anyhow::Result<Option<Arc<dyn Provider>>> {
+            if name.is_empty() {
+                return Ok(None);
+            }
+            if let Some(p) = providers.iter().find(|p| p.name() == name) {
+                return Ok(Some(Arc::clone(p)));
+            }
+            let p: Arc<dyn Provider> = if name == WHATSAPP_CLOUD {
+                Arc::new(WhatsappProvider::from_settings(settings)?)
+            } else {
+                debug_assert_eq!(name, TWILIO);
+                Arc::new(TwilioProvider::from_settings(settings)?)
+            };
+            providers.push(Arc::clone(&p));
+            Ok(Some(p))
         };
-        let whatsapp: Arc<dyn Provider> = if settings.providers.whatsapp == WHATSAPP_CLOUD {
-            Arc::new(WhatsappProvider::from_settings(settings)?)
-        } else {
-            mock
+        let p = &settings.providers;
+        let failover = &p.failover;
+        let breaker = || {
+            Breaker::new(
+                failover.failure_threshold,
+                Duration::from_secs(failover.open_seconds),
+            )
         };
+        let mut route = |channel, primary: &str, fallback: &str| -> anyhow::Result<Route> {
+            let primary = provider(primary)?.context("no provider for the channel")?;
+            let fallback = provider(fallback)?;
+            Ok(Route::new(
+                channel,
+                primary,
+                fallback,
+                breaker(),
+                metrics.clone(),
+            ))
+        };
+        let sms = route(Channel::Sms, &p.sms, &p.sms_fallback)?;
+        let whatsapp = route(Channel::Whatsapp, &p.whatsapp, &p.whatsapp_fallback)?;
         // Each provider's senders at that provider's rate: a Twilio long code's 1/s must not
         // slow the mock's WhatsApp senders, nor a WhatsApp number's 80/s Twilio's.
-        let mut rates = vec![(sms.name(), sms.sender_rate())];
-        if whatsapp.name() != sms.name() {
-            rates.push((whatsapp.name(), whatsapp.sender_rate()));
-        }
+        let rates: Vec<SenderRates> = providers
+            .iter()
+            .map(|p| SenderRates {
+                provider: p.name(),
+                default: p.sender_rate(),
+                senders: p.sender_rates(),
+            })
+            .collect();
         let limits = DeliveryLimits::per_provider(&rates, settings.limits.account_per_minute);
         let deliverer = Arc::new(Deliverer::new(
             store.clone(),
-            sms.clone(),
+            sms,
             whatsapp,
             limits.clone(),
             RetryPolicy::from_settings(&settings.workers),
@@ -127,17 +163,20 @@ impl Workers {
             shutdown.clone(),
         ));
 
-        tasks.spawn(
-            reconcile::Reconciler {
-                provider: sms,
-                store: store.clone(),
-                sink,
-                every: Duration::from_secs(settings.workers.reconcile_every_seconds),
-                batch: settings.workers.reconcile_batch,
-                max_age: Duration::from_secs(settings.providers.twilio.lookup_max_age_seconds),
-            }
-            .run_until(shutdown.clone()),
-        );
+        // Every provider that can be asked has its overdue receipts looked up.
+        for provider in providers.into_iter().filter(|p| p.receipt_wait().is_some()) {
+            tasks.spawn(
+                reconcile::Reconciler {
+                    provider,
+                    store: store.clone(),
+                    sink: sink.clone(),
+                    every: Duration::from_secs(settings.workers.reconcile_every_seconds),
+                    batch: settings.workers.reconcile_batch,
+                    max_age: Duration::from_secs(settings.providers.twilio.lookup_max_age_seconds),
+                }
+                .run_until(shutdown.clone()),
+            );
+        }
 
         let queue = MessageQueue::new(
             store,

@@ -10,6 +10,7 @@ use hyper::client::conn::http1;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -208,7 +209,35 @@ async fn attempt(
 
 /// Closed loop: `connections` connections send back to back for `warmup + duration`;
 /// requests answered during the last `duration` are counted.
+///
+/// With `threads` > 1 the connections are spread over that many generator threads (each its
+/// own single-threaded runtime), for loads one thread cannot drive alone.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn closed_loop(
+    target: &Target,
+    path: &'static str,
+    bodies: Arc<Vec<Bytes>>,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    expect: Expect,
+    threads: usize,
+) -> anyhow::Result<Tally> {
+    if threads > 1 {
+        let target = target.clone();
+        let mut total = spread(threads, connections, 0, move |conns, _| {
+            let (target, bodies) = (target.clone(), Arc::clone(&bodies));
+            async move { closed_one(&target, path, bodies, conns, warmup, duration, expect).await }
+        })
+        .await?;
+        total.window = duration.as_secs_f64();
+        return Ok(total);
+    }
+    closed_one(target, path, bodies, connections, warmup, duration, expect).await
+}
+
+/// The closed loop on the calling thread.
+async fn closed_one(
     target: &Target,
     path: &'static str,
     bodies: Arc<Vec<Bytes>>,
@@ -285,7 +314,35 @@ pub(crate) async fn send_all(
 /// connection `i` sends requests `i`, `i + connections`, …. Latency runs from the due time,
 /// so a server that falls behind shows it (no coordinated omission). `accepted` counts
 /// accepted messages as they come, for samplers running alongside.
+/// With `threads` > 1, connections and rate are shared out between that many generator
+/// threads, each with its own schedule (together: the rate asked for).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn open_loop(
+    target: &Target,
+    path: &'static str,
+    bodies: Arc<Vec<Bytes>>,
+    connections: usize,
+    rate: u64,
+    duration: Duration,
+    accepted: Arc<AtomicU64>,
+    threads: usize,
+) -> anyhow::Result<Tally> {
+    if threads > 1 {
+        let target = target.clone();
+        let mut total = spread(threads, connections, rate, move |conns, share| {
+            let (target, bodies, accepted) =
+                (target.clone(), Arc::clone(&bodies), Arc::clone(&accepted));
+            async move { open_one(&target, path, bodies, conns, share, duration, accepted).await }
+        })
+        .await?;
+        total.window = duration.as_secs_f64();
+        return Ok(total);
+    }
+    open_one(target, path, bodies, connections, rate, duration, accepted).await
+}
+
+/// The open loop on the calling thread.
+async fn open_one(
     target: &Target,
     path: &'static str,
     bodies: Arc<Vec<Bytes>>,
@@ -377,6 +434,53 @@ async fn offer(
         });
     }
     join(tasks).await
+}
+
+/// Runs `load(connections, rate)` on `threads` OS threads, each with its own single-threaded
+/// runtime and its share of the connections and the rate, and merges their tallies. The
+/// calling runtime stays free (its samplers keep running) while it waits.
+async fn spread<F, Fut>(
+    threads: usize,
+    connections: usize,
+    rate: u64,
+    load: F,
+) -> anyhow::Result<Tally>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<Tally>> + 'static,
+{
+    let threads = threads.clamp(1, connections.max(1));
+    let load = Arc::new(load);
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let conns = connections / threads + usize::from(t < connections % threads);
+        let n = threads as u64;
+        let share = rate / n + u64::from((t as u64) < rate % n);
+        let load = Arc::clone(&load);
+        handles.push(std::thread::Builder::new().name(format!("gen-{t}")).spawn(
+            move || -> anyhow::Result<Tally> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(load(conns, share))
+            },
+        )?);
+    }
+    let results = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a generator thread panicked"))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let mut total = Tally::default();
+    for result in results {
+        total.merge(result??);
+    }
+    Ok(total)
 }
 
 async fn join(mut tasks: JoinSet<anyhow::Result<Tally>>) -> anyhow::Result<Tally> {

@@ -22,6 +22,7 @@ mod http;
 mod process;
 mod report;
 mod scenarios;
+mod sustain;
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -48,6 +49,12 @@ enum Scenario {
     CampaignSend,
     /// The three campaign scenarios above, in that order.
     Campaigns,
+    /// The highest rate of single sends one `herald serve` (workers on, default config, the
+    /// mock's default delays) keeps pace with; set beside the bare axum handler.
+    PaceMax,
+    /// `--soak-rate` single sends/s for `--soak-minutes` through one `herald serve` (default
+    /// config): RSS and queue depth over time.
+    Soak,
 }
 
 /// Options shared by the scenarios; the defaults are the targets.
@@ -108,6 +115,32 @@ pub(crate) struct Args {
     /// request limit, the balance and the daily limit are raised so they cap nothing).
     #[arg(long)]
     pub(crate) mock_defaults: bool,
+    /// Generator threads (each its own single-threaded runtime) sharing the connections and
+    /// the offered rate, for loads one thread cannot drive alone.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) gen_threads: usize,
+    /// pace-max: the first rate tried, per second.
+    #[arg(long, default_value_t = 4000)]
+    pub(crate) rate_from: u64,
+    /// pace-max: the highest rate tried, per second.
+    #[arg(long, default_value_t = 30_000)]
+    pub(crate) rate_to: u64,
+    /// pace-max: the search stops when kept and missed rates are this close, per second.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) resolution: u64,
+    /// pace-max: seconds of each search run (0: `--pace-duration`); the rate found is then
+    /// confirmed with `--runs` runs of `--pace-duration` seconds.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) search_duration: u64,
+    /// pace-max: times to step down by `--resolution` when most confirmation runs miss.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) confirm_retries: usize,
+    /// soak: offered rate of single sends, per second.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) soak_rate: u64,
+    /// soak: minutes the rate is offered.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) soak_minutes: u64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -145,6 +178,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Pace {
         scenarios::pace(&args).await?;
+    }
+    if args.scenario == Scenario::PaceMax {
+        sustain::pace_max(&args).await?;
+    }
+    if args.scenario == Scenario::Soak {
+        sustain::soak(&args).await?;
     }
     let campaigns = args.scenario == Scenario::Campaigns;
     if campaigns || args.scenario == Scenario::CampaignUpload {

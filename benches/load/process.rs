@@ -34,6 +34,8 @@ pub(crate) struct Sandbox {
     dir: TempDir,
     pub(crate) addr: SocketAddr,
     receipts: bool,
+    /// Keep the mock's default delays (5 ms to accept, as a user's `herald serve` has them)
+    /// instead of the zero-latency mock of the throughput scenarios.
     mock_defaults: bool,
 }
 
@@ -45,6 +47,15 @@ impl Sandbox {
             receipts: !args.no_receipts,
             mock_defaults: args.mock_defaults,
         })
+    }
+
+    /// A sandbox for `herald serve` as a user runs it: the default configuration, mock
+    /// delays included. Only what would cap the figure is lifted: the API's per-key request
+    /// limit, the bootstrap balance and the daily limit.
+    pub(crate) fn user_config(args: &Args) -> anyhow::Result<Sandbox> {
+        let mut sandbox = Sandbox::new(args)?;
+        sandbox.mock_defaults = true;
+        Ok(sandbox)
     }
 
     pub(crate) fn db_path(&self) -> PathBuf {
@@ -217,6 +228,11 @@ impl Server {
                     .ok()
             })
             .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// The process id (for profiling it from outside).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, then waits for the graceful drain (workers finish, writer commits).

@@ -1,7 +1,7 @@
 //! What the HTTP providers (Twilio, WhatsApp Cloud) read the same way: `Retry-After`, and a
 //! request that got no answer.
 
-use super::ProviderError;
+use super::{NETWORK_ERROR, ProviderError, TIMEOUT};
 use crate::domain::Timestamp;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;
@@ -19,12 +19,13 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
 }
 
-/// A request to `provider` that got no answer: always worth retrying. The message names the
+/// A request to `provider` that got no answer: always worth retrying (a timeout or a broken
+/// connection may have delivered it: [`ProviderError::outcome_unknown`]). The message names the
 /// kind of failure only: reqwest's own text carries the URL, which names the account (or the
 /// phone number id), and this message is shown to API clients.
 pub(crate) fn transport(provider: &str, e: &reqwest::Error) -> ProviderError {
     let (code, message) = if e.is_timeout() {
-        ("timeout", format!("{provider} did not answer in time"))
+        (TIMEOUT, format!("{provider} did not answer in time"))
     } else if e.is_connect() {
         (
             "connection_failed",
@@ -32,7 +33,7 @@ pub(crate) fn transport(provider: &str, e: &reqwest::Error) -> ProviderError {
         )
     } else {
         (
-            "network_error",
+            NETWORK_ERROR,
             format!("the connection to {provider} failed mid-request"),
         )
     };

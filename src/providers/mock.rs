@@ -415,7 +415,7 @@ impl Provider for MockProvider {
                 Decision::TimedOut => {
                     tokio::time::sleep(Duration::from_millis(self.settings.timeout_ms)).await;
                     Err(transient(
-                        "timeout",
+                        super::TIMEOUT,
                         "the mock network did not answer in time (timeout_rate)",
                         None,
                     ))

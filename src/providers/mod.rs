@@ -26,6 +26,14 @@ use std::time::Duration;
 /// number out of the account, as an inbound STOP would (SPEC §7).
 pub const RECIPIENT_OPTED_OUT: &str = "recipient_opted_out";
 
+/// The code of a transient [`ProviderError`] for a request that got no answer in time: the
+/// provider may have taken the message.
+pub const TIMEOUT: &str = "timeout";
+
+/// The code of a transient [`ProviderError`] for a connection that broke after the request
+/// was written: the provider may have taken the message.
+pub const NETWORK_ERROR: &str = "network_error";
+
 /// What a provider is asked to send.
 #[derive(Debug, Clone, Copy)]
 pub struct SendRequest<'a> {
@@ -63,6 +71,14 @@ pub enum ProviderError {
     /// Retrying cannot help: the number is unreachable, the recipient unsubscribed, …
     #[error("{code}: {message}")]
     Permanent { code: String, message: String },
+}
+
+impl ProviderError {
+    /// Whether the provider may have taken the message despite the error: the request went
+    /// out and no answer came back. Such a message must not be given to another provider.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ProviderError::Transient { code, .. } if code == TIMEOUT || code == NETWORK_ERROR)
+    }
 }
 
 /// Which of a provider's webhooks a request came to.
@@ -154,6 +170,11 @@ pub trait Provider: Send + Sync {
 
     /// Messages per second one sender may send (None: no limit).
     fn sender_rate(&self) -> Option<NonZeroU32>;
+
+    /// Senders with a rate of their own instead of [`Provider::sender_rate`] (None: no limit).
+    fn sender_rates(&self) -> Vec<(String, Option<NonZeroU32>)> {
+        Vec::new()
+    }
 
     /// About how long from hand-over to the handset, for `estimated_delivery`.
     fn typical_delivery(&self) -> Option<Duration>;

@@ -116,6 +116,9 @@ pub struct ClaimedMessage {
     pub cost: Money,
     /// This claim's fencing token: its outcome is recorded only while it still holds.
     pub claim: ClaimToken,
+    /// The provider an earlier attempt may have handed the message to (see
+    /// [`DeliveryOutcome::Retry`]); `None` while any provider may take it.
+    pub bound_to: Option<String>,
 }
 
 /// The fencing token of one claim of a message (`message.claim_seq` when it was claimed).
@@ -165,6 +168,9 @@ pub enum DeliveryOutcome {
         due_at: Timestamp,
         error_code: String,
         error_message: String,
+        /// The provider that may have taken the message (it got the request, no answer came
+        /// back): every later attempt must go to it, never to another provider.
+        bound_to: Option<&'static str>,
     },
     /// Will never be sent: permanent failure, attempts exhausted, expired, opted out.
     Unsent {

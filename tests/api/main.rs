@@ -10,6 +10,7 @@ mod campaigns;
 mod compat;
 mod contract;
 mod crash;
+mod failover;
 mod faults;
 mod idempotency;
 mod lifecycle;

@@ -507,3 +507,67 @@ async fn a_recipient_twilio_reports_unsubscribed_is_opted_out_of_the_account() {
     expect_error_shape(response, 400, "recipient_opted_out", "after 21610").await;
     assert_eq!(stub.sends().len(), 1);
 }
+
+#[tokio::test]
+async fn a_429_pauses_that_sender_only() {
+    // Arrange: Twilio throttles the first send for 2 s.
+    let (app, stub) = spawn_with_twilio("[workers]\nbackoff_max_ms = 5000\n").await;
+    stub.script(Scripted {
+        status: 429,
+        retry_after: Some("2"),
+        code: 20429,
+    });
+    let throttled = app
+        .send_ok(&number("1234"), "first from the throttled sender")
+        .await;
+    let refused_at = eventually("the throttled send", PATIENCE, async || {
+        stub.sends().first().map(|r| r.at)
+    })
+    .await;
+
+    // Act: one more message from that sender, and one from another.
+    let same_sender = app
+        .send_ok(&number("1235"), "second from the throttled sender")
+        .await;
+    let other = app
+        .send_message(&json!({
+            "phone_number": number("1236"),
+            "message": "from another sender",
+            "sender_id": "+15017122662",
+        }))
+        .await;
+    assert_eq!(other.status(), 202);
+    let other = other.json::<serde_json::Value>().await.unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for id in [&throttled, &same_sender, &other] {
+        app.wait_for_status(id, "sent").await;
+    }
+
+    // Assert: the other sender went at once; the throttled sender sent nothing for 2 s.
+    let sends = stub.sends();
+    let at = |body: &str| {
+        sends
+            .iter()
+            .filter(|r| r.field("Body") == Some(body))
+            .map(|r| r.at)
+            .max()
+            .unwrap()
+    };
+    let paused_until = refused_at + Duration::from_secs(2);
+    assert!(at("first from the throttled sender") >= paused_until);
+    assert!(at("second from the throttled sender") >= paused_until);
+    assert!(
+        at("from another sender") < paused_until,
+        "the other sender was held up: {:?} after the 429",
+        at("from another sender").duration_since(refused_at)
+    );
+    assert_eq!(
+        sends
+            .iter()
+            .find(|r| r.field("Body") == Some("from another sender"))
+            .and_then(|r| r.field("From")),
+        Some("+15017122662")
+    );
+}

@@ -47,10 +47,19 @@ pub(crate) struct Scripted {
     pub(crate) code: i64,
 }
 
+/// Every send answered with Twilio's error for HTTP `status`, after `delay`, until the
+/// outage is ended: a Twilio that is down (or slower than Herald's timeout).
+#[derive(Clone, Copy)]
+pub(crate) struct Outage {
+    pub(crate) status: u16,
+    pub(crate) delay: std::time::Duration,
+}
+
 #[derive(Default)]
 struct State {
     requests: Mutex<Vec<Recorded>>,
     script: Mutex<VecDeque<Scripted>>,
+    outage: Mutex<Option<Outage>>,
     /// sid → (status, error code) answered by `GET …/Messages/{sid}.json`.
     lookups: Mutex<HashMap<String, (String, Option<i64>)>>,
     /// When set, each accepted send first gets its `delivered` callback posted to this
@@ -98,6 +107,10 @@ impl TwilioStub {
         self.state.script.lock().unwrap().push_back(answer);
     }
 
+    pub(crate) fn set_outage(&self, outage: Option<Outage>) {
+        *self.state.outage.lock().unwrap() = outage;
+    }
+
     pub(crate) fn answer_lookup(&self, sid: &str, status: &str, error_code: Option<i64>) {
         self.state
             .lookups
@@ -135,7 +148,18 @@ async fn answer(
     });
     let prefix = format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages");
     if method == Method::POST && path == format!("{prefix}.json") {
-        let scripted = state.script.lock().unwrap().pop_front();
+        let outage = *state.outage.lock().unwrap();
+        let scripted = match outage {
+            Some(o) => {
+                tokio::time::sleep(o.delay).await;
+                Some(Scripted {
+                    status: o.status,
+                    retry_after: None,
+                    code: 20000 + i64::from(o.status),
+                })
+            }
+            None => state.script.lock().unwrap().pop_front(),
+        };
         if let Some(s) = scripted {
             let mut response = (
                 StatusCode::from_u16(s.status).unwrap(),

@@ -44,6 +44,7 @@ pub struct TwilioProvider {
     status_callback: String,
     default_sender: String,
     sender_rate: Option<NonZeroU32>,
+    sender_rates: Vec<(String, Option<NonZeroU32>)>,
     receipt_wait: Duration,
 }
 
@@ -80,6 +81,11 @@ impl TwilioProvider {
             public_url,
             default_sender,
             sender_rate: NonZeroU32::new(t.sender_per_second),
+            sender_rates: t
+                .sender_rates
+                .iter()
+                .map(|(sender, rate)| (sender.clone(), NonZeroU32::new(*rate)))
+                .collect(),
             receipt_wait: Duration::from_secs(t.lookup_after_seconds),
         })
     }
@@ -265,6 +271,10 @@ impl Provider for TwilioProvider {
 
     fn sender_rate(&self) -> Option<NonZeroU32> {
         self.sender_rate
+    }
+
+    fn sender_rates(&self) -> Vec<(String, Option<NonZeroU32>)> {
+        self.sender_rates.clone()
     }
 
     fn typical_delivery(&self) -> Option<Duration> {

@@ -33,6 +33,33 @@ pub struct SqliteStore {
     read: SqlitePool,
     writer: mpsc::Sender<Op>,
     writer_task: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: JoinHandle<()>,
+}
+
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// WAL pages after which the writer checkpoints itself: only a backstop (the background
+/// checkpointer normally keeps the WAL far below it).
+const WRITER_AUTOCHECKPOINT_PAGES: &str = "10000";
+
+/// Copies the WAL into the database in the background (PASSIVE: never blocks the writer, and
+/// gives up on pages readers still need). Left to the writer, SQLite checkpoints inside the
+/// commit that crosses 1,000 pages, and every request in that group commit waits for the
+/// copy and its fsync.
+async fn checkpoint_forever(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query(include_str!("queries/checkpoint.sql"))
+            .execute(&pool)
+            .await
+        {
+            // The writer's own autocheckpoint is the backstop; try again next tick.
+            tracing::debug!(error = %e, "background checkpoint failed");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -41,7 +68,11 @@ impl SqliteStore {
         health: Arc<WriteHealth>,
     ) -> StoreResult<Self> {
         let options = connect_options(settings)?;
-        let mut write_conn = options.connect().await?;
+        // The writer's reconnects keep the backstop too, so they take the same options.
+        let writer_options = options
+            .clone()
+            .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES);
+        let mut write_conn = writer_options.connect().await?;
         MIGRATOR.run(&mut write_conn).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
@@ -51,16 +82,18 @@ impl SqliteStore {
         let task = tokio::spawn(writer::run(
             writer::Connection {
                 conn: write_conn,
-                options,
+                options: writer_options,
                 health,
             },
             rx,
             settings.commit_batch_max,
         ));
+        let checkpointer = tokio::spawn(checkpoint_forever(read.clone()));
         Ok(Self {
             read,
             writer: tx,
             writer_task: Mutex::new(Some(task)),
+            checkpointer,
         })
     }
 
@@ -242,7 +275,14 @@ impl SqliteStore {
         if let Some(task) = self.writer_task.lock().await.take() {
             let _ = task.await;
         }
+        self.checkpointer.abort();
         self.read.close().await;
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
     }
 }
 
@@ -279,7 +319,11 @@ fn connect_options(settings: &DatabaseSettings) -> StoreResult<SqliteConnectOpti
         // Other processes (`herald accounts create`, `herald worker`) may hold the write
         // lock for a moment; wait for it rather than fail.
         .busy_timeout(Duration::from_millis(settings.busy_timeout_ms))
-        .statement_cache_capacity(256);
+        .statement_cache_capacity(256)
+        // Rows come back from SQLite's thread through a bounded channel; at the default 50 a
+        // batch's RETURNING rows (up to thousands of receipts) bounce between that thread and
+        // the writer task every 50 rows, each bounce two context switches.
+        .row_buffer_size(4096);
     // Per connection and not stored in the file, so it is set on every connection (only
     // the writer's ever grows the file).
     Ok(match settings.max_page_count {
@@ -345,6 +389,7 @@ mod tests {
         let mut conn = migrated(&dir).await;
         let hot = [
             include_str!("queries/claim_lane.sql"),
+            include_str!("queries/due_lanes.sql"),
             include_str!("queries/mark_sent.sql"),
             include_str!("queries/apply_status_update.sql"),
             include_str!("queries/schedule_retry.sql"),
@@ -353,7 +398,7 @@ mod tests {
             include_str!("queries/renew_leases.sql"),
             include_str!("queries/release_orphans.sql"),
             include_str!("queries/load_message.sql"),
-            include_str!("queries/find_by_provider_ref.sql"),
+            include_str!("queries/find_by_provider_refs.sql"),
             include_str!("queries/queue_depth.sql"),
             include_str!("queries/claimed_opted_out.sql"),
             include_str!("queries/campaign_states.sql"),

@@ -1,0 +1,2 @@
+-- Copies what it can of the WAL into the database without waiting for the writer or readers.
+PRAGMA wal_checkpoint(PASSIVE)
