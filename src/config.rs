@@ -567,6 +567,18 @@ mod tests {
         assert!(err.contains("api_version"), "{err}");
         let err = whatsapp_error(&ok.replace("\"106540352242922\"", "\"+1 555\""));
         assert!(err.contains("phone_number_id"), "{err}");
+        let fallback = |name: &str| {
+            let base = format!(
+                "[providers]\nwhatsapp = \"whatsapp_cloud\"\nwhatsapp_fallback = \"{name}\"\n{ok}"
+            );
+            Settings::load_with(None, &[&base])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(fallback("mock"), "");
+        assert!(fallback("whatsapp_cloud").contains("whatsapp_fallback"));
+        assert!(fallback("twilio").contains("whatsapp_fallback"));
     }
 
     #[test]

@@ -801,3 +801,41 @@ async fn sms_is_untouched_when_whatsapp_goes_through_the_cloud_api() {
     assert_eq!(view["provider"], "mock", "{view}");
     assert!(stub.sends().is_empty());
 }
+
+#[tokio::test]
+async fn while_the_cloud_api_keeps_failing_whatsapp_fails_over_to_the_fallback() {
+    // Arrange: the mock behind the Cloud API; three failures in a row open the circuit.
+    let stub = crate::whatsapp_stub::WhatsappStub::start().await;
+    let toml = crate::whatsapp_stub::whatsapp_toml(
+        &stub.url,
+        "[providers.failover]\nfailure_threshold = 3\nopen_seconds = 600\n",
+    )
+    .replace(
+        "whatsapp = \"whatsapp_cloud\"\n",
+        "whatsapp = \"whatsapp_cloud\"\nwhatsapp_fallback = \"mock\"\n",
+    );
+    let app = crate::helpers::spawn_app_with(&toml).await;
+    // More failures than needed: a retry that reaches Meta before the circuit opens fails too.
+    for _ in 0..10 {
+        stub.script(Scripted::error(500, 131_000));
+    }
+
+    // Act: three messages fail at Meta (opening the circuit), one more comes after.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(send_whatsapp(&app, &number(&format!("12{i:02}")), json!({})).await);
+    }
+    for id in &ids {
+        let view = app.wait_for(id, crate::helpers::handed_over).await;
+        assert_eq!(view["provider"], "mock", "{view}");
+    }
+    let failures = stub.sends().len();
+    let late = send_whatsapp(&app, &number("1299"), json!({})).await;
+
+    // Assert: the three went out through the mock once Meta had failed them; the late one
+    // went straight to the mock, Meta never asked.
+    assert!((3..10).contains(&failures), "{failures}");
+    let view = app.wait_for(&late, crate::helpers::handed_over).await;
+    assert_eq!(view["provider"], "mock", "{view}");
+    assert_eq!(stub.sends().len(), failures);
+}
