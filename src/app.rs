@@ -6,7 +6,6 @@ use crate::api::{self, AppState};
 use crate::auth;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::providers::mock;
 use crate::store::{NewAccount, Store};
 use crate::templates::TemplateLibrary;
 use crate::workers::Workers;
@@ -81,12 +80,10 @@ impl Application {
         } else {
             None
         };
-        let typical = mock::typical_delivery(&self.settings.providers.mock);
         let state = AppState::new(
             self.store.clone(),
             self.settings.clone(),
             metrics,
-            Some(typical),
             self.templates,
         );
         let trim = state.clone();

@@ -102,12 +102,15 @@ impl Deliverer {
             Ok(_) | Err(ProviderError::Permanent { .. }) => Health::Answered,
         };
         route.report(provider.name(), health);
-        // Told to wait (429 or 503 with Retry-After): the sender's next messages wait too,
-        // rather than each hitting the refusal; other senders go on.
-        if let Err(ProviderError::Transient {
-            retry_after: Some(wait),
-            ..
-        }) = &result
+        // The sender is over its rate (Twilio's 429): its next messages wait out Retry-After
+        // too, rather than each hitting the refusal; other senders go on.
+        if let Err(
+            e @ ProviderError::Transient {
+                retry_after: Some(wait),
+                ..
+            },
+        ) = &result
+            && provider.throttles_sender(e)
         {
             self.limits.pause_sender(sender_key(), *wait);
         }

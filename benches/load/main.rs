@@ -23,6 +23,7 @@ mod process;
 mod report;
 mod scenarios;
 mod sustain;
+mod twilio;
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -55,6 +56,12 @@ enum Scenario {
     /// `--soak-rate` single sends/s for `--soak-minutes` through one `herald serve` (default
     /// config): RSS and queue depth over time.
     Soak,
+    /// A backlog drained through a Twilio-shaped stub over loopback HTTP, beside the
+    /// in-process mock; then the messages' signed status callbacks.
+    TwilioDispatch,
+    /// Three Twilio senders at 1, 10 and 80 messages/s for `--pace-duration` seconds, timed
+    /// by the stub.
+    SenderLimits,
 }
 
 /// Options shared by the scenarios; the defaults are the targets.
@@ -184,6 +191,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Soak {
         sustain::soak(&args).await?;
+    }
+    if args.scenario == Scenario::TwilioDispatch {
+        twilio::twilio_dispatch(&args).await?;
+    }
+    if args.scenario == Scenario::SenderLimits {
+        twilio::sender_limits(&args).await?;
     }
     let campaigns = args.scenario == Scenario::Campaigns;
     if campaigns || args.scenario == Scenario::CampaignUpload {

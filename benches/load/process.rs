@@ -37,15 +37,28 @@ pub(crate) struct Sandbox {
     /// Keep the mock's default delays (5 ms to accept, as a user's `herald serve` has them)
     /// instead of the zero-latency mock of the throughput scenarios.
     mock_defaults: bool,
+    /// A configuration file for settings the environment cannot carry (maps keyed by
+    /// phone numbers), written into the run's folder.
+    config: Option<PathBuf>,
 }
 
 impl Sandbox {
+    /// Writes `toml` as the run's configuration file, given to every process with
+    /// `--config` (the environment's `HERALD__…` values still override it).
+    pub(crate) fn with_config(mut self, toml: &str) -> anyhow::Result<Sandbox> {
+        let path = self.dir.path().join("herald.toml");
+        std::fs::write(&path, toml)?;
+        self.config = Some(path);
+        Ok(self)
+    }
+
     pub(crate) fn new(args: &Args) -> anyhow::Result<Sandbox> {
         Ok(Sandbox {
             dir: tempfile::Builder::new().prefix("herald-bench-").tempdir()?,
             addr: free_port()?,
             receipts: !args.no_receipts,
             mock_defaults: args.mock_defaults,
+            config: None,
         })
     }
 
@@ -91,7 +104,11 @@ impl Sandbox {
         let log_path = self.dir.path().join(format!("{}.log", args.join("-")));
         let log = std::fs::File::create(&log_path)?;
         let binary = herald_binary();
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .args(args)
             .envs(self.env())
             .stdin(Stdio::null())
@@ -292,7 +309,7 @@ pub(crate) fn own_cpu_seconds() -> f64 {
 }
 
 /// utime + stime from a `/proc/<pid>/stat` file; 0 when unreadable (not Linux).
-fn cpu_seconds(stat_path: &str) -> f64 {
+pub(crate) fn cpu_seconds(stat_path: &str) -> f64 {
     // Clock ticks per second: 100 on every Linux architecture Rust targets by default
     // (USER_HZ); reading it properly would need libc for sysconf.
     const TICKS_PER_SECOND: f64 = 100.0;
@@ -324,6 +341,12 @@ impl Db {
     /// is the partial index `message_ready`'s own, so this counts index entries only.
     pub(crate) async fn backlog(&mut self) -> anyhow::Result<u64> {
         self.count("SELECT COUNT(*) FROM message WHERE status IN ('queued', 'sending')")
+            .await
+    }
+
+    /// Messages that reached `delivered` (a full scan: only after the load).
+    pub(crate) async fn delivered(&mut self) -> anyhow::Result<u64> {
+        self.count("SELECT COUNT(*) FROM message WHERE status = 'delivered'")
             .await
     }
 

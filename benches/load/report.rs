@@ -76,6 +76,17 @@ impl Table {
         self.rows.iter().map(|r| r[i]).fold(f64::NAN, f64::max)
     }
 
+    /// Prints the title, the header and every row again: for tables whose runs were
+    /// interleaved with another table's, before their `finish`.
+    pub(crate) fn reprint(&self) {
+        println!("\n== {}", self.title);
+        let names: Vec<String> = self.columns.iter().map(|c| (*c).to_owned()).collect();
+        println!("{}", self.line("run", &names));
+        for (i, row) in self.rows.iter().enumerate() {
+            println!("{}", self.line(&(i + 1).to_string(), &self.cells(row)));
+        }
+    }
+
     /// Prints the median row and one verdict line per goal.
     pub(crate) fn finish(&self, goals: &[(&str, bool)]) {
         let medians: Vec<f64> = self.columns.iter().map(|c| self.median(c)).collect();

@@ -241,17 +241,18 @@ async fn compare(
 // ---------------------------------------------------------------------------------------
 // dispatch: a queued backlog drained by `herald worker`
 
+pub(crate) const DISPATCH_COLUMNS: [&str; 8] = [
+    "queued", "msg/s", "steady/s", "first s", "total s", "left", "wrk CPU%", "unsent",
+];
+
 pub(crate) async fn dispatch(args: &Args) -> anyhow::Result<()> {
     let title = format!(
         "dispatch: {} queued messages drained by `herald worker` through the zero-latency mock",
         args.backlog
     );
-    let columns = [
-        "queued", "msg/s", "steady/s", "first s", "total s", "left", "wrk CPU%", "unsent",
-    ];
-    let mut table = Table::new(title, &columns);
+    let mut table = Table::new(title, &DISPATCH_COLUMNS);
     for _ in 0..args.runs {
-        table.push(dispatch_run(args).await?);
+        table.push(dispatch_run(args, &Sandbox::new(args)?).await?);
     }
     table.finish(&[
         (
@@ -271,10 +272,11 @@ pub(crate) async fn dispatch(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dispatch_run(args: &Args) -> anyhow::Result<Vec<f64>> {
-    let sandbox = Sandbox::new(args)?;
+/// Queues `args.backlog` messages in `sandbox`, then times one `herald worker` draining them.
+/// The row is in `DISPATCH_COLUMNS` order.
+pub(crate) async fn dispatch_run(args: &Args, sandbox: &Sandbox) -> anyhow::Result<Vec<f64>> {
     let server = sandbox.serve(false).await?;
-    fill(&sandbox, args, "normal").await?;
+    fill(sandbox, args, "normal").await?;
     server.stop().await?;
 
     let mut db = sandbox.db().await?;

@@ -22,12 +22,12 @@ mod webhooks;
 pub use error::ApiError;
 
 use crate::billing::Pricing;
-use crate::config::{Settings, TWILIO, WHATSAPP_CLOUD};
+use crate::config::{MOCK, Settings, WHATSAPP_CLOUD};
 use crate::domain::{AccountId, CampaignId, Channel, Region, Timestamp};
 use crate::metrics::Metrics;
-use crate::providers::Provider;
 use crate::providers::twilio::{self, TwilioProvider};
 use crate::providers::whatsapp::{self, WhatsappProvider};
+use crate::providers::{Provider, mock};
 use crate::ratelimit::ApiLimits;
 use crate::store::{AuthenticatedKey, Store};
 use crate::templates::TemplateLibrary;
@@ -57,9 +57,9 @@ struct Shared {
     pricing: Pricing,
     api_limits: ApiLimits,
     auth_cache: Mutex<HashMap<[u8; 32], (AuthenticatedKey, Instant)>>,
-    /// About how long from acceptance to the handset, per channel (`estimated_delivery`).
-    typical_sms: Option<Duration>,
-    typical_whatsapp: Option<Duration>,
+    /// Per channel, how long its primary provider usually takes from hand-over to the
+    /// handset, for `estimated_delivery` (None: unknown, e.g. a real network's).
+    typical_delivery: [Option<Duration>; 2],
     templates: TemplateLibrary,
     /// Recent (time, messages handed over) samples per campaign, behind `send_rate`.
     progress: Mutex<HashMap<CampaignId, VecDeque<(Instant, i64)>>>,
@@ -77,15 +77,21 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 const RATE_CAMPAIGNS_MAX: usize = 1_000;
 
 impl AppState {
-    /// `mock_delivery` is the mock network's typical delivery time, used for the channels
-    /// the mock serves; real providers say their own.
     pub fn new(
         store: Store,
         settings: Settings,
         metrics: Metrics,
-        mock_delivery: Option<Duration>,
         templates: TemplateLibrary,
     ) -> Self {
+        // The mock's timing is known in advance; of the real networks only the Cloud API
+        // says how long it usually takes (below), Twilio promises nothing.
+        let mock_timing = |provider: &str| {
+            (provider == MOCK).then(|| mock::typical_delivery(&settings.providers.mock))
+        };
+        let mut typical_delivery = [
+            mock_timing(&settings.providers.sms),
+            mock_timing(&settings.providers.whatsapp),
+        ];
         let twilio = settings
             .providers
             .twilio
@@ -110,22 +116,14 @@ impl AppState {
                 }
             })
             .flatten();
-        let typical_sms = if settings.providers.sms == TWILIO {
-            twilio.as_ref().and_then(|t| t.typical_delivery())
-        } else {
-            mock_delivery
-        };
-        let typical_whatsapp = if settings.providers.whatsapp == WHATSAPP_CLOUD {
-            whatsapp.as_ref().and_then(|w| w.typical_delivery())
-        } else {
-            mock_delivery
-        };
+        if settings.providers.whatsapp == WHATSAPP_CLOUD {
+            typical_delivery[1] = whatsapp.as_ref().and_then(|w| w.typical_delivery());
+        }
         Self {
             inner: Arc::new(Shared {
                 twilio,
                 whatsapp,
-                typical_sms,
-                typical_whatsapp,
+                typical_delivery,
                 pricing: Pricing::from_settings(&settings.pricing),
                 api_limits: ApiLimits::new(
                     settings.limits.api_requests_per_second,
@@ -157,11 +155,10 @@ impl AppState {
         &self.inner.pricing
     }
 
-    /// About how long a message on `channel` takes from acceptance to the handset.
     pub fn typical_delivery(&self, channel: Channel) -> Option<Duration> {
         match channel {
-            Channel::Sms => self.inner.typical_sms,
-            Channel::Whatsapp => self.inner.typical_whatsapp,
+            Channel::Sms => self.inner.typical_delivery[0],
+            Channel::Whatsapp => self.inner.typical_delivery[1],
         }
     }
 

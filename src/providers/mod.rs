@@ -171,6 +171,13 @@ pub trait Provider: Send + Sync {
     /// Messages per second one sender may send (None: no limit).
     fn sender_rate(&self) -> Option<NonZeroU32>;
 
+    /// Whether `error` says the sender as a whole is over its rate (so its next messages
+    /// should wait out `Retry-After` too), rather than this one attempt being refused.
+    fn throttles_sender(&self, error: &ProviderError) -> bool {
+        let _ = error;
+        false
+    }
+
     /// Senders with a rate of their own instead of [`Provider::sender_rate`] (None: no limit).
     fn sender_rates(&self) -> Vec<(String, Option<NonZeroU32>)> {
         Vec::new()

@@ -273,6 +273,11 @@ impl Provider for TwilioProvider {
         self.sender_rate
     }
 
+    /// 20429 (HTTP 429): too many requests from this sender or account at once.
+    fn throttles_sender(&self, error: &ProviderError) -> bool {
+        matches!(error, ProviderError::Transient { code, .. } if code == "20429" || code == "http_429")
+    }
+
     fn sender_rates(&self) -> Vec<(String, Option<NonZeroU32>)> {
         self.sender_rates.clone()
     }

@@ -318,6 +318,12 @@ impl Provider for WhatsappProvider {
         self.sender_rate
     }
 
+    /// 130429 (the phone number's throughput) and 80007 (the business account's rate) hold
+    /// for every message from the number; 131056 concerns one recipient only, 4 the app.
+    fn throttles_sender(&self, error: &ProviderError) -> bool {
+        matches!(error, ProviderError::Transient { code, .. } if code == "130429" || code == "80007" || code == "http_429")
+    }
+
     fn typical_delivery(&self) -> Option<Duration> {
         Some(TYPICAL_DELIVERY)
     }
@@ -367,6 +373,29 @@ mod tests {
             Some("invoice.pdf")
         );
         assert_eq!(file_name("https://cdn.example.com"), None);
+    }
+
+    #[test]
+    fn only_number_wide_throttling_pauses_the_sender() {
+        let settings = Settings::load_with(
+            None,
+            &["[providers.whatsapp_cloud]\nphone_number_id = \"1\"\n"],
+        );
+        let Ok(settings) = settings else {
+            panic!("{settings:?}")
+        };
+        let Ok(provider) = WhatsappProvider::from_settings(&settings) else {
+            panic!("the adapter builds")
+        };
+        let transient = |code: &str| ProviderError::Transient {
+            code: code.into(),
+            message: String::new(),
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert!(provider.throttles_sender(&transient("130429")));
+        assert!(provider.throttles_sender(&transient("80007")));
+        assert!(!provider.throttles_sender(&transient("131056")));
+        assert!(!provider.throttles_sender(&transient("131000")));
     }
 
     #[test]
