@@ -28,6 +28,7 @@ struct Inner {
     receipts: Family<Labels, Counter>,
     receipts_pending: Gauge,
     receipts_dropped: Counter,
+    inbound_unstored: Family<Labels, Counter>,
     circuit_open: Family<Labels, Gauge>,
 }
 
@@ -83,6 +84,13 @@ impl Default for Metrics {
             "Held receipts dropped after an hour: they matched no message of ours",
             receipts_dropped.clone(),
         );
+        let inbound_unstored = Family::<Labels, Counter>::default();
+        registry.register(
+            "inbound_unstored",
+            "Inbound messages a provider webhook carried that Herald parsed but does not store \
+             yet (the inbound issue stores them), by provider",
+            inbound_unstored.clone(),
+        );
         let circuit_open = Family::<Labels, Gauge>::default();
         registry.register(
             "provider_circuit_open",
@@ -99,6 +107,7 @@ impl Default for Metrics {
                 receipts,
                 receipts_pending,
                 receipts_dropped,
+                inbound_unstored,
                 circuit_open,
             }),
         }
@@ -148,6 +157,14 @@ impl Metrics {
 
     pub fn receipts_dropped(&self, count: u64) {
         self.inner.receipts_dropped.inc_by(count);
+    }
+
+    /// Inbound messages a webhook carried and Herald dropped (storing them is a later issue).
+    pub fn inbound_unstored(&self, provider: &'static str, count: u64) {
+        self.inner
+            .inbound_unstored
+            .get_or_create(&vec![("provider", provider.to_owned())])
+            .inc_by(count);
     }
 
     pub fn set_circuit_open(&self, channel: Channel, provider: &str, open: bool) {

@@ -64,7 +64,7 @@ impl Deliverer {
         }
         let route = self.route(m.channel);
         let provider = route.choose(m.bound_to.as_deref());
-        let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
+        let from = provider.sender(m.sender_id.as_deref());
         // The key is only built when a sender limit exists (not on the unlimited mock).
         let sender_key = || sender_key(provider.name(), m.channel, from);
         self.limits
@@ -93,6 +93,7 @@ impl Deliverer {
             from,
             body: &m.body,
             media_url: m.attachment_url.as_deref(),
+            template: m.whatsapp_template.as_ref(),
             expires_at: m.expires_at,
         };
         let result = provider.send(request).await;

@@ -10,6 +10,7 @@
 pub mod signature;
 mod wire;
 
+use super::http::{self, retry_after};
 use super::{
     Accepted, Lookup, Provider, ProviderError, SendRequest, WebhookError, WebhookEvents,
     WebhookKind, WebhookRequest,
@@ -19,7 +20,6 @@ use crate::domain::Timestamp;
 use crate::store::StatusUpdate;
 use anyhow::Context;
 use futures::future::BoxFuture;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -227,38 +227,9 @@ fn validity_seconds(expires_at: Timestamp, now: Timestamp) -> i64 {
     (left_ms / 1000).clamp(VALIDITY_MIN, VALIDITY_MAX)
 }
 
-/// `Retry-After` as seconds (Twilio's form) or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at
-        .timestamp_millis()
-        .saturating_sub(Timestamp::now().millis());
-    Some(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
-}
-
-/// A request that got no answer: always worth retrying. The message names the kind of
-/// failure only: reqwest's own text carries the URL, which names the account, and this
-/// message is shown to API clients.
+/// A request that got no answer (see [`http::transport`]).
 fn transport(e: &reqwest::Error) -> ProviderError {
-    let (code, message) = if e.is_timeout() {
-        (super::TIMEOUT, "Twilio did not answer in time")
-    } else if e.is_connect() {
-        ("connection_failed", "Twilio could not be connected to")
-    } else {
-        (
-            super::NETWORK_ERROR,
-            "the connection to Twilio failed mid-request",
-        )
-    };
-    ProviderError::Transient {
-        code: code.into(),
-        message: message.into(),
-        retry_after: None,
-    }
+    http::transport("Twilio", e)
 }
 
 impl Provider for TwilioProvider {
@@ -386,17 +357,5 @@ mod tests {
         assert!(!is_messaging_service("+15017122661"));
         assert!(!is_messaging_service("HERALD"));
         assert!(!is_messaging_service("MGxx23456789abcdef0123456789abcdef"));
-    }
-
-    #[test]
-    fn retry_after_is_read_in_seconds() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            RETRY_AFTER,
-            reqwest::header::HeaderValue::from_static("soon"),
-        );
-        assert_eq!(retry_after(&h), None);
     }
 }

@@ -12,4 +12,5 @@ WHERE message_id IN (
     LIMIT ?5
 )
 RETURNING message_id, account_id, campaign_id, channel, phone_number, sender_id, body,
-          attachment_url, priority, attempts, expires_at, cost, claim_seq, provider
+          attachment_url, priority, attempts, expires_at, cost, claim_seq, provider,
+          whatsapp_template
