@@ -122,6 +122,7 @@ pub struct ProviderSettings {
     pub failover: FailoverSettings,
     pub mock: MockSettings,
     pub twilio: TwilioSettings,
+    pub whatsapp_cloud: WhatsappCloudSettings,
 }
 
 /// When a channel's primary counts as failing, and when it is tried again.
@@ -136,6 +137,34 @@ pub struct FailoverSettings {
 /// Provider names `providers.sms` / `providers.whatsapp` may hold.
 pub const MOCK: &str = "mock";
 pub const TWILIO: &str = "twilio";
+pub const WHATSAPP_CLOUD: &str = "whatsapp_cloud";
+
+/// Meta's WhatsApp Business Cloud API (`providers.whatsapp = "whatsapp_cloud"`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WhatsappCloudSettings {
+    pub base_url: String,
+    /// The Graph API version in the path (`v23.0`).
+    pub api_version: String,
+    /// The business phone number's id (not the number itself): every message goes out from
+    /// it, and its sender limit is this number's.
+    pub phone_number_id: String,
+    /// Bearer token of a system user; never logged (its `Debug` is redacted).
+    pub access_token: SecretString,
+    /// Key of `X-Hub-Signature-256` on webhook POSTs; never logged.
+    pub app_secret: SecretString,
+    /// What Meta's webhook verification GET must present as `hub.verify_token`.
+    pub verify_token: SecretString,
+    pub sender_per_second: u32,
+    pub timeout_ms: u64,
+}
+
+impl WhatsappCloudSettings {
+    /// Whether webhooks can be verified: the app secret (POSTs) is set.
+    pub fn webhooks_configured(&self) -> bool {
+        use secrecy::ExposeSecret;
+        !self.app_secret.expose_secret().is_empty()
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TwilioSettings {
@@ -323,10 +352,22 @@ impl Settings {
                 "providers.sms_fallback must name another provider than providers.sms, or be \"\""
             );
         }
-        if !self.providers.whatsapp_fallback.is_empty() {
+        for (key, name) in [
+            ("whatsapp", &self.providers.whatsapp),
+            ("whatsapp_fallback", &self.providers.whatsapp_fallback),
+        ] {
+            match name.as_str() {
+                MOCK => {}
+                "" if key == "whatsapp_fallback" => {}
+                WHATSAPP_CLOUD => self.validate_whatsapp_cloud()?,
+                name => bail!(
+                    "providers.{key} = \"{name}\" is not a WhatsApp provider Herald has (\"mock\" or \"whatsapp_cloud\")"
+                ),
+            }
+        }
+        if self.providers.whatsapp_fallback == self.providers.whatsapp {
             bail!(
-                "providers.whatsapp_fallback = \"{}\": WhatsApp has no second provider yet",
-                self.providers.whatsapp_fallback
+                "providers.whatsapp_fallback must name another provider than providers.whatsapp, or be \"\""
             );
         }
         if self.providers.failover.failure_threshold == 0
@@ -334,12 +375,6 @@ impl Settings {
         {
             bail!(
                 "providers.failover.failure_threshold and providers.failover.open_seconds must be at least 1"
-            );
-        }
-        if self.providers.whatsapp != MOCK {
-            bail!(
-                "providers.whatsapp = \"{}\" is not a WhatsApp provider Herald has (only \"mock\" so far)",
-                self.providers.whatsapp
             );
         }
         if self.workers.reconcile_every_seconds == 0 || self.workers.reconcile_batch == 0 {
@@ -400,6 +435,49 @@ impl Settings {
         Ok(())
     }
 
+    /// What `providers.whatsapp = "whatsapp_cloud"` needs; each sentence names the setting.
+    fn validate_whatsapp_cloud(&self) -> anyhow::Result<()> {
+        use secrecy::ExposeSecret;
+        let w = &self.providers.whatsapp_cloud;
+        let needs = "providers.whatsapp = \"whatsapp_cloud\" needs";
+        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        if !digits(&w.phone_number_id) {
+            bail!(
+                "{needs} providers.whatsapp_cloud.phone_number_id: the digits of the phone number's id in WhatsApp Manager (not the number itself)"
+            );
+        }
+        if w.access_token.expose_secret().is_empty() {
+            bail!("{needs} providers.whatsapp_cloud.access_token (a system user's token)");
+        }
+        if w.app_secret.expose_secret().is_empty() {
+            bail!(
+                "{needs} providers.whatsapp_cloud.app_secret (the Meta app's secret: webhook signatures are checked with it)"
+            );
+        }
+        if w.verify_token.expose_secret().is_empty() {
+            bail!(
+                "{needs} providers.whatsapp_cloud.verify_token (any secret string; enter the same in the app's webhook settings)"
+            );
+        }
+        let numeric = w
+            .api_version
+            .strip_prefix('v')
+            .and_then(|v| v.split_once('.'))
+            .is_some_and(|(major, minor)| digits(major) && digits(minor));
+        if !numeric {
+            bail!(
+                "providers.whatsapp_cloud.api_version must be a Graph API version such as \"v23.0\""
+            );
+        }
+        if !is_http_url(&w.base_url) {
+            bail!("providers.whatsapp_cloud.base_url must be an http(s) URL");
+        }
+        if w.timeout_ms == 0 {
+            bail!("providers.whatsapp_cloud.timeout_ms must be at least 1");
+        }
+        Ok(())
+    }
+
     pub fn validity_period(&self) -> Duration {
         Duration::from_secs(self.messaging.validity_period_seconds)
     }
@@ -452,6 +530,69 @@ mod tests {
             "[providers.twilio]\naccount_sid = \"{sid}\"\nauth_token = \"t\"\nfrom = \"+15017122661\"\n"
         );
         assert_eq!(twilio_error(&ok), "");
+    }
+
+    fn whatsapp_error(extra: &str) -> String {
+        let base = "[providers]\nwhatsapp = \"whatsapp_cloud\"\n";
+        Settings::load_with(None, &[base, extra])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn whatsapp_cloud_without_each_setting_is_refused_with_the_setting_named() {
+        let full = [
+            ("phone_number_id", "\"106540352242922\""),
+            ("access_token", "\"t\""),
+            ("app_secret", "\"s\""),
+            ("verify_token", "\"v\""),
+        ];
+        for (missing, _) in full {
+            let table: String = full
+                .iter()
+                .filter(|(k, _)| *k != missing)
+                .map(|(k, v)| format!("{k} = {v}\n"))
+                .collect();
+            let err = whatsapp_error(&format!("[providers.whatsapp_cloud]\n{table}"));
+            assert!(
+                err.contains(&format!("providers.whatsapp_cloud.{missing}")),
+                "{missing}: {err}"
+            );
+        }
+        let table: String = full.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+        let ok = format!("[providers.whatsapp_cloud]\n{table}");
+        assert_eq!(whatsapp_error(&ok), "");
+        let err = whatsapp_error(&format!("{ok}api_version = \"23\"\n"));
+        assert!(err.contains("api_version"), "{err}");
+        let err = whatsapp_error(&ok.replace("\"106540352242922\"", "\"+1 555\""));
+        assert!(err.contains("phone_number_id"), "{err}");
+        let fallback = |name: &str| {
+            let base = format!(
+                "[providers]\nwhatsapp = \"whatsapp_cloud\"\nwhatsapp_fallback = \"{name}\"\n{ok}"
+            );
+            Settings::load_with(None, &[&base])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(fallback("mock"), "");
+        assert!(fallback("whatsapp_cloud").contains("whatsapp_fallback"));
+        assert!(fallback("twilio").contains("whatsapp_fallback"));
+    }
+
+    #[test]
+    fn whatsapp_secrets_never_show_in_debug_output() {
+        let s = Settings::load_with(
+            None,
+            &[
+                "[providers.whatsapp_cloud]\naccess_token = \"tok-secret-1\"\napp_secret = \"app-secret-2\"\nverify_token = \"verify-secret-3\"\n",
+            ],
+        );
+        let shown = format!("{s:?}");
+        for secret in ["tok-secret-1", "app-secret-2", "verify-secret-3"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]

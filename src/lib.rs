@@ -7,7 +7,7 @@
 //!   writer per process. The message table is also the delivery queue.
 //! - [`workers`] (in `workers/` at the top of the repository): claiming, delivering,
 //!   receipts, recovery; apalis runs the deliveries.
-//! - [`providers`]: the provider trait, the mock provider and Twilio.
+//! - [`providers`]: the provider trait, the mock provider, Twilio and the WhatsApp Cloud API.
 //! - [`campaign`]: turning a campaign's list into rendered, priced recipients;
 //!   [`templates`]: Handlebars, strict, unescaped.
 //! - [`billing`], [`ratelimit`], [`idempotency`], [`auth`], [`metrics`]: one concern each.

@@ -55,6 +55,7 @@ struct Inner {
     receipts_dropped: Counter,
     in_doubt: Family<Labels, Counter>,
     resent_in_doubt: Family<Labels, Counter>,
+    inbound_unstored: Family<Labels, Counter>,
     circuit_open: Family<Labels, Gauge>,
 }
 
@@ -126,6 +127,13 @@ impl Default for Metrics {
              attempts): possible duplicates unless the provider absorbs replays by message id",
             resent_in_doubt.clone(),
         );
+        let inbound_unstored = Family::<Labels, Counter>::default();
+        registry.register(
+            "inbound_unstored",
+            "Inbound messages a provider webhook carried that Herald parsed but does not store \
+             yet (the inbound issue stores them), by provider",
+            inbound_unstored.clone(),
+        );
         let circuit_open = Family::<Labels, Gauge>::default();
         registry.register(
             "provider_circuit_open",
@@ -144,6 +152,7 @@ impl Default for Metrics {
                 receipts_dropped,
                 in_doubt,
                 resent_in_doubt,
+                inbound_unstored,
                 circuit_open,
             }),
         }
@@ -218,6 +227,14 @@ impl Metrics {
             .resent_in_doubt
             .get_or_create(&vec![("provider", provider.to_owned())])
             .inc();
+    }
+
+    /// Inbound messages a webhook carried and Herald dropped (storing them is a later issue).
+    pub fn inbound_unstored(&self, provider: &'static str, count: u64) {
+        self.inner
+            .inbound_unstored
+            .get_or_create(&vec![("provider", provider.to_owned())])
+            .inc_by(count);
     }
 
     pub fn set_circuit_open(&self, channel: Channel, provider: &str, open: bool) {

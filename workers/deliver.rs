@@ -122,7 +122,7 @@ impl Deliverer {
             .into();
         }
         let provider = route.choose(m.bound_to.as_deref().or(unverified));
-        let from = m.sender_id.as_deref().unwrap_or(provider.default_sender());
+        let from = provider.sender(m.sender_id.as_deref());
         // The key is only built when a sender limit exists (not on the unlimited mock).
         let sender_key = || sender_key(provider.name(), m.channel, from);
         self.limits
@@ -152,6 +152,7 @@ impl Deliverer {
             from,
             body: &m.body,
             media_url: m.attachment_url.as_deref(),
+            template: m.whatsapp_template.as_ref(),
             expires_at: m.expires_at,
         };
         if unverified.is_some() {
@@ -259,9 +260,10 @@ impl Deliverer {
                 message_id: &m.message_id,
                 channel: m.channel,
                 to: &m.phone_number,
-                from: m.sender_id.as_deref().unwrap_or(provider.default_sender()),
+                from: provider.sender(m.sender_id.as_deref()),
                 body: &m.body,
                 media_url: m.attachment_url.as_deref(),
+                template: m.whatsapp_template.as_ref(),
                 expires_at: m.expires_at,
             };
             let answer = match provider.find_sent(request, since).await {

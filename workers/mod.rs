@@ -31,12 +31,13 @@ pub use receipts::ReceiptSink;
 pub use retry::RetryPolicy;
 pub use route::{Breaker, Route};
 
-use crate::config::{Settings, TWILIO};
+use crate::config::{Settings, TWILIO, WHATSAPP_CLOUD};
 use crate::domain::Channel;
 use crate::metrics::Metrics;
 use crate::providers::Provider;
 use crate::providers::mock::MockProvider;
 use crate::providers::twilio::TwilioProvider;
+use crate::providers::whatsapp::WhatsappProvider;
 use crate::ratelimit::{DeliveryLimits, SenderRates};
 use crate::store::Store;
 use anyhow::Context;
@@ -77,8 +78,7 @@ impl Workers {
             .context("the mock provider could not start")?,
         );
         // One instance per provider named in the config (validation allows only these
-        // names), shared by the channels that use it. WhatsApp stays on the mock until the
-        // Cloud API adapter exists.
+        // names), shared by the channels that use it.
         let mut providers: Vec<Arc<dyn Provider>> = vec![mock];
         let mut provider = |name: &str| -> anyhow::Result<Option<Arc<dyn Provider>>> {
             if name.is_empty() {
@@ -87,8 +87,12 @@ impl Workers {
             if let Some(p) = providers.iter().find(|p| p.name() == name) {
                 return Ok(Some(Arc::clone(p)));
             }
-            debug_assert_eq!(name, TWILIO);
-            let p: Arc<dyn Provider> = Arc::new(TwilioProvider::from_settings(settings)?);
+            let p: Arc<dyn Provider> = if name == WHATSAPP_CLOUD {
+                Arc::new(WhatsappProvider::from_settings(settings)?)
+            } else {
+                debug_assert_eq!(name, TWILIO);
+                Arc::new(TwilioProvider::from_settings(settings)?)
+            };
             providers.push(Arc::clone(&p));
             Ok(Some(p))
         };
@@ -114,7 +118,7 @@ impl Workers {
         let sms = route(Channel::Sms, &p.sms, &p.sms_fallback)?;
         let whatsapp = route(Channel::Whatsapp, &p.whatsapp, &p.whatsapp_fallback)?;
         // Each provider's senders at that provider's rate: a Twilio long code's 1/s must not
-        // slow the mock's WhatsApp senders.
+        // slow the mock's WhatsApp senders, nor a WhatsApp number's 80/s Twilio's.
         let rates: Vec<SenderRates> = providers
             .iter()
             .map(|p| SenderRates {

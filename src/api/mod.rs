@@ -22,10 +22,11 @@ mod webhooks;
 pub use error::ApiError;
 
 use crate::billing::Pricing;
-use crate::config::{MOCK, Settings};
+use crate::config::{MOCK, Settings, WHATSAPP_CLOUD};
 use crate::domain::{AccountId, CampaignId, Channel, Region, Timestamp};
 use crate::metrics::Metrics;
 use crate::providers::twilio::{self, TwilioProvider};
+use crate::providers::whatsapp::{self, WhatsappProvider};
 use crate::providers::{Provider, mock};
 use crate::ratelimit::ApiLimits;
 use crate::store::{AuthenticatedKey, Store};
@@ -66,6 +67,9 @@ struct Shared {
     /// webhooks. Built here too (not only in the workers) because `--no-workers` API
     /// processes take webhooks as well.
     twilio: Option<Arc<dyn Provider>>,
+    /// The WhatsApp Cloud API adapter, when its app secret is configured: it answers the
+    /// webhook verification and checks and parses Meta's webhook POSTs.
+    whatsapp: Option<Arc<WhatsappProvider>>,
 }
 
 /// How far back the send rate looks.
@@ -79,11 +83,12 @@ impl AppState {
         metrics: Metrics,
         templates: TemplateLibrary,
     ) -> Self {
-        // Only the mock's timing is known in advance; a real network's is not promised.
+        // The mock's timing is known in advance; of the real networks only the Cloud API
+        // says how long it usually takes (below), Twilio promises nothing.
         let mock_timing = |provider: &str| {
             (provider == MOCK).then(|| mock::typical_delivery(&settings.providers.mock))
         };
-        let typical_delivery = [
+        let mut typical_delivery = [
             mock_timing(&settings.providers.sms),
             mock_timing(&settings.providers.whatsapp),
         ];
@@ -99,9 +104,26 @@ impl AppState {
                 }
             })
             .flatten();
+        let whatsapp = settings
+            .providers
+            .whatsapp_cloud
+            .webhooks_configured()
+            .then(|| match WhatsappProvider::from_settings(&settings) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "WhatsApp webhooks are refused");
+                    None
+                }
+            })
+            .flatten();
+        if settings.providers.whatsapp == WHATSAPP_CLOUD {
+            typical_delivery[1] = whatsapp.as_ref().and_then(|w| w.typical_delivery());
+        }
         Self {
             inner: Arc::new(Shared {
                 twilio,
+                whatsapp,
+                typical_delivery,
                 pricing: Pricing::from_settings(&settings.pricing),
                 api_limits: ApiLimits::new(
                     settings.limits.api_requests_per_second,
@@ -111,7 +133,6 @@ impl AppState {
                 settings,
                 metrics,
                 auth_cache: Mutex::new(HashMap::new()),
-                typical_delivery,
                 templates,
                 progress: Mutex::new(HashMap::new()),
             }),
@@ -148,6 +169,11 @@ impl AppState {
     /// The Twilio adapter, when Twilio credentials are configured.
     pub fn twilio(&self) -> Option<&dyn Provider> {
         self.inner.twilio.as_deref()
+    }
+
+    /// The WhatsApp Cloud API adapter, when its app secret is configured.
+    pub fn whatsapp(&self) -> Option<&WhatsappProvider> {
+        self.inner.whatsapp.as_deref()
     }
 
     /// The named templates shipped in `templates/`.
@@ -308,6 +334,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route(twilio::STATUS_PATH, post(webhooks::twilio_status))
+        .route(
+            whatsapp::WEBHOOK_PATH,
+            get(webhooks::whatsapp_verify).post(webhooks::whatsapp_events),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))

@@ -217,6 +217,53 @@ fn sms_length_rule() -> Value {
     ])
 }
 
+/// A WhatsApp template reference, with the limits `WhatsappTemplate::parse` enforces.
+fn whatsapp_template() -> Value {
+    nullable(json!({
+        "type": "object", "required": ["name", "language"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[a-z0-9_]{1,512}$", "example": "order_update",
+                "description": "The template's name as approved in WhatsApp Manager"},
+            "language": {"type": "string", "pattern": "^[a-z]{2,3}(_[A-Z]{2})?$", "example": "en_US",
+                "description": "The language code of the approved translation (`en`, `en_US`, `pt_BR`)"},
+            "variables": nullable(json!({
+                "type": "array", "maxItems": crate::domain::whatsapp_template::VARIABLES_MAX,
+                "items": {"type": "string", "maxLength": crate::domain::whatsapp_template::VARIABLE_MAX, "pattern": NAME},
+                "description": "Values of the body's {{1}}, {{2}}, … in order: not blank, no line breaks, tabs or other control characters"
+            }))
+        },
+        "description": "Send as this approved WhatsApp template (channel `whatsapp` only, not with `attachment_url`); `message` is then Herald's copy of the text, not sent"
+    }))
+}
+
+/// A template only on WhatsApp: absent, null, or the channel says `whatsapp`.
+fn whatsapp_template_rule() -> Value {
+    json!([
+        {"not": given("whatsapp_template", json!({"type": "object"}))},
+        {"required": ["channel"], "properties": {"channel": {"const": "whatsapp"}}}
+    ])
+}
+
+/// A template and an attachment together (refused: template headers are not filled yet).
+fn whatsapp_template_with_attachment() -> Value {
+    json!({
+        "required": ["whatsapp_template", "attachment_url"],
+        "properties": {"whatsapp_template": {"type": "object"}, "attachment_url": {"type": "string"}}
+    })
+}
+
+/// A WhatsApp media message whose text (its caption) is over Meta's 1,024 characters.
+fn whatsapp_caption_too_long() -> Value {
+    json!({
+        "required": ["channel", "attachment_url", "message"],
+        "properties": {
+            "channel": {"const": "whatsapp"},
+            "attachment_url": {"type": "string"},
+            "message": {"type": "string", "minLength": 1025}
+        }
+    })
+}
+
 fn campaign_name() -> Value {
     json!({"type": "string", "maxLength": 200, "pattern": NAME})
 }
@@ -394,6 +441,7 @@ fn add_field_rules(doc: &mut Value, settings: &Settings) {
         ("SendFields", "attachment_url", url()),
         ("SendFields", "status_callback", url()),
         ("SendFields", "campaign_id", json!({"type": "string"})),
+        ("SendFields", "whatsapp_template", whatsapp_template()),
         (
             "ValidatePhoneRequest",
             "phone_number",
@@ -447,7 +495,15 @@ fn add_field_rules(doc: &mut Value, settings: &Settings) {
         .pointer_mut("/components/schemas/SendFields")
         .and_then(Value::as_object_mut)
     {
-        send.insert("anyOf".into(), sms_length_rule());
+        send.insert(
+            "allOf".into(),
+            json!([
+                {"anyOf": sms_length_rule()},
+                {"anyOf": whatsapp_template_rule()},
+                {"not": whatsapp_template_with_attachment()},
+                {"not": whatsapp_caption_too_long()},
+            ]),
+        );
     }
 }
 

@@ -4,7 +4,8 @@
 use super::extract::fields;
 use super::{ApiError, AppState};
 use crate::domain::{
-    AccountId, Channel, E164, MessageId, MessageText, NumberType, Priority, Timestamp, phone,
+    AccountId, Channel, E164, MessageId, MessageText, NumberType, Priority, Timestamp,
+    WhatsappTemplate, phone,
 };
 use crate::idempotency::{IdempotencyKey, request_hash};
 use crate::store::{AcceptOutcome, IdempotencyRecord, ItemOutcome, NewMessage, StoredResponse};
@@ -39,6 +40,23 @@ pub(crate) struct SendFields {
     /// Your own data, returned with the message.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Send as this approved WhatsApp template instead of as free text (`channel` must be
+    /// `whatsapp`; not with `attachment_url`). Needed to reach someone whose last message is
+    /// more than 24 hours old. `message` is then Herald's copy of the text, not sent.
+    pub whatsapp_template: Option<TemplateFields>,
+}
+
+/// A WhatsApp template as a request names it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct TemplateFields {
+    /// The template's name as approved in WhatsApp Manager.
+    #[schema(example = "order_update")]
+    pub name: String,
+    /// The language of the approved translation, as Meta spells it.
+    #[schema(example = "en_US")]
+    pub language: String,
+    /// Values of the body's `{{1}}`, `{{2}}`, … in order.
+    pub variables: Option<Vec<String>>,
 }
 
 /// A message ready for the store, with what its answer reports.
@@ -47,6 +65,8 @@ pub(crate) struct Prepared {
     pub estimated_delivery: Option<Timestamp>,
 }
 
+/// WhatsApp's limit on a media caption (Meta's `caption.maxLength`).
+const WHATSAPP_CAPTION_MAX: usize = 1024;
 /// The furthest ahead a send may be scheduled.
 const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 /// In characters, as JSON Schema's `maxLength` counts (the contract says 2048).
@@ -92,6 +112,23 @@ pub(crate) fn prepare(
     )?;
     let text =
         MessageText::parse(f.message, channel).map_err(|e| ApiError::text(at("message"), &e))?;
+    if channel == Channel::Whatsapp
+        && f.attachment_url.is_some()
+        && text.as_str().chars().count() > WHATSAPP_CAPTION_MAX
+    {
+        return Err(ApiError::invalid(
+            at("message"),
+            format!(
+                "a WhatsApp message with `attachment_url` goes as the media's caption, which takes at most {WHATSAPP_CAPTION_MAX} characters"
+            ),
+        ));
+    }
+    let whatsapp_template = template(
+        f.whatsapp_template,
+        channel,
+        f.attachment_url.is_some(),
+        &at("whatsapp_template"),
+    )?;
     let region = state.region_of(account);
     let phone_number = if state.settings().messaging.reject_fixed_line {
         let info = phone::inspect(&f.phone_number, region)
@@ -119,6 +156,7 @@ pub(crate) fn prepare(
         sender_id,
         body: text.into_string(),
         attachment_url: url(at("attachment_url"), f.attachment_url)?,
+        whatsapp_template,
         priority,
         segments: segments.count,
         cost: state.pricing().cost(channel, segments),
@@ -131,6 +169,32 @@ pub(crate) fn prepare(
         estimated_delivery: state.typical_delivery(channel).map(|d| due_at.plus(d)),
         message,
     })
+}
+
+/// Parses a template reference; `at` names the field (`messages[2].whatsapp_template`).
+fn template(
+    fields: Option<TemplateFields>,
+    channel: Channel,
+    with_attachment: bool,
+    at: &str,
+) -> Result<Option<WhatsappTemplate>, ApiError> {
+    let Some(t) = fields else { return Ok(None) };
+    if channel != Channel::Whatsapp {
+        return Err(ApiError::invalid(
+            at,
+            "templates are WhatsApp's: send it with `channel: \"whatsapp\"`, or leave `whatsapp_template` out of an SMS",
+        ));
+    }
+    // A template's media lives in its header component, which Herald does not fill yet.
+    if with_attachment {
+        return Err(ApiError::invalid(
+            at,
+            "a template message cannot carry `attachment_url` (media in template headers is not supported yet): send the media as a message of its own",
+        ));
+    }
+    WhatsappTemplate::parse(t.name, t.language, t.variables.unwrap_or_default())
+        .map(Some)
+        .map_err(|e| ApiError::invalid(format!("{at}.{}", e.field), e.reason))
 }
 
 /// A message's delivery options, as every kind of send spells them.

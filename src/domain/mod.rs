@@ -14,6 +14,7 @@ pub mod segments;
 pub mod status;
 pub mod text;
 pub mod time;
+pub mod whatsapp_template;
 
 pub use campaign::{CampaignStatus, PauseReason};
 pub use channel::Channel;
@@ -25,3 +26,4 @@ pub use segments::{Encoding, Segments};
 pub use status::MessageStatus;
 pub use text::{MessageText, TextError};
 pub use time::Timestamp;
+pub use whatsapp_template::{TemplateFieldError, WhatsappTemplate};

@@ -12,10 +12,12 @@
 //! came), and whether an attempt left in doubt by a crash reached it at all
 //! ([`Provider::find_sent`]).
 
+mod http;
 pub mod mock;
 pub mod twilio;
+pub mod whatsapp;
 
-use crate::domain::{Channel, MessageId, Timestamp};
+use crate::domain::{Channel, MessageId, Timestamp, WhatsappTemplate};
 use crate::store::StatusUpdate;
 use futures::future::BoxFuture;
 use reqwest::header::HeaderMap;
@@ -46,6 +48,9 @@ pub struct SendRequest<'a> {
     pub from: &'a str,
     pub body: &'a str,
     pub media_url: Option<&'a str>,
+    /// Send as this approved WhatsApp template (the body is then Herald's copy only; the
+    /// provider renders the template). Only WhatsApp messages carry one.
+    pub template: Option<&'a WhatsappTemplate>,
     /// After this the message is worthless; providers that can drop a message they could
     /// not deliver in time (Twilio's `ValidityPeriod`) are told.
     pub expires_at: Timestamp,
@@ -183,6 +188,13 @@ pub trait Provider: Send + Sync {
 
     /// Sender id used when a message names none.
     fn default_sender(&self) -> &str;
+
+    /// The sender a message goes out from, given the one it names (if any); its rate limit
+    /// is this sender's. Providers whose sender is fixed by their credentials (a WhatsApp
+    /// phone number id) ignore the message's own.
+    fn sender<'a>(&'a self, requested: Option<&'a str>) -> &'a str {
+        requested.unwrap_or(self.default_sender())
+    }
 
     /// Messages per second one sender may send (None: no limit).
     fn sender_rate(&self) -> Option<NonZeroU32>;

@@ -16,6 +16,7 @@ mod sqlite;
 use crate::config::DatabaseSettings;
 use crate::domain::{
     AccountId, ApiKeyId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp,
+    WhatsappTemplate,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub struct NewMessage {
     pub sender_id: Option<String>,
     pub body: String,
     pub attachment_url: Option<String>,
+    /// Send as this WhatsApp template instead of as free text (WhatsApp only).
+    pub whatsapp_template: Option<WhatsappTemplate>,
     pub priority: Priority,
     pub segments: u32,
     pub cost: Money,
@@ -103,6 +106,7 @@ pub struct ClaimedMessage {
     pub sender_id: Option<String>,
     pub body: String,
     pub attachment_url: Option<String>,
+    pub whatsapp_template: Option<WhatsappTemplate>,
     pub priority: Priority,
     /// The campaign that created it (or the free-form id a client gave).
     pub campaign_id: Option<String>,

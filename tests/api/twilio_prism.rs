@@ -1,183 +1,31 @@
 //! Herald against Twilio's own OpenAPI description, served by Stoplight Prism
 //! (`../shared/specs/`, FAKES.md): every request Herald sends must validate against the
 //! official file (Prism refuses an invalid one with 422), and each error Twilio documents,
-//! answered from the derived file, must lead to the right retry or failure.
-//!
-//! Prism comes from npm: the first test that needs it installs it into `target/prism` with
-//! `../shared/fakes/setup_prism.sh` (`.ci/run` does it beforehand), so `cargo test` on a fresh
-//! machine needs nothing more than npm. If it cannot be installed these tests fail, saying
-//! so: they never skip.
+//! answered from the derived file, must lead to the right retry or failure. Prism is
+//! installed and started by `prism.rs`.
 
-use crate::helpers::{eventually, number, spawn_app_with};
-use crate::twilio_stub::{ACCOUNT_SID, twilio_toml};
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use crate::helpers::{number, spawn_app_with};
+use crate::prism::{Chooser, start_prism};
+use crate::twilio_stub::twilio_toml;
 use herald::domain::{Channel, MessageId, Timestamp};
 use herald::providers::twilio::TwilioProvider;
 use herald::providers::{Lookup, Provider, ProviderError, SendRequest};
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Prism starts in a few seconds, more on a loaded machine.
-const PRISM_START: Duration = Duration::from_secs(90);
-
-/// A Prism process serving one spec on a free loopback port, stopped on drop.
-struct Prism {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Prism {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Installs Prism into `target/prism` once per test run, if it is not there yet.
-fn install_prism(bin: &std::path::Path) -> Result<(), String> {
-    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    INSTALLED
-        .get_or_init(|| {
-            if bin.exists() {
-                return Ok(());
-            }
-            let output = Command::new("bash")
-                .arg(repo().join("../shared/fakes/setup_prism.sh"))
-                .arg(repo().join("target/prism"))
-                .output()
-                .map_err(|e| format!("could not run setup_prism.sh: {e}"))?;
-            if output.status.success() {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&output.stderr).into_owned())
-            }
-        })
-        .clone()
-}
-
-async fn start_prism(spec: &str) -> Prism {
-    let bin = repo().join("target/prism/node_modules/.bin/prism");
-    let installed = tokio::task::spawn_blocking({
-        let bin = bin.clone();
-        move || install_prism(&bin)
-    })
-    .await
-    .expect("the installer runs");
-    assert!(
-        installed.is_ok() && bin.exists(),
-        "Prism could not be installed at {} ({:?}): run `bash ../shared/fakes/setup_prism.sh \
-         target/prism` (needs npm); these tests check Herald against Twilio's own API description \
-         and do not skip",
-        bin.display(),
-        installed.err()
-    );
-    let spec = repo().join("../shared/specs").join(spec);
-    assert!(
-        spec.exists(),
-        "the Twilio spec {} is missing",
-        spec.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(&bin)
-        .args(["mock", "-h", "127.0.0.1", "-p", &port.to_string()])
-        .arg(&spec)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Prism starts");
-    let prism = Prism {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    let probe = format!(
-        "{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json",
-        prism.url
-    );
-    eventually("Prism answers", PRISM_START, || {
-        let request = client.get(&probe).basic_auth(ACCOUNT_SID, Some("t")).send();
-        async move { request.await.ok().map(|_| ()) }
-    })
-    .await;
-    prism
-}
-
-/// A pass-through to Prism that adds a `Prefer` header, so Herald's own requests get the
-/// error answer a test picks (Herald has no reason to send `Prefer` itself).
-#[derive(Clone)]
-struct Chooser {
-    url: String,
-    prefer: Arc<Mutex<String>>,
-    /// Every exchange, in order.
-    seen: Arc<Mutex<Vec<Exchange>>>,
-}
 
 /// The form Herald sent, Prism's status and body.
 type Exchange = (Vec<(String, String)>, u16, String);
 
-impl Chooser {
-    async fn start(prism: &Prism) -> Chooser {
-        let prefer = Arc::new(Mutex::new(String::new()));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (target, chosen, log) = (prism.url.clone(), Arc::clone(&prefer), Arc::clone(&seen));
-        let client = reqwest::Client::new();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (target, chosen, client, log) = (
-                    target.clone(),
-                    Arc::clone(&chosen),
-                    client.clone(),
-                    Arc::clone(&log),
-                );
-                async move {
-                    let form: Vec<(String, String)> =
-                        serde_urlencoded::from_bytes(&body).unwrap_or_default();
-                    let mut request = client
-                        .request(method, format!("{target}{uri}"))
-                        .headers(headers)
-                        .body(body);
-                    let prefer = chosen.lock().unwrap().clone();
-                    if !prefer.is_empty() {
-                        request = request.header("Prefer", prefer);
-                    }
-                    let answer = request.send().await.expect("Prism answers");
-                    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
-                    let headers = answer.headers().clone();
-                    let body = answer.bytes().await.unwrap_or_default();
-                    log.lock().unwrap().push((
-                        form,
-                        status.as_u16(),
-                        String::from_utf8_lossy(&body).into_owned(),
-                    ));
-                    let mut response: Response = (status, body).into_response();
-                    if let Some(ct) = headers.get("content-type") {
-                        response.headers_mut().insert("content-type", ct.clone());
-                    }
-                    response
-                }
-            },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Chooser { url, prefer, seen }
-    }
-
-    fn prefer(&self, value: &str) {
-        *self.prefer.lock().unwrap() = value.to_owned();
-    }
+/// Every exchange through `chooser`, in order.
+fn forms(chooser: &Chooser) -> Vec<Exchange> {
+    chooser
+        .seen()
+        .into_iter()
+        .map(|e| {
+            let form = serde_urlencoded::from_bytes(&e.sent).unwrap_or_default();
+            (form, e.status, e.answer)
+        })
+        .collect()
 }
 
 fn provider_at(base_url: &str) -> TwilioProvider {
@@ -234,7 +82,7 @@ async fn every_request_herald_sends_validates_against_twilios_official_descripti
     // Prism 5.14.2 cannot read a form-encoded array: it refuses `MediaUrl=…` (Twilio's own
     // form, what its libraries send) as "must be array", one value or several. So for the
     // MMS the proof is that this is the only complaint about the request.
-    let seen = recorder.seen.lock().unwrap().clone();
+    let seen = forms(&recorder);
     let sends: Vec<_> = seen
         .iter()
         .filter(|(form, _, _)| !form.is_empty())
@@ -281,6 +129,7 @@ async fn each_documented_twilio_error_leads_to_the_right_retry_or_failure() {
         from: "+15017122661",
         body: "hello",
         media_url: None,
+        template: None,
         expires_at: Timestamp::now().plus(Duration::from_secs(3600)),
     };
     // (what Prism is asked to answer, Herald's error code, whether it is worth a retry)

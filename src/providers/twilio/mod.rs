@@ -13,6 +13,7 @@
 pub mod signature;
 mod wire;
 
+use super::http::{self, retry_after};
 use super::{
     Accepted, InDoubt, Lookup, Provider, ProviderError, SendRequest, SentMatch, WebhookError,
     WebhookEvents, WebhookKind, WebhookRequest,
@@ -22,7 +23,6 @@ use crate::domain::Timestamp;
 use crate::store::StatusUpdate;
 use anyhow::Context;
 use futures::future::BoxFuture;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -372,38 +372,9 @@ fn validity_seconds(expires_at: Timestamp, now: Timestamp) -> i64 {
     (left_ms / 1000).clamp(VALIDITY_MIN, VALIDITY_MAX)
 }
 
-/// `Retry-After` as seconds (Twilio's form) or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at
-        .timestamp_millis()
-        .saturating_sub(Timestamp::now().millis());
-    Some(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
-}
-
-/// A request that got no answer: always worth retrying. The message names the kind of
-/// failure only: reqwest's own text carries the URL, which names the account, and this
-/// message is shown to API clients.
+/// A request that got no answer (see [`http::transport`]).
 fn transport(e: &reqwest::Error) -> ProviderError {
-    let (code, message) = if e.is_timeout() {
-        (super::TIMEOUT, "Twilio did not answer in time")
-    } else if e.is_connect() {
-        ("connection_failed", "Twilio could not be connected to")
-    } else {
-        (
-            super::NETWORK_ERROR,
-            "the connection to Twilio failed mid-request",
-        )
-    };
-    ProviderError::Transient {
-        code: code.into(),
-        message: message.into(),
-        retry_after: None,
-    }
+    http::transport("Twilio", e)
 }
 
 impl Provider for TwilioProvider {
@@ -566,6 +537,7 @@ mod tests {
             from: "+15017122661",
             body: "Hello",
             media_url: None,
+            template: None,
             expires_at: Timestamp::from_millis(i64::MAX),
         };
         // 10:00:00 UTC on 2026-12-05.
@@ -621,17 +593,5 @@ mod tests {
             .is_some()
         );
         assert!(matching(&listed(serde_json::json!({})), &through_service, not_before).is_none());
-    }
-
-    #[test]
-    fn retry_after_is_read_in_seconds() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            RETRY_AFTER,
-            reqwest::header::HeaderValue::from_static("soon"),
-        );
-        assert_eq!(retry_after(&h), None);
     }
 }

@@ -2,7 +2,7 @@
 //! the writer's transaction so that concurrent requests cannot both spend the same money or
 //! both claim the same idempotency key.
 
-use crate::domain::{AccountId, Timestamp};
+use crate::domain::{AccountId, Timestamp, WhatsappTemplate};
 use crate::store::{
     AcceptOutcome, AcceptRequest, IdempotencyRecord, ItemOutcome, NewMessage, StoreError,
     StoreResult, StoredResponse,
@@ -19,6 +19,12 @@ const ROWS_PER_INSERT: usize = 1_000;
 fn insert_messages_prefix() -> &'static str {
     let sql = include_str!("queries/insert_messages.sql");
     sql.split("\nVALUES").next().unwrap_or(sql)
+}
+
+/// A template as stored in `message.whatsapp_template` (read back by the claim).
+fn template_json(template: &WhatsappTemplate) -> String {
+    // Strings only: serializing cannot fail.
+    serde_json::to_string(template).unwrap_or_default()
 }
 
 /// Idempotency records are honoured for 24 hours (SPEC §1).
@@ -265,7 +271,8 @@ impl Batch {
                         .push_bind(m.status_callback.as_deref())
                         .push_bind(m.metadata.as_deref())
                         .push_bind(now.millis())
-                        .push_bind(now.millis());
+                        .push_bind(now.millis())
+                        .push_bind(m.whatsapp_template.as_ref().map(template_json));
                 });
                 insert.build().execute(&mut *conn).await?;
             }

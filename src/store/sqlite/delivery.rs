@@ -3,7 +3,9 @@
 //! names the allowed predecessors (domain::status), so a move the table forbids simply
 //! matches no row.
 
-use crate::domain::{AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp};
+use crate::domain::{
+    AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp, WhatsappTemplate,
+};
 use crate::store::{
     ClaimToken, ClaimedMessage, DeliveryOutcome, DeliveryReport, HELD, StatusUpdate, UpdateResult,
 };
@@ -199,6 +201,12 @@ async fn screen(
     Ok(keep)
 }
 
+/// A stored template (JSON written by the accept path from a parsed one).
+fn stored_template(json: Option<String>) -> sqlx::Result<Option<WhatsappTemplate>> {
+    json.map(|j| serde_json::from_str(&j).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .transpose()
+}
+
 fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
     let channel: String = row.try_get("channel")?;
     let priority: i64 = row.try_get("priority")?;
@@ -211,6 +219,7 @@ fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
         sender_id: row.try_get("sender_id")?,
         body: row.try_get("body")?,
         attachment_url: row.try_get("attachment_url")?,
+        whatsapp_template: stored_template(row.try_get("whatsapp_template")?)?,
         priority: Priority::from_rank(priority).unwrap_or(Priority::Normal),
         campaign_id: row.try_get("campaign_id")?,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),

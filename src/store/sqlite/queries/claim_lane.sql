@@ -19,4 +19,4 @@ WHERE message_id IN (
 )
 RETURNING message_id, account_id, campaign_id, channel, phone_number, sender_id, body,
           attachment_url, priority, attempts, expires_at, cost, claim_seq, provider,
-          in_doubt_since
+          in_doubt_since, whatsapp_template
