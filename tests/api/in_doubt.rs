@@ -423,3 +423,36 @@ async fn a_send_whose_answer_never_came_is_found_by_search_not_sent_again() {
     assert_eq!(metric(&app.client, &app.address, &found).await, 1.0);
     assert_eq!(in_doubt_marks(&app).await, 0);
 }
+
+#[tokio::test]
+async fn a_whatsapp_send_in_doubt_cannot_be_asked_about_and_is_sent_again_and_counted() {
+    // Arrange: the Cloud API has no search and no idempotency key.
+    use crate::whatsapp_stub::{WhatsappStub, send_whatsapp, whatsapp_toml};
+    let stub = WhatsappStub::start().await;
+    let toml = whatsapp_toml(&stub.url, "");
+    let app = spawn_in(test_dir(), &toml, false).await;
+    let id = send_whatsapp(&app, &number("7111"), serde_json::json!({})).await;
+    let claimed = app
+        .store
+        .claim_due("worker-killed", 1, Duration::from_secs(600), true)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    // Act
+    let dir = app.stop().await;
+    let app = spawn_in(dir, &toml, true).await;
+    app.wait_for_status(&id, "sent").await;
+
+    // Assert: sent (again, for all anyone knows), and counted as such.
+    assert_eq!(stub.sends().len(), 1);
+    let series = |name: &str, labels: &str| format!("herald_{name}_total{{{labels}}}");
+    let cannot_ask = series(
+        "in_doubt_lookups",
+        "provider=\"whatsapp_cloud\",result=\"cannot_ask\"",
+    );
+    let resent = series("resent_in_doubt", "provider=\"whatsapp_cloud\"");
+    assert_eq!(metric(&app.client, &app.address, &cannot_ask).await, 1.0);
+    assert_eq!(metric(&app.client, &app.address, &resent).await, 1.0);
+    assert_eq!(in_doubt_marks(&app).await, 0);
+}
