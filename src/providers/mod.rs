@@ -161,8 +161,8 @@ pub struct SentMatch {
     pub receipt: Option<StatusUpdate>,
 }
 
-/// Whether an attempt whose outcome we never recorded (its worker died) reached the
-/// provider, as the provider answers [`Provider::find_sent`].
+/// Whether an attempt whose outcome we never learned (its worker died, or no answer came)
+/// reached the provider, as the provider answers [`Provider::find_sent`].
 #[derive(Debug, Clone)]
 pub enum InDoubt {
     /// The provider has it: these candidates match (oldest first, never empty). The first one
@@ -233,7 +233,8 @@ pub trait Provider: Send + Sync {
 
     /// Asks the provider whether the attempt to send `request` that started at
     /// `attempt_started` reached it (the worker that made it died before recording what the
-    /// provider answered). `attempt_started` is when that attempt claimed the message, so
+    /// provider answered, or the provider never answered). `attempt_started` is when that
+    /// attempt claimed the message (or, for one that got no answer, called the provider), so
     /// the provider, if it has the message, created it then or later.
     fn find_sent<'a>(
         &'a self,

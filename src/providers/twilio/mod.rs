@@ -2,13 +2,13 @@
 //! `{base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json` with Basic auth, takes its
 //! signed status callbacks, and looks messages up with `GET …/Messages/{Sid}.json`.
 //!
-//! Twilio has no idempotency key for sends, so a send left in doubt by a crash (Herald died
-//! between handing the message over and recording Twilio's answer) is searched for before it
-//! is sent again: `GET …/Messages.json?To=…&From=…&DateSent>=<day>` (see
-//! [`TwilioProvider::search`]), matched on recipient, sender, body and creation time.
+//! Twilio has no idempotency key for sends, so a send left in doubt (Herald died between
+//! handing the message over and recording Twilio's answer, or the answer never came) is
+//! searched for before it is sent again: `GET …/Messages.json?To=…&From=…&DateSent>=<day>`
+//! (`TwilioProvider::search`), matched on recipient, sender, body and creation time.
 //!
-//! Not supported yet: inbound SMS (parsed into [`InboundMessage`](super::InboundMessage) by the inbound issue);
-//! per-account credentials; WhatsApp through Twilio; `SendAt`.
+//! Not supported yet: inbound SMS (parsed into [`InboundMessage`](super::InboundMessage) by
+//! the inbound issue); per-account credentials; WhatsApp through Twilio; `SendAt`.
 
 pub mod signature;
 mod wire;
