@@ -1,6 +1,7 @@
 //! Prometheus metrics served at `/metrics`: messages accepted, sent and failed, queue depth
 //! by priority (read from the database at scrape time, so it is true across processes), and
-//! request latency by route, and what became of provider receipts.
+//! request latency by route, what became of provider receipts, and of sends left in doubt by
+//! a crash.
 
 use crate::domain::{Channel, MessageStatus, Priority};
 use crate::store::UpdateResult;
@@ -13,6 +14,30 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// What the provider answered when asked whether an in-doubt attempt reached it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InDoubtResult {
+    /// It did: recorded as sent, not sent again.
+    Found,
+    /// It did not: sent now.
+    NotFound,
+    /// The provider cannot be asked: sent again (also counted in `resent_in_doubt`).
+    CannotAsk,
+    /// Asking failed: asked again later.
+    Failed,
+}
+
+impl InDoubtResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Found => "found",
+            Self::NotFound => "not_found",
+            Self::CannotAsk => "cannot_ask",
+            Self::Failed => "failed",
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -28,6 +53,8 @@ struct Inner {
     receipts: Family<Labels, Counter>,
     receipts_pending: Gauge,
     receipts_dropped: Counter,
+    in_doubt: Family<Labels, Counter>,
+    resent_in_doubt: Family<Labels, Counter>,
     inbound_unstored: Family<Labels, Counter>,
     circuit_open: Family<Labels, Gauge>,
 }
@@ -84,6 +111,22 @@ impl Default for Metrics {
             "Held receipts dropped after an hour: they matched no message of ours",
             receipts_dropped.clone(),
         );
+        let in_doubt = Family::<Labels, Counter>::default();
+        let resent_in_doubt = Family::<Labels, Counter>::default();
+        registry.register(
+            "in_doubt_lookups",
+            "Sends left in doubt by a crash that the provider was asked about, by provider and \
+             answer: found (recorded, not sent again), not_found (sent), cannot_ask (sent \
+             again), failed (asked again later)",
+            in_doubt.clone(),
+        );
+        registry.register(
+            "resent_in_doubt",
+            "Sends left in doubt by a crash that were sent again without the provider saying \
+             whether the first attempt arrived (it cannot be asked, or could not be within the \
+             attempts): possible duplicates unless the provider absorbs replays by message id",
+            resent_in_doubt.clone(),
+        );
         let inbound_unstored = Family::<Labels, Counter>::default();
         registry.register(
             "inbound_unstored",
@@ -107,6 +150,8 @@ impl Default for Metrics {
                 receipts,
                 receipts_pending,
                 receipts_dropped,
+                in_doubt,
+                resent_in_doubt,
                 inbound_unstored,
                 circuit_open,
             }),
@@ -157,6 +202,31 @@ impl Metrics {
 
     pub fn receipts_dropped(&self, count: u64) {
         self.inner.receipts_dropped.inc_by(count);
+    }
+
+    /// Shows `provider`'s in-doubt counters from the start, at zero.
+    pub fn provider_started(&self, provider: &str) {
+        let _ = self
+            .inner
+            .resent_in_doubt
+            .get_or_create(&vec![("provider", provider.to_owned())]);
+    }
+
+    pub fn in_doubt(&self, provider: &str, result: InDoubtResult) {
+        self.inner
+            .in_doubt
+            .get_or_create(&vec![
+                ("provider", provider.to_owned()),
+                ("result", result.as_str().to_owned()),
+            ])
+            .inc();
+    }
+
+    pub fn resent_in_doubt(&self, provider: &str) {
+        self.inner
+            .resent_in_doubt
+            .get_or_create(&vec![("provider", provider.to_owned())])
+            .inc();
     }
 
     /// Inbound messages a webhook carried and Herald dropped (storing them is a later issue).

@@ -1,23 +1,61 @@
-//! One delivery: claim → route → limit → send → record.
+//! One delivery: claim → (resolve a doubt) → route → limit → send → record.
 //!
 //! No transaction is held across the provider call (the claim committed before, the outcome
-//! commits after). A crash between the provider's accept and our write re-sends the message
-//! later under the same message id, which is also the provider idempotency key.
+//! commits after). A worker that dies in between leaves the attempt *in doubt*: the store
+//! marks it when it releases the dead worker's claim (and a live worker marks an attempt
+//! that got no answer, a timeout or a broken connection, the same way). The next worker
+//! first asks the provider whether that attempt arrived ([`Provider::find_sent`]; the
+//! provider the message is bound to, else each provider of its channel's route, since the
+//! dead worker's choice was not recorded). Found: the send is recorded with the provider's
+//! id and nothing is sent. Not found: sent normally. The provider cannot be asked: sent
+//! again (to that provider) under the same message id, which is also the provider
+//! idempotency key where the provider has one, and counted (`herald_resent_in_doubt_total`).
+//! Asking failed: nothing is sent, the message is asked about again after a backoff, and
+//! once its attempts are used up it is sent again (and counted): a duplicate after a crash
+//! is what SPEC §4 allows, a lost message is not.
 
-use super::RetryPolicy;
 use super::campaign::CampaignGate;
 use super::route::{Health, Route};
+use super::{ReceiptSink, RetryPolicy};
 use crate::domain::CampaignStatus;
 use crate::domain::{Channel, MessageStatus, Timestamp};
-use crate::metrics::Metrics;
-use crate::providers::{ProviderError, RECIPIENT_OPTED_OUT, SendRequest};
+use crate::metrics::{InDoubtResult, Metrics};
+use crate::providers::{
+    InDoubt, Provider, ProviderError, RECIPIENT_OPTED_OUT, SendRequest, SentMatch,
+};
 use crate::ratelimit::{DeliveryLimits, sender_key};
-use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, Store};
+use crate::store::{ClaimedMessage, DeliveryOutcome, DeliveryReport, StatusUpdate, Store};
 use apalis_core::task::data::Data;
 use std::sync::Arc;
 
+/// What one attempt decided: the outcome to record, and a receipt to apply once it is
+/// recorded (an in-doubt lookup that found the message already delivered, say).
+struct Attempted {
+    outcome: DeliveryOutcome,
+    receipt: Option<StatusUpdate>,
+}
+
+impl From<DeliveryOutcome> for Attempted {
+    fn from(outcome: DeliveryOutcome) -> Self {
+        Self {
+            outcome,
+            receipt: None,
+        }
+    }
+}
+
+/// What asking the providers about an in-doubt attempt leads to.
+enum Resolution {
+    /// Recorded without sending (found), or asked again later (the lookup failed).
+    Done(Attempted),
+    /// Send it. `unverified`: the provider that could not tell whether the earlier attempt
+    /// reached it; the message goes (again) to that provider, and is counted.
+    Send { unverified: Option<&'static str> },
+}
+
 pub struct Deliverer {
     store: Store,
+    sink: ReceiptSink,
     sms: Route,
     whatsapp: Route,
     limits: DeliveryLimits,
@@ -29,6 +67,7 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new(
         store: Store,
+        sink: ReceiptSink,
         sms: Route,
         whatsapp: Route,
         limits: DeliveryLimits,
@@ -38,6 +77,7 @@ impl Deliverer {
         Self {
             campaigns: CampaignGate::new(store.clone()),
             store,
+            sink,
             sms,
             whatsapp,
             limits,
@@ -54,16 +94,34 @@ impl Deliverer {
     }
 
     /// Decides and performs one delivery attempt, returning what the store must record.
-    async fn attempt(&self, m: &ClaimedMessage) -> DeliveryOutcome {
+    async fn attempt(&self, m: &ClaimedMessage) -> Attempted {
+        let route = self.route(m.channel);
+        // Before anything else, expiry and pauses included: an attempt that did reach a
+        // provider is a send, and must be recorded (and charged) as one.
+        let mut unverified = None;
+        if let Some(since) = m.in_doubt_since {
+            match self.resolve(m, route, since).await {
+                Resolution::Done(attempted) => return attempted,
+                Resolution::Send { unverified: u } => unverified = u,
+            }
+        }
+        if m.opted_out {
+            return unsent(
+                MessageStatus::Failed,
+                RECIPIENT_OPTED_OUT,
+                "the recipient opted out after the message was accepted",
+            )
+            .into();
+        }
         if Timestamp::now() > m.expires_at {
             return unsent(
                 MessageStatus::Expired,
                 "expired",
                 "the message was not sent within its validity period",
-            );
+            )
+            .into();
         }
-        let route = self.route(m.channel);
-        let provider = route.choose(m.bound_to.as_deref());
+        let provider = route.choose(m.bound_to.as_deref().or(unverified));
         let from = provider.sender(m.sender_id.as_deref());
         // The key is only built when a sender limit exists (not on the unlimited mock).
         let sender_key = || sender_key(provider.name(), m.channel, from);
@@ -74,13 +132,14 @@ impl Deliverer {
         // canceled meanwhile must not send this message.
         if let Some(campaign) = m.campaign_id.as_deref() {
             match self.campaigns.state(campaign).await {
-                Some(CampaignStatus::Paused) => return DeliveryOutcome::Held,
+                Some(CampaignStatus::Paused) => return DeliveryOutcome::Held.into(),
                 Some(CampaignStatus::Canceled) => {
                     return unsent(
                         MessageStatus::Canceled,
                         "campaign_canceled",
                         "the campaign was canceled before this message was sent",
-                    );
+                    )
+                    .into();
                 }
                 _ => {}
             }
@@ -96,6 +155,10 @@ impl Deliverer {
             template: m.whatsapp_template.as_ref(),
             expires_at: m.expires_at,
         };
+        if unverified.is_some() {
+            self.metrics.resent_in_doubt(provider.name());
+        }
+        let attempt_started = Timestamp::now();
         let result = provider.send(request).await;
         let health = match &result {
             Err(ProviderError::Transient { .. }) => Health::Failed,
@@ -116,7 +179,7 @@ impl Deliverer {
         }
         // A provider that may have the message already (no answer came) keeps it.
         let bound_to = matches!(&result, Err(e) if e.outcome_unknown()).then_some(provider.name());
-        match result {
+        let outcome = match result {
             Ok(accepted) => DeliveryOutcome::Sent {
                 provider: provider.name(),
                 provider_message_id: accepted.provider_message_id,
@@ -133,30 +196,174 @@ impl Deliverer {
                 message,
                 retry_after,
             }) => {
-                if m.attempts >= self.retry.max_attempts {
-                    let message = format!("{message} (gave up after {} attempts)", m.attempts);
-                    return unsent(MessageStatus::Failed, &code, &message);
-                }
-                let due_at = Timestamp::now().plus(self.retry.delay(m.attempts, retry_after));
-                if due_at > m.expires_at {
-                    return unsent(
-                        MessageStatus::Expired,
-                        "expired",
-                        "the message could not be sent within its validity period",
-                    );
-                }
-                DeliveryOutcome::Retry {
-                    due_at,
-                    error_code: code,
-                    error_message: message,
-                    bound_to,
-                }
+                let unanswered = bound_to.map(|provider| (provider, attempt_started));
+                self.after_transient(m, code, message, retry_after, unanswered)
             }
+        };
+        outcome.into()
+    }
+
+    /// A transient failure: retry after a backoff, or give up (attempts used up, or the
+    /// next try would come after the message expires). `unanswered`: no answer came (a
+    /// timeout, a broken connection), so the provider named may have the message; the retry
+    /// is bound to it, and in doubt since the attempt started: it asks that provider first,
+    /// as after a crash.
+    fn after_transient(
+        &self,
+        m: &ClaimedMessage,
+        code: String,
+        message: String,
+        retry_after: Option<std::time::Duration>,
+        unanswered: Option<(&'static str, Timestamp)>,
+    ) -> DeliveryOutcome {
+        if m.attempts >= self.retry.max_attempts {
+            let message = format!("{message} (gave up after {} attempts)", m.attempts);
+            return unsent(MessageStatus::Failed, &code, &message);
+        }
+        let due_at = Timestamp::now().plus(self.retry.delay(m.attempts, retry_after));
+        if due_at > m.expires_at {
+            return unsent(
+                MessageStatus::Expired,
+                "expired",
+                "the message could not be sent within its validity period",
+            );
+        }
+        DeliveryOutcome::Retry {
+            due_at,
+            error_code: code,
+            error_message: message,
+            bound_to: unanswered.map(|(provider, _)| provider),
+            in_doubt_since: unanswered.map(|(_, started)| started),
         }
     }
 }
 
 impl Deliverer {
+    /// Asks whether the in-doubt attempt (started at `since`) reached a provider: the one the
+    /// message is bound to, else each of its channel's providers (the dead worker's choice
+    /// between primary and fallback was never recorded).
+    async fn resolve(&self, m: &ClaimedMessage, route: &Route, since: Timestamp) -> Resolution {
+        let bound: Vec<&Arc<dyn Provider>> = route
+            .providers()
+            .filter(|p| m.bound_to.as_deref() == Some(p.name()))
+            .collect();
+        let asked: Vec<&Arc<dyn Provider>> = if bound.is_empty() {
+            route.providers().collect()
+        } else {
+            bound
+        };
+        let mut cannot_ask = None;
+        let mut failure: Option<(&'static str, ProviderError)> = None;
+        for provider in asked {
+            let name = provider.name();
+            let request = SendRequest {
+                message_id: &m.message_id,
+                channel: m.channel,
+                to: &m.phone_number,
+                from: provider.sender(m.sender_id.as_deref()),
+                body: &m.body,
+                media_url: m.attachment_url.as_deref(),
+                template: m.whatsapp_template.as_ref(),
+                expires_at: m.expires_at,
+            };
+            let answer = match provider.find_sent(request, since).await {
+                InDoubt::Found(candidates) => self.first_unclaimed(name, candidates).await,
+                InDoubt::NotFound => Ok(None),
+                InDoubt::CannotAsk => {
+                    self.metrics.in_doubt(name, InDoubtResult::CannotAsk);
+                    cannot_ask.get_or_insert(name);
+                    continue;
+                }
+                InDoubt::Failed(e) => Err(e),
+            };
+            match answer {
+                Ok(Some(found)) => {
+                    self.metrics.in_doubt(name, InDoubtResult::Found);
+                    tracing::info!(
+                        provider = name,
+                        "an attempt left in doubt had reached the provider; recorded, not sent again"
+                    );
+                    return Resolution::Done(Attempted {
+                        outcome: DeliveryOutcome::Sent {
+                            provider: name,
+                            provider_message_id: found.provider_message_id,
+                            at: Timestamp::now(),
+                        },
+                        receipt: found.receipt,
+                    });
+                }
+                Ok(None) => self.metrics.in_doubt(name, InDoubtResult::NotFound),
+                Err(e) => {
+                    self.metrics.in_doubt(name, InDoubtResult::Failed);
+                    failure.get_or_insert((name, e));
+                }
+            }
+        }
+        let Some((name, failure)) = failure else {
+            return Resolution::Send {
+                unverified: cannot_ask,
+            };
+        };
+        let (code, message, retry_after) = match failure {
+            ProviderError::Transient {
+                code,
+                message,
+                retry_after,
+            } => (code, message, retry_after),
+            ProviderError::Permanent { code, message } => (code, message, None),
+        };
+        if m.attempts >= self.retry.max_attempts {
+            tracing::warn!(
+                provider = name,
+                code = %code,
+                "could not learn whether an attempt left in doubt arrived, after {} attempts; sending again",
+                m.attempts
+            );
+            return Resolution::Send {
+                unverified: Some(name),
+            };
+        }
+        tracing::info!(provider = name, code = %code, "could not ask the provider about an attempt left in doubt; asking again later");
+        Resolution::Done(
+            DeliveryOutcome::Unresolved {
+                due_at: Timestamp::now().plus(self.retry.delay(m.attempts, retry_after)),
+                in_doubt_since: since,
+                error_code: code,
+                error_message: format!("in doubt, not sent again: {message}"),
+            }
+            .into(),
+        )
+    }
+
+    /// The first candidate no other message of ours carries: a message with the same
+    /// recipient, sender and body sent about the same time is that message's, not this one's.
+    async fn first_unclaimed(
+        &self,
+        provider: &str,
+        candidates: Vec<SentMatch>,
+    ) -> Result<Option<SentMatch>, ProviderError> {
+        for candidate in candidates {
+            match self
+                .store
+                .provider_ref_taken(provider, &candidate.provider_message_id)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Ok(Some(candidate)),
+                Err(e) => {
+                    return Err(ProviderError::Transient {
+                        code: "in_doubt_unchecked".into(),
+                        message: format!(
+                            "could not check the provider's answer against our sends: {e}"
+                        ),
+                        retry_after: None,
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The recipient unsubscribed at the provider: later sends to them are refused at the
     /// API (`recipient_opted_out`) instead of each failing at the provider. Best effort: if
     /// this write fails the message still fails, and the next refusal tries again.
@@ -200,7 +407,7 @@ pub(super) async fn deliver(
     message: ClaimedMessage,
     deliverer: Data<Arc<Deliverer>>,
 ) -> Result<(), crate::store::StoreError> {
-    let outcome = deliverer.attempt(&message).await;
+    let Attempted { outcome, receipt } = deliverer.attempt(&message).await;
     let metric = match &outcome {
         DeliveryOutcome::Sent { .. } => Some(MessageStatus::Sent),
         DeliveryOutcome::Unsent { status, .. } => Some(*status),
@@ -208,7 +415,9 @@ pub(super) async fn deliver(
             tracing::info!(code = %error_code, "transient failure; will retry");
             None
         }
-        DeliveryOutcome::Released | DeliveryOutcome::Held => None,
+        DeliveryOutcome::Unresolved { .. } | DeliveryOutcome::Released | DeliveryOutcome::Held => {
+            None
+        }
     };
     let report = DeliveryReport::of(&message, outcome);
     // The provider may already have the message: losing this write would mean sending it
@@ -238,6 +447,14 @@ pub(super) async fn deliver(
     }
     if let Some(status) = metric {
         deliverer.metrics.delivery_finished(message.channel, status);
+    }
+    // Applied only now that the send is recorded: the receipt path holds a receipt that
+    // overtakes its send, but there is no reason to make it. Lost here (the database
+    // refuses), it is found again by reconciliation, which looks up overdue `sent` messages.
+    if let Some(receipt) = receipt
+        && let Err(e) = deliverer.sink.deliver(vec![receipt]).await
+    {
+        tracing::warn!(error = %e, "could not apply the status an in-doubt lookup found; reconciliation will look it up again");
     }
     Ok(())
 }

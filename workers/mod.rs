@@ -128,8 +128,12 @@ impl Workers {
             })
             .collect();
         let limits = DeliveryLimits::per_provider(&rates, settings.limits.account_per_minute);
+        for p in &providers {
+            metrics.provider_started(p.name());
+        }
         let deliverer = Arc::new(Deliverer::new(
             store.clone(),
+            sink.clone(),
             sms,
             whatsapp,
             limits.clone(),

@@ -1,6 +1,7 @@
 //! Housekeeping on a timer: this process's heartbeat (which also renews the leases of the
 //! messages it holds, so none of them is claimed again while it waits), recovery of messages whose worker died
-//! mid-delivery (at start, and whenever a process goes silent), purging idempotency records
+//! mid-delivery (at start, and whenever a process goes silent; they are released *in doubt*,
+//! so the next worker asks the provider whether that attempt arrived before sending again), purging idempotency records
 //! past their 24 hours, dropping held receipts that matched no message within an hour, and
 //! trimming idle rate-limiter keys.
 

@@ -17,7 +17,10 @@
 //!
 //! Like a real provider with idempotency tokens, it accepts a message id once within
 //! `idempotency_window_seconds`: sending it again returns the first acceptance. Its memory is
-//! that window, not every message ever sent.
+//! that window, not every message ever sent. The same memory answers in-doubt lookups
+//! ([`Provider::find_sent`]): within the window it knows whether it accepted a message id, so
+//! a send left in doubt by a crash is resolved without sending again; an attempt older than
+//! the window cannot be asked about (the replay would be accepted as new).
 //!
 //! Faults on purpose (all off by default): a share of sends refused as transient failures, as
 //! throttled (with `Retry-After`), or timed out (half of those after the mock accepted, so
@@ -25,7 +28,7 @@
 
 mod journal;
 
-use super::{Accepted, Provider, ProviderError, SendRequest};
+use super::{Accepted, InDoubt, Provider, ProviderError, SendRequest, SentMatch};
 use crate::config::MockSettings;
 use crate::domain::{Channel, MessageStatus, Timestamp};
 use crate::store::StatusUpdate;
@@ -426,6 +429,33 @@ impl Provider for MockProvider {
 
     fn default_sender(&self) -> &str {
         &self.settings.default_sender
+    }
+
+    fn find_sent<'a>(
+        &'a self,
+        request: SendRequest<'a>,
+        attempt_started: Timestamp,
+    ) -> BoxFuture<'a, InDoubt> {
+        let answer = match self.memory.lock() {
+            Err(_) => InDoubt::Failed(transient("mock_poisoned", "the mock provider failed", None)),
+            Ok(mut memory) => {
+                let now = Timestamp::now().millis();
+                memory.forget_before(now);
+                let id = request.message_id.as_str();
+                if memory.accepted.contains(&key(id)) {
+                    InDoubt::Found(vec![SentMatch {
+                        provider_message_id: reference(id),
+                        // Its network sends the receipts, from the journal after a restart.
+                        receipt: None,
+                    }])
+                } else if attempt_started.millis() < now.saturating_sub(memory.window_ms) {
+                    InDoubt::CannotAsk
+                } else {
+                    InDoubt::NotFound
+                }
+            }
+        };
+        Box::pin(std::future::ready(answer))
     }
 
     fn sender_rate(&self) -> Option<NonZeroU32> {

@@ -7,7 +7,10 @@
 //! ([`crate::workers::ReceiptSink`]).
 //!
 //! The trait's webhook and lookup methods have defaults ("not a webhook of mine", "cannot be
-//! asked") so a provider implements only what its network offers.
+//! asked") so a provider implements only what its network offers. Two lookups exist: what
+//! became of a message the provider accepted ([`Provider::lookup`], for receipts that never
+//! came), and whether an attempt left in doubt by a crash reached it at all
+//! ([`Provider::find_sent`]).
 
 mod http;
 pub mod mock;
@@ -149,6 +152,31 @@ pub enum Lookup {
     Failed(ProviderError),
 }
 
+/// A message the provider has that may be the one an in-doubt attempt handed over.
+#[derive(Debug, Clone)]
+pub struct SentMatch {
+    pub provider_message_id: String,
+    /// Where the provider's answer already shows a receipt's status (delivered, failed, …),
+    /// that receipt, to apply through the receipt path once the send is recorded.
+    pub receipt: Option<StatusUpdate>,
+}
+
+/// Whether an attempt whose outcome we never learned (its worker died, or no answer came)
+/// reached the provider, as the provider answers [`Provider::find_sent`].
+#[derive(Debug, Clone)]
+pub enum InDoubt {
+    /// The provider has it: these candidates match (oldest first, never empty). The first one
+    /// no other message of ours already carries is recorded as this attempt's send.
+    Found(Vec<SentMatch>),
+    /// The provider has no such message: it never arrived, send it.
+    NotFound,
+    /// This provider cannot be asked (it absorbs a replay by id, or has no way to search):
+    /// send again, and count it (`herald_resent_in_doubt_total`).
+    CannotAsk,
+    /// Asking failed this time (timeout, 5xx, 429): send nothing, ask again later.
+    Failed(ProviderError),
+}
+
 pub trait Provider: Send + Sync {
     /// Stable name, stored with each message it sent (receipts are matched by it).
     fn name(&self) -> &'static str;
@@ -201,6 +229,20 @@ pub trait Provider: Send + Sync {
     fn lookup<'a>(&'a self, provider_message_id: &'a str) -> BoxFuture<'a, Lookup> {
         let _ = provider_message_id;
         Box::pin(std::future::ready(Lookup::CannotAsk))
+    }
+
+    /// Asks the provider whether the attempt to send `request` that started at
+    /// `attempt_started` reached it (the worker that made it died before recording what the
+    /// provider answered, or the provider never answered). `attempt_started` is when that
+    /// attempt claimed the message (or, for one that got no answer, called the provider), so
+    /// the provider, if it has the message, created it then or later.
+    fn find_sent<'a>(
+        &'a self,
+        request: SendRequest<'a>,
+        attempt_started: Timestamp,
+    ) -> BoxFuture<'a, InDoubt> {
+        let _ = (request, attempt_started);
+        Box::pin(std::future::ready(InDoubt::CannotAsk))
     }
 
     /// How long a `sent` message may wait for its receipt before it is looked up (None:

@@ -116,9 +116,16 @@ pub struct ClaimedMessage {
     pub cost: Money,
     /// This claim's fencing token: its outcome is recorded only while it still holds.
     pub claim: ClaimToken,
+    /// Set when an earlier attempt's outcome is unknown (its worker died mid-delivery): when
+    /// that attempt started. The provider is asked whether it arrived before sending again.
+    pub in_doubt_since: Option<Timestamp>,
     /// The provider an earlier attempt may have handed the message to (see
     /// [`DeliveryOutcome::Retry`]); `None` while any provider may take it.
     pub bound_to: Option<String>,
+    /// The recipient opted out after the message was accepted. Only ever set on a message
+    /// in doubt: any other is failed in the claiming transaction; this one is failed by the
+    /// worker once the provider said the earlier attempt did not arrive.
+    pub opted_out: bool,
 }
 
 /// The fencing token of one claim of a message (`message.claim_seq` when it was claimed).
@@ -171,6 +178,17 @@ pub enum DeliveryOutcome {
         /// The provider that may have taken the message (it got the request, no answer came
         /// back): every later attempt must go to it, never to another provider.
         bound_to: Option<&'static str>,
+        /// Set with `bound_to`: when the attempt whose answer never came started. It is in
+        /// doubt like one whose worker died, so the next attempt asks the provider first.
+        in_doubt_since: Option<Timestamp>,
+    },
+    /// The message is in doubt (since `in_doubt_since`) and the provider could not be asked
+    /// whether the earlier attempt arrived: ask again at `due_at`, sending nothing meanwhile.
+    Unresolved {
+        due_at: Timestamp,
+        in_doubt_since: Timestamp,
+        error_code: String,
+        error_message: String,
     },
     /// Will never be sent: permanent failure, attempts exhausted, expired, opted out.
     Unsent {
@@ -507,6 +525,18 @@ impl Store {
     ) -> StoreResult<Vec<AwaitingReceipt>> {
         self.sqlite
             .awaiting_receipt(provider, after, sent_before, limit)
+            .await
+    }
+
+    /// Whether a message already carries `provider`'s id `provider_message_id` (an in-doubt
+    /// lookup's candidate that is another message's send is not the one looked for).
+    pub async fn provider_ref_taken(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+    ) -> StoreResult<bool> {
+        self.sqlite
+            .provider_ref_taken(provider, provider_message_id)
             .await
     }
 

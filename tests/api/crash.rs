@@ -30,9 +30,9 @@ const STARTUP: Duration = Duration::from_secs(30);
 const DRAIN: Duration = Duration::from_secs(45);
 
 /// A running `herald serve`; killed (and reaped) when dropped, whatever the test did.
-struct Herald {
+pub(crate) struct Herald {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     stderr: PathBuf,
 }
 
@@ -43,7 +43,7 @@ impl Herald {
     }
 
     /// As [`Herald::start`], with extra `HERALD__…` settings.
-    fn start_with(dir: &Path, run: &str, env: &[(&str, &str)]) -> Herald {
+    pub(crate) fn start_with(dir: &Path, run: &str, env: &[(&str, &str)]) -> Herald {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             listener.local_addr().expect("an address").port()
@@ -85,12 +85,12 @@ impl Herald {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// Waits until `/healthz` answers; fails with the process's logs if it exits first.
-    async fn wait_healthy(&mut self, client: &reqwest::Client) {
+    pub(crate) async fn wait_healthy(&mut self, client: &reqwest::Client) {
         let deadline = Instant::now() + STARTUP;
         loop {
             if let Some(status) = self.child.try_wait().expect("the child can be polled") {
@@ -117,7 +117,7 @@ impl Herald {
     }
 
     /// `kill -9`, then reaps the process.
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL is delivered");
         let status = self.child.wait().expect("the child is reaped");
         assert!(
@@ -134,7 +134,7 @@ impl Drop for Herald {
     }
 }
 
-async fn open_db(dir: &Path) -> SqlitePool {
+pub(crate) async fn open_db(dir: &Path) -> SqlitePool {
     let options = SqliteConnectOptions::new()
         .filename(dir.join("herald.db"))
         .read_only(true);
@@ -226,6 +226,20 @@ async fn kill_9_during_delivery_loses_nothing_settles_everything_and_hands_none_
          of messages it already had)",
         counts.accepted.values().sum::<usize>(),
         counts.total_replays()
+    );
+    // The mock answers in-doubt lookups from its journal: nothing is re-sent unasked.
+    let series = |result: &str| {
+        format!("herald_in_doubt_lookups_total{{provider=\"mock\",result=\"{result}\"}}")
+    };
+    eprintln!(
+        "in doubt after the restart: {} found in the mock's journal, {} not found",
+        crate::in_doubt::metric(&client, &herald.base, &series("found")).await,
+        crate::in_doubt::metric(&client, &herald.base, &series("not_found")).await,
+    );
+    let resent = "herald_resent_in_doubt_total{provider=\"mock\"}";
+    assert_eq!(
+        crate::in_doubt::metric(&client, &herald.base, resent).await,
+        0.0
     );
     let twice = counts.accepted_twice();
     assert!(

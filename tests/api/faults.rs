@@ -75,6 +75,7 @@ async fn a_worker_that_stalled_past_its_lease_cannot_overwrite_the_new_owners_wo
                     error_code: "stale".into(),
                     error_message: "from the stalled worker".into(),
                     bound_to: None,
+                    in_doubt_since: None,
                 },
                 2 => DeliveryOutcome::Unsent {
                     status: MessageStatus::Failed,

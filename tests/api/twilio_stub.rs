@@ -1,6 +1,14 @@
 //! A recording Twilio: a small HTTP server on loopback that speaks Twilio's Messages API
 //! (form-encoded sends, Basic auth, JSON answers, Twilio's error body) and keeps every
 //! request it gets, plus what a test needs to play Twilio's side of a status callback.
+//!
+//! Like Twilio it keeps the messages it created, and lists them (`GET …/Messages.json` with
+//! the `To`, `From`, `DateSent`, `DateSent<` and `DateSent>` filters, newest first, in pages
+//! of `PageSize` with Twilio's `next_page_uri`). A message is created when the request
+//! arrives, before the (optionally delayed) answer: a client that dies while waiting leaves
+//! a message Twilio has and the client never heard of, which is what an in-doubt send is.
+//! It can serve a `herald serve` child process as well as an in-process app, and post signed
+//! `delivered` callbacks to wherever Herald currently listens.
 
 use crate::helpers::{TestApp, spawn_app_with};
 use axum::body::Bytes;
@@ -9,9 +17,9 @@ use axum::response::{IntoResponse, Response};
 use herald::providers::twilio::{STATUS_PATH, signature};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(crate) const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub(crate) const AUTH_TOKEN: &str = "test-auth-token-5f3a";
@@ -25,6 +33,8 @@ pub(crate) const PUBLIC_URL: &str = "https://herald.example.com";
 pub(crate) struct Recorded {
     pub(crate) method: String,
     pub(crate) path: String,
+    /// The query string's fields, decoded.
+    pub(crate) query: Vec<(String, String)>,
     pub(crate) authorization: Option<String>,
     pub(crate) content_type: Option<String>,
     pub(crate) form: Vec<(String, String)>,
@@ -38,6 +48,73 @@ impl Recorded {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A `GET …/Messages.json`: a search of the message list.
+    pub(crate) fn is_list(&self) -> bool {
+        self.method == "GET" && self.path.ends_with("/Messages.json")
+    }
+}
+
+/// A message the stub's Twilio has, as its list shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct StubMessage {
+    pub(crate) sid: String,
+    pub(crate) to: String,
+    pub(crate) from: Option<String>,
+    pub(crate) messaging_service_sid: Option<String>,
+    pub(crate) body: String,
+    /// Unix seconds (Twilio's dates have whole seconds).
+    pub(crate) date_created: i64,
+    /// None while Twilio still holds it (`queued`, `accepted`).
+    pub(crate) date_sent: Option<i64>,
+    pub(crate) status: String,
+}
+
+impl StubMessage {
+    /// A message sent from [`FROM`] to `to` with `body`, created `age` ago, delivered.
+    pub(crate) fn delivered(sid: &str, to: &str, body: &str, age: Duration) -> StubMessage {
+        let created = chrono::Utc::now().timestamp() - i64::try_from(age.as_secs()).unwrap();
+        StubMessage {
+            sid: sid.to_owned(),
+            to: to.to_owned(),
+            from: Some(FROM.to_owned()),
+            messaging_service_sid: None,
+            body: body.to_owned(),
+            date_created: created,
+            date_sent: Some(created),
+            status: "delivered".to_owned(),
+        }
+    }
+
+    fn resource(&self) -> Value {
+        let date = |secs: i64| {
+            chrono::DateTime::from_timestamp(secs, 0)
+                .unwrap()
+                .to_rfc2822()
+        };
+        json!({
+            "sid": self.sid, "account_sid": ACCOUNT_SID, "status": self.status,
+            "to": self.to, "from": self.from, "messaging_service_sid": self.messaging_service_sid,
+            "body": self.body, "direction": "outbound-api", "api_version": "2010-04-01",
+            "date_created": date(self.date_created), "date_sent": self.date_sent.map(date),
+            "error_code": null, "error_message": null,
+        })
+    }
+}
+
+/// The UTC day of unix second `secs`, as `DateSent` filters name days.
+fn day(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// An answer the stub gives to the next send instead of accepting it.
@@ -66,6 +143,18 @@ struct State {
     /// Herald (and committed) before Twilio's answer: the receipt overtakes our `sent`.
     overtake: Mutex<Option<String>>,
     seq: AtomicU64,
+    /// Every message created, oldest first, and by recipient (indexes into `messages`).
+    messages: Mutex<Vec<StubMessage>>,
+    by_to: Mutex<HashMap<String, Vec<usize>>>,
+    /// Answers to the next message-list searches instead of a page.
+    list_script: Mutex<VecDeque<Scripted>>,
+    /// How long each accepted send waits before its answer (created at once, answered then).
+    answer_delay: Mutex<Duration>,
+    /// Created messages are delivered at once (their lookups and lists say so).
+    deliver: AtomicBool,
+    /// Where `delivered` callbacks go once a send is answered (None: nowhere).
+    callbacks: Mutex<Option<String>>,
+    client: reqwest::Client,
 }
 
 #[derive(Clone)]
@@ -103,6 +192,17 @@ impl TwilioStub {
             .collect()
     }
 
+    /// How many sends arrived (cheaper than `sends().len()` for polling).
+    pub(crate) fn send_count(&self) -> usize {
+        self.state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count()
+    }
+
     pub(crate) fn script(&self, answer: Scripted) {
         self.state.script.lock().unwrap().push_back(answer);
     }
@@ -122,6 +222,138 @@ impl TwilioStub {
     pub(crate) fn overtake_with_receipts_to(&self, herald: &str) {
         *self.state.overtake.lock().unwrap() = Some(herald.to_owned());
     }
+
+    /// Adds a message as if Twilio had created it (to be found, or not, by a search).
+    pub(crate) fn add_message(&self, message: StubMessage) {
+        store(&self.state, message);
+    }
+
+    /// The messages Twilio has, oldest first.
+    pub(crate) fn messages(&self) -> Vec<StubMessage> {
+        self.state.messages.lock().unwrap().clone()
+    }
+
+    /// The next message-list search answers `answer` instead of a page.
+    pub(crate) fn script_list(&self, answer: Scripted) {
+        self.state.list_script.lock().unwrap().push_back(answer);
+    }
+
+    /// Each send is answered `delay` after it arrived (the message exists from the start).
+    pub(crate) fn delay_answers(&self, delay: Duration) {
+        *self.state.answer_delay.lock().unwrap() = delay;
+    }
+
+    /// Messages are delivered as soon as they are created.
+    pub(crate) fn deliver_at_once(&self) {
+        self.state.deliver.store(true, Ordering::Relaxed);
+    }
+
+    /// After answering a send, post its signed `delivered` callback to the Herald at `base`
+    /// (the one listening now: a restarted Herald listens elsewhere). Callbacks to a Herald
+    /// that is down are lost, as Twilio's are.
+    pub(crate) fn callbacks_to(&self, base: &str) {
+        *self.state.callbacks.lock().unwrap() = Some(base.to_owned());
+    }
+
+    pub(crate) fn searches(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(Recorded::is_list)
+            .collect()
+    }
+}
+
+fn store(state: &State, message: StubMessage) {
+    let mut messages = state.messages.lock().unwrap();
+    state
+        .by_to
+        .lock()
+        .unwrap()
+        .entry(message.to.clone())
+        .or_default()
+        .push(messages.len());
+    messages.push(message);
+}
+
+/// One page of the message list, filtered as Twilio filters it.
+fn list_page(state: &State, path: &str, query: &[(String, String)]) -> Value {
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let page_size: usize = param("PageSize").and_then(|p| p.parse().ok()).unwrap_or(50);
+    let page: usize = param("Page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let messages = state.messages.lock().unwrap();
+    let candidates: Vec<usize> = match param("To") {
+        Some(to) => state
+            .by_to
+            .lock()
+            .unwrap()
+            .get(to)
+            .cloned()
+            .unwrap_or_default(),
+        None => (0..messages.len()).collect(),
+    };
+    let sent_day = |m: &StubMessage| m.date_sent.map(day);
+    let mut listed: Vec<&StubMessage> = candidates
+        .iter()
+        .filter_map(|i| messages.get(*i))
+        .filter(|m| param("From").is_none_or(|f| m.from.as_deref() == Some(f)))
+        .filter(|m| param("DateSent").is_none_or(|d| sent_day(m).as_deref() == Some(d)))
+        .filter(|m| param("DateSent>").is_none_or(|d| sent_day(m).is_some_and(|s| s.as_str() >= d)))
+        .filter(|m| param("DateSent<").is_none_or(|d| sent_day(m).is_some_and(|s| s.as_str() <= d)))
+        .collect();
+    // Newest first; among equal times, the last created first.
+    listed.reverse();
+    listed.sort_by_key(|m| std::cmp::Reverse(m.date_created));
+    let start = page * page_size;
+    let items: Vec<Value> = listed
+        .iter()
+        .skip(start)
+        .take(page_size)
+        .map(|m| m.resource())
+        .collect();
+    let next = (start + page_size < listed.len()).then(|| {
+        let mut kept: Vec<(String, String)> = query
+            .iter()
+            .filter(|(k, _)| k != "Page" && k != "PageSize" && k != "PageToken")
+            .cloned()
+            .collect();
+        kept.push(("PageSize".into(), page_size.to_string()));
+        kept.push(("Page".into(), (page + 1).to_string()));
+        kept.push(("PageToken".into(), format!("PASM{}", page + 1)));
+        format!("{path}?{}", serde_urlencoded::to_string(&kept).unwrap())
+    });
+    json!({
+        "messages": items,
+        "page": page,
+        "page_size": page_size,
+        "first_page_uri": path,
+        "previous_page_uri": null,
+        "next_page_uri": next,
+        "uri": path,
+    })
+}
+
+fn scripted(s: &Scripted) -> Response {
+    let mut response = (
+        StatusCode::from_u16(s.status).unwrap(),
+        axum::Json(json!({
+            "code": s.code,
+            "message": format!("scripted error {}", s.code),
+            "more_info": format!("https://www.twilio.com/docs/errors/{}", s.code),
+            "status": s.status,
+        })),
+    )
+        .into_response();
+    if let Some(wait) = s.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", wait.parse().unwrap());
+    }
+    response
 }
 
 async fn answer(
@@ -138,9 +370,12 @@ async fn answer(
             .map(str::to_owned)
     };
     let path = uri.path().to_owned();
+    let query: Vec<(String, String)> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
     state.requests.lock().unwrap().push(Recorded {
         method: method.to_string(),
         path: path.clone(),
+        query: query.clone(),
         authorization: header("authorization"),
         content_type: header("content-type"),
         form: serde_urlencoded::from_bytes(&body).unwrap_or_default(),
@@ -149,7 +384,7 @@ async fn answer(
     let prefix = format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages");
     if method == Method::POST && path == format!("{prefix}.json") {
         let outage = *state.outage.lock().unwrap();
-        let scripted = match outage {
+        let script = match outage {
             Some(o) => {
                 tokio::time::sleep(o.delay).await;
                 Some(Scripted {
@@ -160,25 +395,47 @@ async fn answer(
             }
             None => state.script.lock().unwrap().pop_front(),
         };
-        if let Some(s) = scripted {
-            let mut response = (
-                StatusCode::from_u16(s.status).unwrap(),
-                axum::Json(json!({
-                    "code": s.code,
-                    "message": format!("scripted error {}", s.code),
-                    "more_info": format!("https://www.twilio.com/docs/errors/{}", s.code),
-                    "status": s.status,
-                })),
-            )
-                .into_response();
-            if let Some(wait) = s.retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", wait.parse().unwrap());
-            }
-            return response;
+        if let Some(s) = script {
+            return scripted(&s);
         }
         let sid = format!("SM{:032x}", state.seq.fetch_add(1, Ordering::Relaxed) + 1);
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        // Created now, whatever becomes of the answer.
+        let now = chrono::Utc::now().timestamp();
+        let delivered = state.deliver.load(Ordering::Relaxed);
+        store(
+            state,
+            StubMessage {
+                sid: sid.clone(),
+                to: get("To").unwrap_or_default(),
+                from: get("From"),
+                messaging_service_sid: get("MessagingServiceSid"),
+                body: get("Body").unwrap_or_default(),
+                date_created: now,
+                date_sent: Some(now),
+                status: if delivered { "delivered" } else { "sent" }.to_owned(),
+            },
+        );
+        let delay = *state.answer_delay.lock().unwrap();
+        let callbacks = state.callbacks.lock().unwrap().clone();
+        if let Some(herald) = callbacks {
+            // Its own task: Twilio calls back whether or not the sender still listens.
+            let (client, sid) = (state.client.clone(), sid.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let params = callback(&sid, "delivered");
+                let _ = client
+                    .post(format!("{herald}{STATUS_PATH}"))
+                    .header("X-Twilio-Signature", sign(&params))
+                    .form(&params)
+                    .send()
+                    .await;
+            });
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let overtake = state.overtake.lock().unwrap().clone();
         if let Some(herald) = overtake {
             let response = post_callback(
@@ -189,8 +446,6 @@ async fn answer(
             .await;
             assert_eq!(response.status(), 200, "the overtaking receipt is taken");
         }
-        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         return (
             StatusCode::CREATED,
             axum::Json(json!({
@@ -207,12 +462,28 @@ async fn answer(
             .and_then(|rest| rest.strip_suffix(".json"))
     {
         let known = state.lookups.lock().unwrap().get(sid).cloned();
-        let (status, code) = known.unwrap_or_else(|| ("sent".to_owned(), None));
+        let created = || {
+            let messages = state.messages.lock().unwrap();
+            messages
+                .iter()
+                .find(|m| m.sid == sid)
+                .map(|m| (m.status.clone(), None))
+        };
+        let (status, code) = known
+            .or_else(created)
+            .unwrap_or_else(|| ("sent".to_owned(), None));
         return axum::Json(json!({
             "sid": sid, "account_sid": ACCOUNT_SID, "status": status,
             "error_code": code, "error_message": code.map(|c| format!("error {c}")),
         }))
         .into_response();
+    }
+    if method == Method::GET && path == format!("{prefix}.json") {
+        let script = state.list_script.lock().unwrap().pop_front();
+        if let Some(s) = script {
+            return scripted(&s);
+        }
+        return axum::Json(list_page(state, &path, &query)).into_response();
     }
     (
         StatusCode::NOT_FOUND,

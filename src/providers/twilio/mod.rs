@@ -2,18 +2,21 @@
 //! `{base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json` with Basic auth, takes its
 //! signed status callbacks, and looks messages up with `GET …/Messages/{Sid}.json`.
 //!
-//! Not supported yet: Twilio has no idempotency key for sends, so a crash between Twilio's
-//! answer and our record sends the message again (the in-doubt lookup is a later step);
-//! inbound SMS (parsed into [`InboundMessage`](super::InboundMessage) by the inbound issue);
-//! per-account credentials; WhatsApp through Twilio; `SendAt`.
+//! Twilio has no idempotency key for sends, so a send left in doubt (Herald died between
+//! handing the message over and recording Twilio's answer, or the answer never came) is
+//! searched for before it is sent again: `GET …/Messages.json?To=…&From=…&DateSent>=<day>`
+//! (`TwilioProvider::search`), matched on recipient, sender, body and creation time.
+//!
+//! Not supported yet: inbound SMS (parsed into [`InboundMessage`](super::InboundMessage) by
+//! the inbound issue); per-account credentials; WhatsApp through Twilio; `SendAt`.
 
 pub mod signature;
 mod wire;
 
 use super::http::{self, retry_after};
 use super::{
-    Accepted, Lookup, Provider, ProviderError, SendRequest, WebhookError, WebhookEvents,
-    WebhookKind, WebhookRequest,
+    Accepted, InDoubt, Lookup, Provider, ProviderError, SendRequest, SentMatch, WebhookError,
+    WebhookEvents, WebhookKind, WebhookRequest,
 };
 use crate::config::Settings;
 use crate::domain::Timestamp;
@@ -23,12 +26,20 @@ use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use std::num::NonZeroU32;
 use std::time::Duration;
-use wire::{ErrorBody, MessageResource};
+use wire::{ErrorBody, MessagePage, MessageResource};
 
 pub const NAME: &str = "twilio";
 
 /// Where Twilio posts status callbacks (SPEC §5); `StatusCallback` points here.
 pub const STATUS_PATH: &str = "/webhooks/twilio/status";
+
+/// An in-doubt search accepts a message Twilio created this long before the attempt started:
+/// Twilio's `date_created` has whole seconds, and its clock is not ours.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Pages of a recipient's messages an in-doubt search reads at most (Twilio's default page
+/// is 50 messages, newest first: the attempt looked for is recent, so it is on the first).
+const SEARCH_PAGES: usize = 5;
 
 /// Twilio's bounds for `ValidityPeriod`, in seconds.
 const VALIDITY_MIN: i64 = 1;
@@ -36,6 +47,8 @@ const VALIDITY_MAX: i64 = 36_000;
 
 pub struct TwilioProvider {
     client: reqwest::Client,
+    /// `base_url` without a trailing slash: `next_page_uri`s are relative to it.
+    api_base: String,
     account_sid: String,
     auth_token: SecretString,
     messages_url: String,
@@ -73,6 +86,7 @@ impl TwilioProvider {
         };
         Ok(TwilioProvider {
             client,
+            api_base: base.to_owned(),
             account_sid: t.account_sid.clone(),
             auth_token: t.auth_token.clone(),
             messages_url: format!("{account}/Messages.json"),
@@ -136,6 +150,105 @@ impl TwilioProvider {
         }
         if status == 404 {
             return Ok(Err(status));
+        }
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        Err(wire::classify(status, &body, retry_after))
+    }
+
+    /// Searches Twilio for the message an in-doubt attempt may have created.
+    ///
+    /// First `To` (and `From`, unless the sender is a Messaging Service, whose messages carry
+    /// the number it picked) with `DateSent>=` the attempt's day, following `next_page_uri`
+    /// for up to [`SEARCH_PAGES`] pages. A message Twilio still holds (`queued`,
+    /// `accepted`) has no `date_sent` yet and is not listed by that filter, so when it
+    /// finds nothing the newest page without the date filter is read as well.
+    async fn search(&self, request: &SendRequest<'_>, attempt_started: Timestamp) -> InDoubt {
+        let not_before = attempt_started.minus(CLOCK_SKEW);
+        let mut filters = vec![("To", request.to.to_owned())];
+        if !is_messaging_service(request.from) {
+            filters.push(("From", request.from.to_owned()));
+        }
+        let mut dated = filters.clone();
+        dated.push(("DateSent>", not_before.day()));
+        let mut found = Vec::new();
+        for (query, pages) in [(dated, SEARCH_PAGES), (filters, 1)] {
+            let first = self.client.get(&self.messages_url).query(&query);
+            match self.list(first, pages, request, not_before).await {
+                Ok(matches) => found.extend(matches),
+                Err(e) => return InDoubt::Failed(e),
+            }
+            if !found.is_empty() {
+                break;
+            }
+        }
+        if found.is_empty() {
+            return InDoubt::NotFound;
+        }
+        found.sort_by_key(|(created, _)| *created);
+        let mut seen = std::collections::HashSet::new();
+        InDoubt::Found(
+            found
+                .into_iter()
+                .filter(|(_, m)| seen.insert(m.provider_message_id.clone()))
+                .map(|(_, m)| m)
+                .collect(),
+        )
+    }
+
+    /// Reads up to `pages` pages of a message list from `first` on, keeping the messages
+    /// that match `request`, with their creation time.
+    async fn list(
+        &self,
+        first: reqwest::RequestBuilder,
+        pages: usize,
+        request: &SendRequest<'_>,
+        not_before: Timestamp,
+    ) -> Result<Vec<(Timestamp, SentMatch)>, ProviderError> {
+        let mut matches = Vec::new();
+        let mut next = Some(first);
+        let mut read = 0;
+        while let Some(builder) = next.take() {
+            let response = builder
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+                .send()
+                .await
+                .map_err(|e| transport(&e))?;
+            let page = self.page(response).await?;
+            read += 1;
+            for resource in &page.messages {
+                if let Some(created) = matching(resource, request, not_before) {
+                    matches.push((
+                        created,
+                        SentMatch {
+                            provider_message_id: resource.sid.clone(),
+                            receipt: self.status_update(resource),
+                        },
+                    ));
+                }
+            }
+            // Only a page of this account's Messages list is followed (the path is
+            // Twilio's, but the credentials go wherever it points).
+            let prefix = format!("/2010-04-01/Accounts/{}/Messages.json", self.account_sid);
+            if read < pages
+                && let Some(uri) = page.next_page_uri.filter(|u| u.starts_with(&prefix))
+            {
+                next = Some(self.client.get(format!("{}{uri}", self.api_base)));
+            }
+        }
+        Ok(matches)
+    }
+
+    /// Reads a list page; anything but a page is a failure to ask (retried later).
+    async fn page(&self, response: reqwest::Response) -> Result<MessagePage, ProviderError> {
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|e| transport(&e))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|_| ProviderError::Transient {
+                code: "twilio_bad_answer".into(),
+                message: "Twilio answered a message search with a body that is not a page".into(),
+                retry_after: None,
+            });
         }
         let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
         Err(wire::classify(status, &body, retry_after))
@@ -209,6 +322,38 @@ impl TwilioProvider {
         }
         Ok(events)
     }
+}
+
+/// When a listed message is the one `request` may have created: sent by the API, to the
+/// same recipient, from the same sender (or Messaging Service), with the same body, created
+/// at or after `not_before`. Returns its creation time. A message without a readable
+/// `date_created` never matches: taking someone else's send for ours would lose ours.
+fn matching(
+    resource: &MessageResource,
+    request: &SendRequest<'_>,
+    not_before: Timestamp,
+) -> Option<Timestamp> {
+    if resource
+        .direction
+        .as_deref()
+        .is_some_and(|d| d != "outbound-api")
+    {
+        return None;
+    }
+    let sender = if is_messaging_service(request.from) {
+        resource.messaging_service_sid.as_deref()
+    } else {
+        resource.from.as_deref()
+    };
+    if resource.to.as_deref() != Some(request.to)
+        || sender != Some(request.from)
+        || resource.body.as_deref() != Some(request.body)
+    {
+        return None;
+    }
+    let created = chrono::DateTime::parse_from_rfc2822(resource.date_created.as_deref()?).ok()?;
+    let created = Timestamp::from_millis(created.timestamp_millis());
+    (created >= not_before).then_some(created)
 }
 
 /// A Messaging Service SID (`MG` + 32 hex digits) goes in `MessagingServiceSid`, anything
@@ -330,6 +475,14 @@ impl Provider for TwilioProvider {
     fn receipt_wait(&self) -> Option<Duration> {
         Some(self.receipt_wait)
     }
+
+    fn find_sent<'a>(
+        &'a self,
+        request: SendRequest<'a>,
+        attempt_started: Timestamp,
+    ) -> BoxFuture<'a, InDoubt> {
+        Box::pin(async move { self.search(&request, attempt_started).await })
+    }
 }
 
 #[cfg(test)]
@@ -357,5 +510,88 @@ mod tests {
         assert!(!is_messaging_service("+15017122661"));
         assert!(!is_messaging_service("HERALD"));
         assert!(!is_messaging_service("MGxx23456789abcdef0123456789abcdef"));
+    }
+
+    fn listed(json: serde_json::Value) -> MessageResource {
+        let mut resource = serde_json::json!({
+            "sid": "SM1", "status": "delivered", "error_code": null, "error_message": null,
+            "to": "+14155550100", "from": "+15017122661", "messaging_service_sid": null,
+            "body": "Hello", "direction": "outbound-api",
+            "date_created": "Sat, 05 Dec 2026 10:00:30 +0000",
+        });
+        if let (Some(base), Some(changes)) = (resource.as_object_mut(), json.as_object()) {
+            for (k, v) in changes {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(resource).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_listed_message_matches_only_the_send_it_can_be() {
+        let id = crate::domain::MessageId::from_stored("msg_1".into());
+        let request = SendRequest {
+            message_id: &id,
+            channel: crate::domain::Channel::Sms,
+            to: "+14155550100",
+            from: "+15017122661",
+            body: "Hello",
+            media_url: None,
+            template: None,
+            expires_at: Timestamp::from_millis(i64::MAX),
+        };
+        // 10:00:00 UTC on 2026-12-05.
+        let not_before = Timestamp::from_millis(1_796_464_800_000);
+        let created = Timestamp::from_millis(1_796_464_830_000);
+        assert_eq!(
+            matching(&listed(serde_json::json!({})), &request, not_before),
+            Some(created)
+        );
+        let misses = [
+            ("another body", serde_json::json!({"body": "Hello!"})),
+            (
+                "another recipient",
+                serde_json::json!({"to": "+14155550101"}),
+            ),
+            (
+                "another sender",
+                serde_json::json!({"from": "+15005550006"}),
+            ),
+            (
+                "created before the attempt",
+                serde_json::json!({"date_created": "Sat, 05 Dec 2026 09:59:59 +0000"}),
+            ),
+            (
+                "no creation time",
+                serde_json::json!({"date_created": null}),
+            ),
+            (
+                "an unreadable time",
+                serde_json::json!({"date_created": "yesterday"}),
+            ),
+            ("inbound", serde_json::json!({"direction": "inbound"})),
+        ];
+        for (why, change) in misses {
+            assert_eq!(
+                matching(&listed(change), &request, not_before),
+                None,
+                "{why}"
+            );
+        }
+        // Sent through a Messaging Service: its sid is the sender, whatever number it used.
+        let service = "MG0123456789abcdef0123456789abcdef";
+        let through_service = SendRequest {
+            from: service,
+            ..request
+        };
+        assert!(
+            matching(
+                &listed(serde_json::json!({"messaging_service_sid": service})),
+                &through_service,
+                not_before
+            )
+            .is_some()
+        );
+        assert!(matching(&listed(serde_json::json!({})), &through_service, not_before).is_none());
     }
 }

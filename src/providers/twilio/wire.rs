@@ -6,13 +6,39 @@ use crate::providers::ProviderError;
 use serde::Deserialize;
 use std::time::Duration;
 
-/// The parts of Twilio's Message resource Herald reads (unknown fields are ignored).
+/// The parts of Twilio's Message resource Herald reads (unknown fields are ignored). The
+/// fields after `error_message` matter to in-doubt lookups only, which match a listed
+/// message to the send they look for.
 #[derive(Debug, Deserialize)]
 pub(super) struct MessageResource {
     pub(super) sid: String,
     pub(super) status: Option<String>,
     pub(super) error_code: Option<i64>,
     pub(super) error_message: Option<String>,
+    #[serde(default)]
+    pub(super) to: Option<String>,
+    #[serde(default)]
+    pub(super) from: Option<String>,
+    #[serde(default)]
+    pub(super) messaging_service_sid: Option<String>,
+    #[serde(default)]
+    pub(super) body: Option<String>,
+    /// RFC 2822, second precision: `Thu, 30 Jul 2015 20:12:31 +0000`.
+    #[serde(default)]
+    pub(super) date_created: Option<String>,
+    /// `outbound-api` for what the API sent; inbound messages are never ours.
+    #[serde(default)]
+    pub(super) direction: Option<String>,
+}
+
+/// One page of `GET …/Messages.json`: the messages, newest first, and the next page's path
+/// (relative to the API's host), absent or null on the last page.
+#[derive(Debug, Deserialize)]
+pub(super) struct MessagePage {
+    #[serde(default)]
+    pub(super) messages: Vec<MessageResource>,
+    #[serde(default)]
+    pub(super) next_page_uri: Option<String>,
 }
 
 /// Twilio's error body: `{"code", "message", "more_info", "status"}`.

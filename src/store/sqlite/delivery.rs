@@ -151,12 +151,20 @@ async fn screen(
         return Ok(claimed);
     }
     let mut keep = Vec::with_capacity(claimed.len());
-    for m in claimed {
+    for mut m in claimed {
         let campaign = m
             .campaign_id
             .as_deref()
             .and_then(|id| states.get(id))
             .map(String::as_str);
+        // A message in doubt may have been sent already: it must not be ended unsent here.
+        // The worker asks the provider first, then applies the opt-out or the cancellation
+        // (a pause only parks it, which ends nothing).
+        if m.in_doubt_since.is_some() && campaign != Some("paused") {
+            m.opted_out = opted.contains(m.message_id.as_str());
+            keep.push(m);
+            continue;
+        }
         let (status, code, message) = if opted.contains(m.message_id.as_str()) {
             (
                 MessageStatus::Failed,
@@ -219,6 +227,10 @@ fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
         cost: Money::from_units(row.try_get("cost")?),
         claim: ClaimToken::from_stored(row.try_get("claim_seq")?),
         bound_to: row.try_get("provider")?,
+        in_doubt_since: row
+            .try_get::<Option<i64>, _>("in_doubt_since")?
+            .map(Timestamp::from_millis),
+        opted_out: false,
     })
 }
 
@@ -267,6 +279,7 @@ pub(super) async fn record_outcomes(
                 error_code,
                 error_message,
                 bound_to,
+                in_doubt_since,
             } => {
                 sqlx::query(include_str!("queries/schedule_retry.sql"))
                     .bind(id)
@@ -276,6 +289,25 @@ pub(super) async fn record_outcomes(
                     .bind(now.millis())
                     .bind(claim.value())
                     .bind(bound_to)
+                    .bind(in_doubt_since.map(|at| at.millis()))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            DeliveryOutcome::Unresolved {
+                due_at,
+                in_doubt_since,
+                error_code,
+                error_message,
+            } => {
+                sqlx::query(include_str!("queries/schedule_retry.sql"))
+                    .bind(id)
+                    .bind(due_at.millis())
+                    .bind(error_code)
+                    .bind(error_message)
+                    .bind(now.millis())
+                    .bind(claim.value())
+                    .bind(None::<&str>)
+                    .bind(in_doubt_since.millis())
                     .execute(&mut *conn)
                     .await?;
             }

@@ -215,6 +215,20 @@ impl SqliteStore {
         reads::awaiting_receipt(&self.read, provider, after, sent_before, limit).await
     }
 
+    pub(super) async fn provider_ref_taken(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+    ) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar(include_str!("queries/provider_ref_taken.sql"))
+                .bind(provider)
+                .bind(provider_message_id)
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
     pub(super) async fn pending_receipts(&self) -> StoreResult<i64> {
         Ok(
             sqlx::query_scalar(include_str!("queries/count_pending_receipts.sql"))
@@ -399,6 +413,7 @@ mod tests {
             include_str!("queries/release_orphans.sql"),
             include_str!("queries/load_message.sql"),
             include_str!("queries/find_by_provider_refs.sql"),
+            include_str!("queries/provider_ref_taken.sql"),
             include_str!("queries/queue_depth.sql"),
             include_str!("queries/claimed_opted_out.sql"),
             include_str!("queries/campaign_states.sql"),
@@ -496,6 +511,173 @@ mod tests {
                     "queued".to_owned(),
                     crate::store::HELD
                 ),
+            ]
+        );
+    }
+
+    /// A claim whose worker died (released as an orphan, or its lease taken over) leaves the
+    /// message in doubt since that claim; claims given back for ordinary reasons (shutdown,
+    /// a retry after a refusal) do not, and a retry after a failed lookup keeps the mark.
+    #[tokio::test]
+    async fn only_a_claim_whose_worker_died_leaves_its_message_in_doubt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = migrated(&dir).await;
+        sqlx::query(
+            "INSERT INTO account (account_id, name, currency, balance, daily_limit, created_at, \
+             updated_at) VALUES ('acc_1', 'a', 'USD', 0, 10, 0, 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for id in [
+            "msg_a_drained",
+            "msg_b_retried",
+            "msg_c_orphaned",
+            "msg_d_lapsed",
+        ] {
+            sqlx::query(
+                "INSERT INTO message (message_id, account_id, channel, phone_number, body, \
+                 priority, status, segments, cost, billing, due_at, expires_at, created_at, \
+                 updated_at) VALUES (?, 'acc_1', 'sms', '+14155550123', 'hi', 1, 'queued', 1, \
+                 0, 'reserved', 0, 9999999999999, 0, 0)",
+            )
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        // Claims up to `limit` at `now`: (message id, claim_seq, in_doubt_since) of each.
+        async fn claim(
+            conn: &mut SqliteConnection,
+            lease_until: i64,
+            worker: &str,
+            now: i64,
+            limit: i64,
+        ) -> Vec<(String, i64, Option<i64>)> {
+            use sqlx::Row;
+            sqlx::query(include_str!("queries/claim_lane.sql"))
+                .bind(lease_until)
+                .bind(worker)
+                .bind(now)
+                .bind(1_i64)
+                .bind(limit)
+                .fetch_all(conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get("message_id"),
+                        r.get("claim_seq"),
+                        r.get("in_doubt_since"),
+                    )
+                })
+                .collect()
+        }
+        // The doomed worker claims three at t=100; a live one claims the fourth with a
+        // lease that runs out at t=150.
+        let first = claim(&mut conn, 1_000, "worker-dead", 100, 3).await;
+        assert_eq!(first.len(), 3);
+        assert!(first.iter().all(|(_, _, doubt)| doubt.is_none()));
+        let lapsed = claim(&mut conn, 150, "worker-slow", 100, 1).await;
+        assert_eq!(lapsed.len(), 1);
+        let seq = |id: &str| {
+            first
+                .iter()
+                .find(|(m, _, _)| m == id)
+                .map(|(_, s, _)| *s)
+                .unwrap()
+        };
+        sqlx::query(include_str!("queries/release_claim.sql"))
+            .bind("msg_a_drained")
+            .bind(110_i64)
+            .bind(seq("msg_a_drained"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(include_str!("queries/schedule_retry.sql"))
+            .bind("msg_b_retried")
+            .bind(120_i64)
+            .bind("http_503")
+            .bind("refused")
+            .bind(110_i64)
+            .bind(seq("msg_b_retried"))
+            .bind(None::<&str>)
+            .bind(None::<i64>)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+
+        // Act: the sweeper finds worker-dead silent (worker-slow still beats, but its lease
+        // ran out); then another worker takes over the lapsed lease (t=200).
+        sqlx::query(
+            "INSERT INTO worker_instance (instance_id, started_at, heartbeat_at) \
+             VALUES ('worker-slow', 0, 195)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(include_str!("queries/release_orphans.sql"))
+            .bind(190_i64)
+            .bind(190_i64)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let retaken = claim(&mut conn, 5_000, "worker-new", 200, 4).await;
+
+        // Assert
+        let mut marks: Vec<(String, Option<i64>)> = retaken
+            .into_iter()
+            .map(|(id, _, doubt)| (id, doubt))
+            .collect();
+        marks.sort();
+        assert_eq!(
+            marks,
+            [
+                ("msg_a_drained".to_owned(), None),
+                ("msg_b_retried".to_owned(), None),
+                ("msg_c_orphaned".to_owned(), Some(100)),
+                ("msg_d_lapsed".to_owned(), Some(100)),
+            ]
+        );
+        // A retry after a failed lookup keeps the mark; a recorded send clears it.
+        let seq_of = |id: &'static str| {
+            sqlx::query_scalar::<_, i64>("SELECT claim_seq FROM message WHERE message_id = ?")
+                .bind(id)
+        };
+        let c = seq_of("msg_c_orphaned").fetch_one(&mut conn).await.unwrap();
+        sqlx::query(include_str!("queries/schedule_retry.sql"))
+            .bind("msg_c_orphaned")
+            .bind(300_i64)
+            .bind("http_503")
+            .bind("could not ask")
+            .bind(210_i64)
+            .bind(c)
+            .bind(None::<&str>)
+            .bind(Some(100_i64))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let d = seq_of("msg_d_lapsed").fetch_one(&mut conn).await.unwrap();
+        let sent = serde_json::json!([{"id": "msg_d_lapsed", "claim": d, "provider": "twilio",
+            "ref": "SM1", "at": 220}]);
+        sqlx::query(include_str!("queries/mark_sent.sql"))
+            .bind(sent.to_string())
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT message_id, in_doubt_since FROM message WHERE message_id IN \
+             ('msg_c_orphaned', 'msg_d_lapsed') ORDER BY message_id",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("msg_c_orphaned".to_owned(), Some(100)),
+                ("msg_d_lapsed".to_owned(), None),
             ]
         );
     }
