@@ -5,7 +5,7 @@
 
 use super::{ApiError, AppState};
 use crate::providers::whatsapp;
-use crate::providers::{Provider, WebhookError, WebhookKind, WebhookRequest};
+use crate::providers::{Provider, WebhookError, WebhookEvents, WebhookKind, WebhookRequest};
 use crate::workers::ReceiptSink;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
@@ -30,26 +30,37 @@ pub(super) async fn twilio_status(
             "this Herald has no Twilio credentials to check the signature with",
         ));
     };
-    let (parts, body) = request.into_parts();
-    let body = read_body(&state, body, WEBHOOK_MAX_BYTES).await?;
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or(parts.uri.path(), |p| p.as_str());
-    let events = twilio
-        .parse_webhook(WebhookRequest {
-            kind: WebhookKind::Status,
-            path_and_query,
-            headers: &parts.headers,
-            body: &body,
-        })
-        .map_err(ApiError::from)?;
+    let events = verified(&state, twilio, request, WEBHOOK_MAX_BYTES).await?;
     // Inbound messages are not parsed from a status callback; the inbound webhook (a later
     // issue) stores `events.inbound`.
     ReceiptSink::new(state.store().clone(), state.metrics().clone())
         .deliver(events.receipts)
         .await?;
     Ok(StatusCode::OK)
+}
+
+/// Reads a webhook request (at most `limit` bytes of body) and has `provider` check its
+/// signature and parse it; nothing is applied yet.
+async fn verified(
+    state: &AppState,
+    provider: &dyn Provider,
+    request: Request,
+    limit: usize,
+) -> Result<WebhookEvents, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(state, body, limit).await?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    provider
+        .parse_webhook(WebhookRequest {
+            kind: WebhookKind::Status,
+            path_and_query,
+            headers: &parts.headers,
+            body: &body,
+        })
+        .map_err(ApiError::from)
 }
 
 /// Reads a webhook's raw body (signatures cover it byte for byte), within the limit.
@@ -113,20 +124,7 @@ pub(super) async fn whatsapp_events(
             "this Herald has no WhatsApp app secret to check the signature with",
         ));
     };
-    let (parts, body) = request.into_parts();
-    let body = read_body(&state, body, WHATSAPP_WEBHOOK_MAX_BYTES).await?;
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or(parts.uri.path(), |p| p.as_str());
-    let events = provider
-        .parse_webhook(WebhookRequest {
-            kind: WebhookKind::Status,
-            path_and_query,
-            headers: &parts.headers,
-            body: &body,
-        })
-        .map_err(ApiError::from)?;
+    let events = verified(&state, provider, request, WHATSAPP_WEBHOOK_MAX_BYTES).await?;
     if !events.inbound.is_empty() {
         let count = u64::try_from(events.inbound.len()).unwrap_or(u64::MAX);
         tracing::info!(

@@ -453,13 +453,9 @@ mod tests {
         }
     }
 
-    /// Parking a claim of a paused campaign undoes only this claim: a message that was
-    /// already `sending` before (re-claimed after its lease ran out) stays `sending`; the
-    /// status never moves back.
-    #[tokio::test]
-    async fn parking_a_reclaimed_message_never_moves_its_status_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = migrated(&dir).await;
+    /// A migrated database holding the account `acc_1`, for tests that insert messages.
+    async fn migrated_with_account(dir: &tempfile::TempDir) -> SqliteConnection {
+        let mut conn = migrated(dir).await;
         sqlx::query(
             "INSERT INTO account (account_id, name, currency, balance, daily_limit, created_at, \
              updated_at) VALUES ('acc_1', 'a', 'USD', 0, 10, 0, 0)",
@@ -467,6 +463,16 @@ mod tests {
         .execute(&mut conn)
         .await
         .unwrap();
+        conn
+    }
+
+    /// Parking a claim of a paused campaign undoes only this claim: a message that was
+    /// already `sending` before (re-claimed after its lease ran out) stays `sending`; the
+    /// status never moves back.
+    #[tokio::test]
+    async fn parking_a_reclaimed_message_never_moves_its_status_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = migrated_with_account(&dir).await;
         for id in ["msg_again", "msg_first"] {
             sqlx::query(
                 "INSERT INTO message (message_id, account_id, channel, phone_number, body, \
@@ -521,14 +527,7 @@ mod tests {
     #[tokio::test]
     async fn only_a_claim_whose_worker_died_leaves_its_message_in_doubt() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = migrated(&dir).await;
-        sqlx::query(
-            "INSERT INTO account (account_id, name, currency, balance, daily_limit, created_at, \
-             updated_at) VALUES ('acc_1', 'a', 'USD', 0, 10, 0, 0)",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
+        let mut conn = migrated_with_account(&dir).await;
         for id in [
             "msg_a_drained",
             "msg_b_retried",
