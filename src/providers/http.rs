@@ -44,6 +44,15 @@ pub(crate) fn transport(provider: &str, e: &reqwest::Error) -> ProviderError {
     }
 }
 
+/// A provider's HTTP client builder: one keep-alive pool holding as many connections as
+/// deliveries may be in flight, and `timeout` for connecting and for each whole request.
+pub(crate) fn client_builder(concurrency: usize, timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,12 +233,12 @@ async fn kill_9_during_delivery_loses_nothing_settles_everything_and_hands_none_
     };
     eprintln!(
         "in doubt after the restart: {} found in the mock's journal, {} not found",
-        crate::in_doubt::metric(&client, &herald.base, &series("found")).await,
-        crate::in_doubt::metric(&client, &herald.base, &series("not_found")).await,
+        crate::helpers::metric(&client, &herald.base, &series("found")).await,
+        crate::helpers::metric(&client, &herald.base, &series("not_found")).await,
     );
     let resent = "herald_resent_in_doubt_total{provider=\"mock\"}";
     assert_eq!(
-        crate::in_doubt::metric(&client, &herald.base, resent).await,
+        crate::helpers::metric(&client, &herald.base, resent).await,
         0.0
     );
     let twice = counts.accepted_twice();

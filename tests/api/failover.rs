@@ -28,12 +28,7 @@ async fn provider_of(app: &TestApp, id: &str) -> String {
 }
 
 async fn circuit_open(app: &TestApp) -> bool {
-    let metrics = reqwest::get(format!("{}/metrics", app.address))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::helpers::metrics_text(&app.client, &app.address).await;
     metrics
         .lines()
         .any(|l| l.starts_with("herald_provider_circuit_open{") && l.ends_with(" 1"))

@@ -274,16 +274,9 @@ fn receipt(reference: &str, status: MessageStatus) -> StatusUpdate {
 }
 
 async fn metric(app: &TestApp, name: &str) -> Option<f64> {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
+    crate::helpers::metrics_text(&app.client, &app.address)
         .await
-        .expect("the request is sent")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
+        .lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
 }
 

@@ -516,3 +516,24 @@ pub(crate) fn history_in_order(view: &Value) -> bool {
     // RFC 3339 with fixed milliseconds and `Z`: text order is time order.
     times.windows(2).all(|w| w[0] <= w[1])
 }
+
+/// What `/metrics` of the Herald at `base` shows now.
+pub(crate) async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of the `/metrics` series `series` (name and labels as printed); 0 when absent.
+pub(crate) async fn metric(client: &reqwest::Client, base: &str, series: &str) -> f64 {
+    metrics_text(client, base)
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}

@@ -7,7 +7,7 @@
 //! heartbeats (as a killed process cannot) claims them on an app without workers, then an app
 //! with workers starts on the same database and its sweeper releases the dead claims.
 
-use crate::helpers::{PATIENCE, TestApp, eventually, number, spawn_in, test_dir};
+use crate::helpers::{PATIENCE, TestApp, eventually, metric, number, spawn_in, test_dir};
 use crate::twilio_stub::{FROM, Scripted, StubMessage, TwilioStub, twilio_toml};
 use std::time::Duration;
 
@@ -35,21 +35,6 @@ async fn claimed_by_a_dead_worker(
 async fn restart(app: TestApp, stub: &TwilioStub) -> TestApp {
     let dir = app.stop().await;
     spawn_in(dir, &twilio_toml(&stub.url, ""), true).await
-}
-
-/// The value of the `/metrics` series `series` (name and labels as printed); 0 when absent.
-pub(crate) async fn metric(client: &reqwest::Client, base: &str, series: &str) -> f64 {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().expect("a number"))
 }
 
 fn twilio_series(name: &str, result: &str) -> String {

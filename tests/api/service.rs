@@ -53,15 +53,7 @@ async fn metrics_count_accepted_and_sent_messages_and_show_the_queue() {
     let id = app.send_ok(&number("0002"), "counted").await;
     app.wait_for_status(&id, "sent").await;
 
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::helpers::metrics_text(&app.client, &app.address).await;
 
     assert!(
         text.contains("herald_messages_accepted_total{channel=\"sms\"} 1"),

@@ -11,8 +11,9 @@
 //! stub's record is matched to the message by its body.
 
 use crate::crash::{Herald, open_db};
-use crate::helpers::{API_KEY, eventually, numbers_from, send_bulk_to, test_dir};
-use crate::in_doubt::metric;
+use crate::helpers::{
+    API_KEY, eventually, metric, metrics_text, numbers_from, send_bulk_to, test_dir,
+};
 use crate::twilio_stub::{ACCOUNT_SID, AUTH_TOKEN, FROM, PUBLIC_URL, TwilioStub};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -240,14 +241,7 @@ async fn kill_9_with_sends_at_twilio_unanswered_finds_them_by_search_and_sends_e
     )
     .await;
     assert_eq!(resent, 0.0);
-    let metrics = client
-        .get(format!("{}/metrics", herald.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &herald.base).await;
     assert!(
         metrics.contains("herald_resent_in_doubt_total{provider=\"twilio\"} 0"),
         "the series is shown at zero"

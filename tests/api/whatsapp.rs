@@ -640,15 +640,7 @@ async fn inbound_messages_are_parsed_and_counted_but_not_stored_yet() {
     let r = post_webhook(&app.address, &body).await;
     assert_eq!(r.status(), 200);
 
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics_text(&app.client, &app.address).await;
     assert!(
         metrics.contains("herald_inbound_unstored_total{provider=\"whatsapp_cloud\"} 2"),
         "{metrics}"

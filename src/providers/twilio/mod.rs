@@ -70,10 +70,7 @@ impl TwilioProvider {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<TwilioProvider> {
         let t = &settings.providers.twilio;
         let timeout = Duration::from_millis(t.timeout_ms);
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(settings.workers.concurrency)
-            .timeout(timeout)
-            .connect_timeout(timeout)
+        let client = super::http::client_builder(settings.workers.concurrency, timeout)
             .build()
             .context("could not build the HTTP client for Twilio")?;
         let base = t.base_url.trim_end_matches('/');

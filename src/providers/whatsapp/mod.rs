@@ -66,10 +66,7 @@ impl WhatsappProvider {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<WhatsappProvider> {
         let w = &settings.providers.whatsapp_cloud;
         let timeout = Duration::from_millis(w.timeout_ms);
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(settings.workers.concurrency)
-            .timeout(timeout)
-            .connect_timeout(timeout)
+        let client = super::http::client_builder(settings.workers.concurrency, timeout)
             .user_agent(USER_AGENT)
             .build()
             .context("could not build the HTTP client for the WhatsApp Cloud API")?;
