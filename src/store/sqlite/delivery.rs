@@ -234,6 +234,37 @@ fn claimed_message(row: &SqliteRow) -> sqlx::Result<ClaimedMessage> {
     })
 }
 
+/// A message going back to the queue to be tried again.
+struct Retry {
+    due_at: Timestamp,
+    error_code: String,
+    error_message: String,
+    bound_to: Option<&'static str>,
+    in_doubt_since: Option<Timestamp>,
+}
+
+/// Gives the message back to the queue if claim `claim` still holds it.
+async fn schedule_retry(
+    conn: &mut SqliteConnection,
+    id: &str,
+    claim: ClaimToken,
+    retry: Retry,
+    now: Timestamp,
+) -> sqlx::Result<()> {
+    sqlx::query(include_str!("queries/schedule_retry.sql"))
+        .bind(id)
+        .bind(retry.due_at.millis())
+        .bind(retry.error_code)
+        .bind(retry.error_message)
+        .bind(now.millis())
+        .bind(claim.value())
+        .bind(retry.bound_to)
+        .bind(retry.in_doubt_since.map(|at| at.millis()))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Per-account money moved by one batch of outcomes.
 #[derive(Default)]
 struct Settlement {
@@ -281,17 +312,14 @@ pub(super) async fn record_outcomes(
                 bound_to,
                 in_doubt_since,
             } => {
-                sqlx::query(include_str!("queries/schedule_retry.sql"))
-                    .bind(id)
-                    .bind(due_at.millis())
-                    .bind(error_code)
-                    .bind(error_message)
-                    .bind(now.millis())
-                    .bind(claim.value())
-                    .bind(bound_to)
-                    .bind(in_doubt_since.map(|at| at.millis()))
-                    .execute(&mut *conn)
-                    .await?;
+                let retry = Retry {
+                    due_at,
+                    error_code,
+                    error_message,
+                    bound_to,
+                    in_doubt_since,
+                };
+                schedule_retry(conn, id, claim, retry, now).await?;
             }
             DeliveryOutcome::Unresolved {
                 due_at,
@@ -299,17 +327,15 @@ pub(super) async fn record_outcomes(
                 error_code,
                 error_message,
             } => {
-                sqlx::query(include_str!("queries/schedule_retry.sql"))
-                    .bind(id)
-                    .bind(due_at.millis())
-                    .bind(error_code)
-                    .bind(error_message)
-                    .bind(now.millis())
-                    .bind(claim.value())
-                    .bind(None::<&str>)
-                    .bind(in_doubt_since.millis())
-                    .execute(&mut *conn)
-                    .await?;
+                // Not bound: the lookup did not say which provider has it.
+                let retry = Retry {
+                    due_at,
+                    error_code,
+                    error_message,
+                    bound_to: None,
+                    in_doubt_since: Some(in_doubt_since),
+                };
+                schedule_retry(conn, id, claim, retry, now).await?;
             }
             DeliveryOutcome::Unsent {
                 status,
