@@ -6,6 +6,7 @@ use crate::api::{self, AppState};
 use crate::auth;
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::providers::accounts::AccountProviders;
 use crate::store::{NewAccount, Store};
 use crate::templates::TemplateLibrary;
 use crate::workers::Workers;
@@ -67,12 +68,16 @@ impl Application {
     /// The server or a worker task failed.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let metrics = Metrics::default();
+        // One set of accounts' adapters for API and workers: a change through the API
+        // reaches this process's workers at once.
+        let accounts = AccountProviders::new(self.store.clone(), &self.settings)?;
         let workers = if self.with_workers {
             Some(
                 Workers::start(
                     &self.settings,
                     self.store.clone(),
                     metrics.clone(),
+                    accounts.clone(),
                     shutdown.clone(),
                 )
                 .await?,
@@ -85,6 +90,7 @@ impl Application {
             self.settings.clone(),
             metrics,
             self.templates,
+            accounts,
         );
         let trim = state.clone();
         let trim_stop = shutdown.clone();
@@ -121,10 +127,12 @@ pub async fn run_workers_until(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = Store::open(&settings.database).await?;
+    let accounts = AccountProviders::new(store.clone(), &settings)?;
     let workers = Workers::start(
         &settings,
         store.clone(),
         Metrics::default(),
+        accounts,
         shutdown.clone(),
     )
     .await?;

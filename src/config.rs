@@ -27,6 +27,14 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub providers: ProviderSettings,
     pub campaigns: CampaignSettings,
+    pub credentials: CredentialSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CredentialSettings {
+    /// Seals the provider credentials accounts set through the API (base64 of 32 bytes;
+    /// empty: accounts cannot set their own).
+    pub key: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +293,7 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        crate::sealing::SealingKey::from_config(&self.credentials.key)?;
         let checks: [(bool, &str); 11] = [
             (
                 self.server.max_body_bytes >= 1024,

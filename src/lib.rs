@@ -30,6 +30,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod providers;
 pub mod ratelimit;
+pub mod sealing;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -17,14 +17,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// One provider's sender limits: `default` for every sender (`None`: unlimited), and the
-/// senders given a rate of their own.
-pub struct SenderRates {
-    pub provider: &'static str,
-    pub default: Option<NonZeroU32>,
-    pub senders: Vec<(String, Option<NonZeroU32>)>,
-}
-
 /// The key one sender's messages are limited under.
 pub fn sender_key(provider: &str, channel: Channel, from: &str) -> String {
     format!("{provider}:{channel}:{from}")
@@ -41,80 +33,53 @@ fn per_second(rate: NonZeroU32) -> Quota {
 }
 
 /// Limits applied before each hand-over to a provider.
+///
+/// A sender's rate is whatever its provider says it is at the time
+/// ([`crate::providers::Provider::sender_rate`]): the deployment's Twilio long codes at 1/s, a
+/// sender an account registered with its own rate, the mock unlimited. So senders that
+/// appear while Herald runs (an account's own credentials) need no registration here.
 #[derive(Clone, Default)]
 pub struct DeliveryLimits {
-    /// Per sender, for every provider alike ([`DeliveryLimits::new`]).
-    sender: Option<Arc<Gates<String>>>,
-    /// Per sender, with each provider's own rate (Twilio 1/s, the mock unlimited, …).
-    provider_senders: Arc<HashMap<&'static str, Arc<Gates<String>>>>,
-    account: Option<Arc<Gates<AccountId>>>,
+    senders: Arc<Gates<String>>,
+    account: Option<(Quota, Arc<Gates<AccountId>>)>,
     pauses: Arc<Pauses>,
 }
 
 impl DeliveryLimits {
-    pub fn new(sender_per_second: Option<NonZeroU32>, account_per_minute: u32) -> Self {
+    /// `account_per_minute`: messages each account may hand over per minute (0: no limit).
+    pub fn new(account_per_minute: u32) -> Self {
         Self {
-            sender: sender_per_second.map(|rate| Arc::new(Gates::new(per_second(rate)))),
-            provider_senders: Arc::default(),
+            senders: Arc::default(),
             account: NonZeroU32::new(account_per_minute)
-                .map(|rate| Arc::new(Gates::new(Quota::per_minute(rate)))),
+                .map(|rate| (Quota::per_minute(rate), Arc::default())),
             pauses: Arc::default(),
         }
     }
 
-    /// As [`DeliveryLimits::new`], with each provider's senders at that provider's own rate
-    /// (`None`: its senders are not limited), except the senders it names a rate of their own.
-    pub fn per_provider(rates: &[SenderRates], account_per_minute: u32) -> Self {
-        let mut limits = Self::new(None, account_per_minute);
-        limits.provider_senders = Arc::new(
-            rates
-                .iter()
-                .filter(|r| r.default.is_some() || !r.senders.is_empty())
-                .map(|r| {
-                    let overrides = r
-                        .senders
-                        .iter()
-                        .flat_map(|(sender, rate)| {
-                            [Channel::Sms, Channel::Whatsapp].map(|channel| {
-                                (
-                                    sender_key(r.provider, channel, sender),
-                                    rate.map(per_second),
-                                )
-                            })
-                        })
-                        .collect();
-                    let gates = Gates::with_overrides(r.default.map(per_second), overrides);
-                    (r.provider, Arc::new(gates))
-                })
-                .collect(),
-        );
-        limits
-    }
-
     /// Waits until both the account and the sender may send one more message. Messages
     /// waiting for the same key go in priority order, so an urgent message overtakes a
-    /// rate-limited backlog instead of queueing behind it.
+    /// rate-limited backlog instead of queueing behind it. `sender_rate`: the sender's
+    /// messages per second (None: not limited).
     pub async fn until_ready(
         &self,
-        provider: &str,
+        sender_rate: Option<NonZeroU32>,
         sender_key: impl FnOnce() -> String,
         account: &AccountId,
         priority: Priority,
     ) {
-        if let Some(gates) = &self.account {
-            gates.pass(account, priority).await;
+        if let Some((quota, gates)) = &self.account {
+            gates.pass(account, *quota, priority).await;
         }
-        let sender = self.provider_senders.get(provider).or(self.sender.as_ref());
         let paused = self.pauses.any();
-        if sender.is_none() && !paused {
+        if sender_rate.is_none() && !paused {
             return;
         }
         let key = sender_key();
         if paused {
             self.pauses.wait(&key).await;
         }
-        if let Some(gates) = sender {
-            gates.pass(&key, priority).await;
+        if let Some(rate) = sender_rate {
+            self.senders.pass(&key, per_second(rate), priority).await;
         }
     }
 
@@ -130,10 +95,8 @@ impl DeliveryLimits {
     /// otherwise).
     pub fn forget_idle(&self) {
         self.pauses.forget_past();
-        for g in self.sender.iter().chain(self.provider_senders.values()) {
-            g.forget_idle();
-        }
-        if let Some(g) = &self.account {
+        self.senders.forget_idle();
+        if let Some((_, g)) = &self.account {
             g.forget_idle();
         }
     }
@@ -189,39 +152,33 @@ const IDLE_AFTER: Duration = Duration::from_secs(61);
 
 /// One [`Gate`] per key, created on first use.
 struct Gates<K> {
-    /// `None`: keys are not limited unless `overrides` says so.
-    quota: Option<Quota>,
-    /// Keys with a quota of their own (`None`: not limited).
-    overrides: HashMap<K, Option<Quota>>,
     gates: Mutex<HashMap<K, Arc<Gate>>>,
     tickets: AtomicU64,
 }
 
-impl<K: Clone + Eq + Hash> Gates<K> {
-    fn new(quota: Quota) -> Self {
-        Self::with_overrides(Some(quota), HashMap::new())
-    }
-
-    fn with_overrides(quota: Option<Quota>, overrides: HashMap<K, Option<Quota>>) -> Self {
+impl<K> Default for Gates<K> {
+    fn default() -> Self {
         Self {
-            quota,
-            overrides,
             gates: Mutex::new(HashMap::new()),
             tickets: AtomicU64::new(0),
         }
     }
+}
 
-    async fn pass(&self, key: &K, priority: Priority) {
-        let Some(quota) = self.overrides.get(key).copied().unwrap_or(self.quota) else {
-            return;
-        };
+impl<K: Clone + Eq + Hash> Gates<K> {
+    /// Waits for the key's turn under `quota`. A key whose quota changed (an account gave
+    /// its sender another rate) gets a fresh gate; waiters already at the old one finish
+    /// there.
+    async fn pass(&self, key: &K, quota: Quota, priority: Priority) {
         let gate = {
             let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(
-                gates
-                    .entry(key.clone())
-                    .or_insert_with(|| Arc::new(Gate::new(quota))),
-            )
+            let gate = gates
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Gate::new(quota)));
+            if gate.quota != quota {
+                *gate = Arc::new(Gate::new(quota));
+            }
+            Arc::clone(gate)
         };
         let ticket = (
             Reverse(priority),
@@ -242,6 +199,7 @@ type Ticket = (Reverse<Priority>, u64);
 /// A rate limiter whose waiters are let through one at a time in priority order (governor
 /// serves concurrent waiters in no particular order).
 struct Gate {
+    quota: Quota,
     limiter: DefaultDirectRateLimiter,
     line: Mutex<Line>,
     turn: Notify,
@@ -257,6 +215,7 @@ struct Line {
 impl Gate {
     fn new(quota: Quota) -> Self {
         Self {
+            quota,
             limiter: RateLimiter::direct(quota),
             line: Mutex::new(Line {
                 waiting: BTreeSet::new(),
@@ -359,45 +318,37 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_sender_with_its_own_rate_is_limited_by_it_and_not_by_the_providers() {
-        let limits = DeliveryLimits::per_provider(
-            &[SenderRates {
-                provider: "twilio",
-                default: NonZeroU32::new(1),
-                senders: vec![
-                    ("+18005550100".to_owned(), NonZeroU32::new(1000)),
-                    ("MGfree".to_owned(), None),
-                ],
-            }],
-            0,
-        );
+    async fn each_sender_goes_at_the_rate_it_is_given_and_a_new_rate_applies_at_once() {
+        let limits = DeliveryLimits::new(0);
         let account = AccountId::from_stored("acct".to_owned());
-        let pass_n = async |sender: &str, n: usize| {
+        let pass_n = async |sender: &str, rate: u32, n: usize| {
             let started = tokio::time::Instant::now();
             for _ in 0..n {
                 let key = sender_key("twilio", Channel::Sms, sender);
                 limits
-                    .until_ready("twilio", || key, &account, Priority::Normal)
+                    .until_ready(NonZeroU32::new(rate), || key, &account, Priority::Normal)
                     .await;
             }
             started.elapsed()
         };
-        // At the provider's 1/s, five sends would take four seconds.
-        assert!(pass_n("+18005550100", 5).await < Duration::from_millis(500));
-        assert!(pass_n("MGfree", 5).await < Duration::from_millis(500));
-        // Any other sender: 1/s, evenly.
-        assert!(pass_n("+15017122661", 3).await >= Duration::from_millis(1900));
+        // At 1/s, five sends would take four seconds.
+        assert!(pass_n("+18005550100", 1000, 5).await < Duration::from_millis(500));
+        assert!(pass_n("MGfree", 0, 5).await < Duration::from_millis(500));
+        // 1/s, evenly.
+        assert!(pass_n("+15017122661", 1, 3).await >= Duration::from_millis(1900));
+        // The same sender given a higher rate (its account raised it) is not held to 1/s.
+        assert!(pass_n("+15017122661", 1000, 5).await < Duration::from_millis(500));
     }
 
     #[tokio::test]
     async fn a_paused_sender_waits_while_other_senders_go_on() {
         const PAUSE: Duration = Duration::from_secs(2);
-        let limits = DeliveryLimits::new(None, 0);
+        let limits = DeliveryLimits::new(0);
         let account = AccountId::from_stored("acct".to_owned());
         let pass = async |sender: &str| {
             let key = format!("twilio:sms:{sender}");
             limits
-                .until_ready("twilio", || key, &account, Priority::Normal)
+                .until_ready(None, || key, &account, Priority::Normal)
                 .await;
         };
         limits.pause_sender("twilio:sms:+15550001".to_owned(), PAUSE);
@@ -422,17 +373,18 @@ mod tests {
     #[tokio::test]
     async fn waiters_for_a_limited_sender_go_in_priority_order() {
         // 20 messages a second; after a first send, a low, a normal and an urgent one wait.
-        let limits = DeliveryLimits::new(NonZeroU32::new(20), 0);
+        let limits = DeliveryLimits::new(0);
+        let rate = NonZeroU32::new(20);
         let account = AccountId::generate();
         limits
-            .until_ready("mock", || "s".into(), &account, Priority::Low)
+            .until_ready(rate, || "s".into(), &account, Priority::Low)
             .await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for priority in [Priority::Low, Priority::Normal, Priority::Urgent] {
             let (limits, account, tx) = (limits.clone(), account.clone(), tx.clone());
             tokio::spawn(async move {
                 limits
-                    .until_ready("mock", || "s".into(), &account, priority)
+                    .until_ready(rate, || "s".into(), &account, priority)
                     .await;
                 let _ = tx.send(priority);
             });

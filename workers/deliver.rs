@@ -15,10 +15,10 @@
 //! is what SPEC §4 allows, a lost message is not.
 
 use super::campaign::CampaignGate;
-use super::route::{Health, Route};
+use super::route::{Health, Route, Routes};
 use super::{ReceiptSink, RetryPolicy};
 use crate::domain::CampaignStatus;
-use crate::domain::{Channel, MessageStatus, Timestamp};
+use crate::domain::{MessageStatus, Timestamp};
 use crate::metrics::{InDoubtResult, Metrics};
 use crate::providers::{
     InDoubt, Provider, ProviderError, RECIPIENT_OPTED_OUT, SendRequest, SentMatch,
@@ -56,8 +56,7 @@ enum Resolution {
 pub struct Deliverer {
     store: Store,
     sink: ReceiptSink,
-    sms: Route,
-    whatsapp: Route,
+    routes: Routes,
     limits: DeliveryLimits,
     retry: RetryPolicy,
     metrics: Metrics,
@@ -68,8 +67,7 @@ impl Deliverer {
     pub fn new(
         store: Store,
         sink: ReceiptSink,
-        sms: Route,
-        whatsapp: Route,
+        routes: Routes,
         limits: DeliveryLimits,
         retry: RetryPolicy,
         metrics: Metrics,
@@ -78,24 +76,32 @@ impl Deliverer {
             campaigns: CampaignGate::new(store.clone()),
             store,
             sink,
-            sms,
-            whatsapp,
+            routes,
             limits,
             retry,
             metrics,
         }
     }
 
-    fn route(&self, channel: Channel) -> &Route {
-        match channel {
-            Channel::Sms => &self.sms,
-            Channel::Whatsapp => &self.whatsapp,
-        }
-    }
-
     /// Decides and performs one delivery attempt, returning what the store must record.
     async fn attempt(&self, m: &ClaimedMessage) -> Attempted {
-        let route = self.route(m.channel);
+        let route = match self
+            .routes
+            .for_message(&m.account_id, m.channel, &self.metrics)
+            .await
+        {
+            Ok(route) => route,
+            // Its own credentials cannot be opened (credentials.key changed, the database
+            // failed): it waits and is tried again (`Routes::for_message`).
+            Err(e) => {
+                tracing::warn!(error = %e, "an account's own provider is unavailable; its message waits");
+                let code = "provider_credentials_unavailable".to_owned();
+                return self
+                    .after_transient(m, code, e.to_string(), None, None)
+                    .into();
+            }
+        };
+        let route = &*route;
         // Before anything else, expiry and pauses included: an attempt that did reach a
         // provider is a send, and must be recorded (and charged) as one.
         let mut unverified = None;
@@ -126,7 +132,12 @@ impl Deliverer {
         // The key is only built when a sender limit exists (not on the unlimited mock).
         let sender_key = || sender_key(provider.name(), m.channel, from);
         self.limits
-            .until_ready(provider.name(), sender_key, &m.account_id, m.priority)
+            .until_ready(
+                provider.sender_rate(from),
+                sender_key,
+                &m.account_id,
+                m.priority,
+            )
             .await;
         // Checked after the rate-limit wait, which can be long: a campaign paused or
         // canceled meanwhile must not send this message.

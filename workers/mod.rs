@@ -35,10 +35,11 @@ use crate::config::{Settings, TWILIO, WHATSAPP_CLOUD};
 use crate::domain::Channel;
 use crate::metrics::Metrics;
 use crate::providers::Provider;
+use crate::providers::accounts::AccountProviders;
 use crate::providers::mock::MockProvider;
 use crate::providers::twilio::TwilioProvider;
 use crate::providers::whatsapp::WhatsappProvider;
-use crate::ratelimit::{DeliveryLimits, SenderRates};
+use crate::ratelimit::DeliveryLimits;
 use crate::store::Store;
 use anyhow::Context;
 use apalis_core::worker::builder::WorkerBuilder;
@@ -62,6 +63,7 @@ impl Workers {
         settings: &Settings,
         store: Store,
         metrics: Metrics,
+        accounts: AccountProviders,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Workers> {
         let instance_id = format!("worker-{}", ulid::Ulid::new());
@@ -117,25 +119,18 @@ impl Workers {
         };
         let sms = route(Channel::Sms, &p.sms, &p.sms_fallback)?;
         let whatsapp = route(Channel::Whatsapp, &p.whatsapp, &p.whatsapp_fallback)?;
-        // Each provider's senders at that provider's rate: a Twilio long code's 1/s must not
-        // slow the mock's WhatsApp senders, nor a WhatsApp number's 80/s Twilio's.
-        let rates: Vec<SenderRates> = providers
-            .iter()
-            .map(|p| SenderRates {
-                provider: p.name(),
-                default: p.sender_rate(),
-                senders: p.sender_rates(),
-            })
-            .collect();
-        let limits = DeliveryLimits::per_provider(&rates, settings.limits.account_per_minute);
+        let limits = DeliveryLimits::new(settings.limits.account_per_minute);
         for p in &providers {
             metrics.provider_started(p.name());
         }
         let deliverer = Arc::new(Deliverer::new(
             store.clone(),
             sink.clone(),
-            sms,
-            whatsapp,
+            route::Routes {
+                sms,
+                whatsapp,
+                accounts: accounts.clone(),
+            },
             limits.clone(),
             RetryPolicy::from_settings(&settings.workers),
             metrics.clone(),
@@ -167,20 +162,25 @@ impl Workers {
             shutdown.clone(),
         ));
 
-        // Every provider that can be asked has its overdue receipts looked up.
-        for provider in providers.into_iter().filter(|p| p.receipt_wait().is_some()) {
-            tasks.spawn(
-                reconcile::Reconciler {
-                    provider,
-                    store: store.clone(),
-                    sink: sink.clone(),
-                    every: Duration::from_secs(settings.workers.reconcile_every_seconds),
-                    batch: settings.workers.reconcile_batch,
-                    max_age: Duration::from_secs(settings.providers.twilio.lookup_max_age_seconds),
-                }
-                .run_until(shutdown.clone()),
-            );
-        }
+        // Twilio's overdue receipts are looked up (the only provider that can be asked), for
+        // the deployment's account and for accounts that brought their own, so this runs
+        // whether or not the deployment uses Twilio.
+        let t = &settings.providers.twilio;
+        tasks.spawn(
+            reconcile::Reconciler {
+                name: TWILIO,
+                channel: Channel::Sms,
+                wait: Duration::from_secs(t.lookup_after_seconds),
+                deployment: providers.iter().find(|p| p.name() == TWILIO).cloned(),
+                accounts: accounts.clone(),
+                store: store.clone(),
+                sink: sink.clone(),
+                every: Duration::from_secs(settings.workers.reconcile_every_seconds),
+                batch: settings.workers.reconcile_batch,
+                max_age: Duration::from_secs(t.lookup_max_age_seconds),
+            }
+            .run_until(shutdown.clone()),
+        );
 
         let queue = MessageQueue::new(
             store,

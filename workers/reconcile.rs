@@ -6,9 +6,13 @@
 //! A pass walks every waiting message once, oldest first, with a keyset cursor; the next
 //! pass starts no sooner than one receipt time later, so a message the carrier never reports
 //! on is asked about once per receipt time, not once per round, until it is too old to ask.
+//!
+//! A message is asked about through whoever sent it: its account's own provider account
+//! where it brought one, else the deployment's.
 
 use super::ReceiptSink;
-use crate::domain::Timestamp;
+use crate::domain::{Channel, Timestamp};
+use crate::providers::accounts::AccountProviders;
 use crate::providers::{Lookup, Provider};
 use crate::store::{ReceiptCursor, Store};
 use std::sync::Arc;
@@ -17,7 +21,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub(super) struct Reconciler {
-    pub(super) provider: Arc<dyn Provider>,
+    /// The provider whose messages these are (only Twilio can be asked today).
+    pub(super) name: &'static str,
+    pub(super) channel: Channel,
+    /// How long a `sent` message waits for its receipt before it is asked about.
+    pub(super) wait: Duration,
+    /// The deployment's adapter, when it has this provider.
+    pub(super) deployment: Option<Arc<dyn Provider>>,
+    pub(super) accounts: AccountProviders,
     pub(super) store: Store,
     pub(super) sink: ReceiptSink,
     pub(super) every: Duration,
@@ -27,10 +38,7 @@ pub(super) struct Reconciler {
 
 impl Reconciler {
     pub(super) async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        // A provider that cannot be asked has nothing to reconcile.
-        let Some(wait) = self.provider.receipt_wait() else {
-            return Ok(());
-        };
+        let wait = self.wait;
         let mut ticker = tokio::time::interval(self.every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cursor: Option<ReceiptCursor> = None;
@@ -69,14 +77,30 @@ impl Reconciler {
     async fn round(&self, start: &ReceiptCursor, sent_before: Timestamp) -> anyhow::Result<Round> {
         let page = self
             .store
-            .awaiting_receipt(self.provider.name(), start, sent_before, self.batch)
+            .awaiting_receipt(self.name, start, sent_before, self.batch)
             .await?;
         let full = page.len() == self.batch;
         let mut updates = Vec::new();
         let mut reached = start.clone();
         let mut stopped = false;
         for message in page {
-            match self.provider.lookup(&message.provider_message_id).await {
+            let own = match self
+                .accounts
+                .for_channel(&message.account_id, self.channel)
+                .await
+            {
+                Ok(own) => own,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an account's own provider cannot be built; its messages are not looked up");
+                    reached = message.cursor;
+                    continue;
+                }
+            };
+            let Some(provider) = own.as_ref().or(self.deployment.as_ref()) else {
+                reached = message.cursor;
+                continue;
+            };
+            match provider.lookup(&message.provider_message_id).await {
                 Lookup::Status(update) => updates.push(update),
                 Lookup::NoNews | Lookup::NotFound => {}
                 Lookup::CannotAsk => return Ok(Round::CannotAsk),
@@ -95,7 +119,7 @@ impl Reconciler {
         if found > 0 {
             tracing::info!(
                 found,
-                provider = self.provider.name(),
+                provider = self.name,
                 "reconciliation found receipts that never came"
             );
         }

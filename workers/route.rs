@@ -11,11 +11,65 @@
 //! there, whatever the circuit says. A definite refusal (an HTTP error answer) leaves the
 //! message free to go elsewhere.
 
-use crate::domain::Channel;
+use crate::domain::{AccountId, Channel};
 use crate::metrics::Metrics;
 use crate::providers::Provider;
+use crate::providers::accounts::{AccountProviders, CredentialError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Every channel's route, and the accounts' own providers that take their place.
+pub struct Routes {
+    pub sms: Route,
+    pub whatsapp: Route,
+    pub accounts: AccountProviders,
+}
+
+/// The route one message takes: its channel's, or its account's own provider alone.
+pub enum Chosen<'a> {
+    Shared(&'a Route),
+    Own(Route),
+}
+
+impl std::ops::Deref for Chosen<'_> {
+    type Target = Route;
+
+    fn deref(&self) -> &Route {
+        match self {
+            Chosen::Shared(route) => route,
+            Chosen::Own(route) => route,
+        }
+    }
+}
+
+impl Routes {
+    /// The route for a message of `account` on `channel`.
+    ///
+    /// # Errors
+    /// The account brought its own provider but it cannot be built now (its credentials do
+    /// not open, the database failed). The message must wait, not go out through the
+    /// deployment's provider: that would be another sender, billed to another account.
+    pub async fn for_message(
+        &self,
+        account: &AccountId,
+        channel: Channel,
+        metrics: &Metrics,
+    ) -> Result<Chosen<'_>, CredentialError> {
+        Ok(match self.accounts.for_channel(account, channel).await? {
+            Some(own) => Chosen::Own(Route::new(
+                channel,
+                own,
+                None,
+                Breaker::new(1, Duration::ZERO),
+                metrics.clone(),
+            )),
+            None => Chosen::Shared(match channel {
+                Channel::Sms => &self.sms,
+                Channel::Whatsapp => &self.whatsapp,
+            }),
+        })
+    }
+}
 
 /// The providers of one channel and the breaker that chooses between them.
 pub struct Route {
@@ -50,10 +104,6 @@ impl Route {
             breaker,
             metrics,
         }
-    }
-
-    pub fn primary(&self) -> &Arc<dyn Provider> {
-        &self.primary
     }
 
     /// The primary and the fallback, each once.

@@ -14,6 +14,7 @@ mod messages;
 mod openapi;
 mod opt_outs;
 mod phone;
+mod providers;
 mod send;
 mod stats;
 mod templates;
@@ -25,6 +26,7 @@ use crate::billing::Pricing;
 use crate::config::{MOCK, Settings, WHATSAPP_CLOUD};
 use crate::domain::{AccountId, CampaignId, Channel, Region, Timestamp};
 use crate::metrics::Metrics;
+use crate::providers::accounts::AccountProviders;
 use crate::providers::twilio::{self, TwilioProvider};
 use crate::providers::whatsapp::{self, WhatsappProvider};
 use crate::providers::{Provider, mock};
@@ -70,6 +72,8 @@ struct Shared {
     /// The WhatsApp Cloud API adapter, when its app secret is configured: it answers the
     /// webhook verification and checks and parses Meta's webhook POSTs.
     whatsapp: Option<Arc<WhatsappProvider>>,
+    /// Accounts' own providers: their credentials, and their webhooks' adapters.
+    accounts: AccountProviders,
 }
 
 /// How far back the send rate looks.
@@ -82,6 +86,7 @@ impl AppState {
         settings: Settings,
         metrics: Metrics,
         templates: TemplateLibrary,
+        accounts: AccountProviders,
     ) -> Self {
         // The mock's timing is known in advance; of the real networks only the Cloud API
         // says how long it usually takes (below), Twilio promises nothing.
@@ -121,6 +126,7 @@ impl AppState {
         }
         Self {
             inner: Arc::new(Shared {
+                accounts,
                 twilio,
                 whatsapp,
                 typical_delivery,
@@ -167,13 +173,23 @@ impl AppState {
     }
 
     /// The Twilio adapter, when Twilio credentials are configured.
-    pub fn twilio(&self) -> Option<&dyn Provider> {
-        self.inner.twilio.as_deref()
+    pub fn twilio_adapter(&self) -> Option<Arc<dyn Provider>> {
+        self.inner.twilio.clone()
+    }
+
+    /// The WhatsApp Cloud API adapter as shared, when its app secret is configured.
+    pub fn whatsapp_adapter(&self) -> Option<Arc<dyn Provider>> {
+        self.inner.whatsapp.clone().map(|w| w as Arc<dyn Provider>)
     }
 
     /// The WhatsApp Cloud API adapter, when its app secret is configured.
     pub fn whatsapp(&self) -> Option<&WhatsappProvider> {
         self.inner.whatsapp.as_deref()
+    }
+
+    /// Accounts' own providers.
+    pub fn accounts(&self) -> &AccountProviders {
+        &self.inner.accounts
     }
 
     /// The named templates shipped in `templates/`.
@@ -324,6 +340,13 @@ pub fn router(state: AppState) -> Router {
             get(opt_outs::list_opt_outs).post(opt_outs::add_opt_out),
         )
         .route("/opt-outs/{phone_number}", delete(opt_outs::remove_opt_out))
+        .route("/providers", get(providers::list_providers))
+        .route(
+            "/providers/{provider}",
+            get(providers::get_provider)
+                .put(providers::put_provider)
+                .delete(providers::delete_provider),
+        )
         .route("/sms/send", post(compat_odoo::sms_send))
         .route("/sms/status/{message_id}", post(compat_odoo::sms_status));
 

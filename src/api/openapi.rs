@@ -45,6 +45,10 @@ use utoipa::{Modify, OpenApi};
         super::opt_outs::list_opt_outs,
         super::opt_outs::add_opt_out,
         super::opt_outs::remove_opt_out,
+        super::providers::list_providers,
+        super::providers::get_provider,
+        super::providers::put_provider,
+        super::providers::delete_provider,
     ),
     modifiers(&BearerAuth)
 )]
@@ -285,6 +289,16 @@ fn listed_phone() -> Value {
     })
 }
 
+/// A provider's secret: printable ASCII without spaces, as providers issue them.
+fn secret(max: usize) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[!-~]+$", "writeOnly": true})
+}
+
+/// A sender's messages per second.
+fn per_second() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 1000})
+}
+
 /// The handlers read optional fields as `Option`, so `null` is the same as absent.
 fn nullable(mut schema: Value) -> Value {
     if let Some(object) = schema.as_object_mut() {
@@ -498,6 +512,34 @@ fn add_field_rules(doc: &mut Value, settings: &Settings) {
             "phone_number",
             json!({"type": "string", "pattern": E164}),
         ),
+        (
+            "TwilioCredentialsInput",
+            "account_sid",
+            json!({"type": "string", "pattern": "^AC[0-9a-fA-F]{32}$"}),
+        ),
+        ("TwilioCredentialsInput", "auth_token", secret(128)),
+        (
+            "TwilioCredentialsInput",
+            "senders",
+            json!({"type": "array", "minItems": 1, "maxItems": 100,
+                "items": {"$ref": "#/components/schemas/SenderInput"},
+                "description": "The first is the default sender; one listed twice is 400"}),
+        ),
+        (
+            "SenderInput",
+            "from",
+            json!({"type": "string", "pattern": "^(\\+[1-9][0-9]{6,14}|MG[0-9a-fA-F]{32}|[A-Za-z][A-Za-z0-9 ]{0,10})$"}),
+        ),
+        ("SenderInput", "per_second", per_second()),
+        (
+            "WhatsappCredentialsInput",
+            "phone_number_id",
+            json!({"type": "string", "pattern": "^[0-9]{1,32}$"}),
+        ),
+        ("WhatsappCredentialsInput", "access_token", secret(4096)),
+        ("WhatsappCredentialsInput", "app_secret", secret(256)),
+        ("WhatsappCredentialsInput", "verify_token", secret(256)),
+        ("WhatsappCredentialsInput", "per_second", per_second()),
     ] {
         set_property(doc, schema, property, rule);
     }
@@ -523,6 +565,10 @@ fn path_parameter(name: &str) -> Value {
         "message_id" => (message_id(), "The `msg_…` id from the send"),
         "campaign_id" => (campaign_id(), "The `cmp_…` id from the campaign's creation"),
         "name" => (template_name(), "The template's name"),
+        "provider" => (
+            json!({"type": "string", "pattern": "^(twilio|whatsapp_cloud)$", "example": "twilio"}),
+            "The provider: `twilio` (SMS) or `whatsapp_cloud` (WhatsApp)",
+        ),
         "phone_number" => (
             phone_input(),
             "The number; `+` may be written `%2B`, or left out for an international number with its country code",

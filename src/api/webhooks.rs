@@ -2,16 +2,23 @@
 //! its adapter checks. These handlers only read the request, hand it to the adapter, and
 //! commit what it parsed through the receipt path before answering, so a `200` means the
 //! receipts are on disk and the provider may stop retrying.
+//!
+//! Whose secret checks the signature: the request names a provider account (Twilio's
+//! `AccountSid`) or number (WhatsApp's `phone_number_id`). One that an account brought
+//! itself is checked with that account's secrets; anything else with the deployment's. The
+//! name is read before the signature is checked only to pick the key: a request that names
+//! another account than the one whose key signed it fails the check.
 
 use super::{ApiError, AppState};
-use crate::providers::whatsapp;
 use crate::providers::{Provider, WebhookError, WebhookEvents, WebhookKind, WebhookRequest};
+use crate::providers::{twilio, whatsapp};
 use crate::workers::ReceiptSink;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A status callback is a few hundred bytes; anything near this is not one.
 const WEBHOOK_MAX_BYTES: usize = 64 * 1024;
@@ -24,13 +31,10 @@ pub(super) async fn twilio_status(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<StatusCode, ApiError> {
-    let Some(twilio) = state.twilio() else {
-        // Without an auth token no signature can be checked, so none is accepted.
-        return Err(ApiError::InvalidSignature(
-            "this Herald has no Twilio credentials to check the signature with",
-        ));
-    };
-    let events = verified(&state, twilio, request, WEBHOOK_MAX_BYTES).await?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(&state, body, WEBHOOK_MAX_BYTES).await?;
+    let twilio = twilio_signer(&state, &body).await?;
+    let events = verified(twilio.as_ref(), &parts, &body)?;
     // Inbound messages are not parsed from a status callback; the inbound webhook (a later
     // issue) stores `events.inbound`.
     ReceiptSink::new(state.store().clone(), state.metrics().clone())
@@ -39,16 +43,34 @@ pub(super) async fn twilio_status(
     Ok(StatusCode::OK)
 }
 
-/// Reads a webhook request (at most `limit` bytes of body) and has `provider` check its
-/// signature and parse it; nothing is applied yet.
-async fn verified(
-    state: &AppState,
+/// The adapter whose auth token signs this status callback: the account's own when the
+/// callback names an `AccountSid` an account brought, else the deployment's.
+async fn twilio_signer(state: &AppState, body: &[u8]) -> Result<Arc<dyn Provider>, ApiError> {
+    let named = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()
+        .and_then(|fields| {
+            fields
+                .into_iter()
+                .find_map(|(name, value)| (name == "AccountSid").then_some(value))
+        });
+    if let Some(sid) = named
+        && sid != state.settings().providers.twilio.account_sid
+        && let Some(own) = state.accounts().by_webhook_key(twilio::NAME, &sid).await?
+    {
+        return Ok(own);
+    }
+    // Without an auth token no signature can be checked, so none is accepted.
+    state.twilio_adapter().ok_or(ApiError::InvalidSignature(
+        "this Herald has no Twilio credentials to check the signature with",
+    ))
+}
+
+/// Has `provider` check a webhook request's signature and parse it; nothing is applied yet.
+fn verified(
     provider: &dyn Provider,
-    request: Request,
-    limit: usize,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
 ) -> Result<WebhookEvents, ApiError> {
-    let (parts, body) = request.into_parts();
-    let body = read_body(state, body, limit).await?;
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -58,7 +80,7 @@ async fn verified(
             kind: WebhookKind::Status,
             path_and_query,
             headers: &parts.headers,
-            body: &body,
+            body,
         })
         .map_err(ApiError::from)
 }
@@ -84,17 +106,25 @@ pub(super) async fn whatsapp_verify(
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let Some(provider) = state.whatsapp() else {
-        return Err(ApiError::InvalidSignature(
-            "this Herald has no WhatsApp Cloud API app configured to verify",
-        ));
-    };
     let field = |name: &str| query.get(name).map(String::as_str);
-    match provider.verify_subscription(
+    let (mode, token, challenge) = (
         field("hub.mode"),
         field("hub.verify_token"),
         field("hub.challenge"),
-    ) {
+    );
+    let deployment = state
+        .whatsapp()
+        .and_then(|p| p.verify_subscription(mode, token, challenge));
+    // Or an account's own app, which subscribed with its own verify token.
+    let challenge = match deployment {
+        Some(c) => Some(c),
+        None if mode == Some("subscribe") => match token {
+            Some(token) if state.accounts().verify_token_known(token).await? => challenge,
+            _ => None,
+        },
+        None => None,
+    };
+    match challenge {
         Some(challenge) => Ok((
             StatusCode::OK,
             [(
@@ -105,7 +135,7 @@ pub(super) async fn whatsapp_verify(
         )
             .into_response()),
         None => Err(ApiError::InvalidSignature(
-            "hub.mode must be `subscribe` and hub.verify_token must be providers.whatsapp_cloud.verify_token (with a hub.challenge to echo)",
+            "hub.mode must be `subscribe` and hub.verify_token must be providers.whatsapp_cloud.verify_token or an account's own (with a hub.challenge to echo)",
         )),
     }
 }
@@ -118,13 +148,10 @@ pub(super) async fn whatsapp_events(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<StatusCode, ApiError> {
-    let Some(provider) = state.whatsapp() else {
-        // Without the app secret no signature can be checked, so none is accepted.
-        return Err(ApiError::InvalidSignature(
-            "this Herald has no WhatsApp app secret to check the signature with",
-        ));
-    };
-    let events = verified(&state, provider, request, WHATSAPP_WEBHOOK_MAX_BYTES).await?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(&state, body, WHATSAPP_WEBHOOK_MAX_BYTES).await?;
+    let provider = whatsapp_signer(&state, &body).await?;
+    let events = verified(provider.as_ref(), &parts, &body)?;
     if !events.inbound.is_empty() {
         let count = u64::try_from(events.inbound.len()).unwrap_or(u64::MAX);
         tracing::info!(
@@ -137,6 +164,28 @@ pub(super) async fn whatsapp_events(
         .deliver(events.receipts)
         .await?;
     Ok(StatusCode::OK)
+}
+
+/// The adapter whose app secret signs this notification: the account's own when it concerns
+/// a phone number an account brought, else the deployment's.
+async fn whatsapp_signer(state: &AppState, body: &[u8]) -> Result<Arc<dyn Provider>, ApiError> {
+    let number = whatsapp::notified_phone_number_id(body);
+    if let Some(number) = number
+        && number != state.settings().providers.whatsapp_cloud.phone_number_id
+        && let Some(own) = state
+            .accounts()
+            .by_webhook_key(whatsapp::NAME, &number)
+            .await?
+    {
+        return Ok(own);
+    }
+    // Without the app secret no signature can be checked, so none is accepted.
+    match state.whatsapp_adapter() {
+        Some(p) => Ok(p),
+        None => Err(ApiError::InvalidSignature(
+            "this Herald has no WhatsApp app secret to check the signature with",
+        )),
+    }
 }
 
 impl From<WebhookError> for ApiError {

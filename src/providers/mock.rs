@@ -458,7 +458,7 @@ impl Provider for MockProvider {
         Box::pin(std::future::ready(answer))
     }
 
-    fn sender_rate(&self) -> Option<NonZeroU32> {
+    fn sender_rate(&self, _sender: &str) -> Option<NonZeroU32> {
         NonZeroU32::new(self.settings.sender_per_second)
     }
 

@@ -12,6 +12,7 @@
 //! came), and whether an attempt left in doubt by a crash reached it at all
 //! ([`Provider::find_sent`]).
 
+pub mod accounts;
 mod http;
 pub mod mock;
 pub mod twilio;
@@ -196,19 +197,15 @@ pub trait Provider: Send + Sync {
         requested.unwrap_or(self.default_sender())
     }
 
-    /// Messages per second one sender may send (None: no limit).
-    fn sender_rate(&self) -> Option<NonZeroU32>;
+    /// Messages per second `sender` (as [`Provider::sender`] answered) may send (None: no
+    /// limit). Asked before each hand-over, so a rate set while Herald runs applies at once.
+    fn sender_rate(&self, sender: &str) -> Option<NonZeroU32>;
 
     /// Whether `error` says the sender as a whole is over its rate (so its next messages
     /// should wait out `Retry-After` too), rather than this one attempt being refused.
     fn throttles_sender(&self, error: &ProviderError) -> bool {
         let _ = error;
         false
-    }
-
-    /// Senders with a rate of their own instead of [`Provider::sender_rate`] (None: no limit).
-    fn sender_rates(&self) -> Vec<(String, Option<NonZeroU32>)> {
-        Vec::new()
     }
 
     /// About how long from hand-over to the handset, for `estimated_delivery`.
@@ -243,11 +240,5 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, InDoubt> {
         let _ = (request, attempt_started);
         Box::pin(std::future::ready(InDoubt::CannotAsk))
-    }
-
-    /// How long a `sent` message may wait for its receipt before it is looked up (None:
-    /// never; the provider cannot be asked).
-    fn receipt_wait(&self) -> Option<Duration> {
-        None
     }
 }

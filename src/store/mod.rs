@@ -11,6 +11,7 @@
 //! a hundred requests costs about as much as one holding a single request.
 
 mod campaigns;
+pub mod credentials;
 mod sqlite;
 
 use crate::config::DatabaseSettings;
@@ -234,6 +235,8 @@ impl ReceiptCursor {
 /// A `sent` message still waiting for its receipt.
 #[derive(Debug, Clone)]
 pub struct AwaitingReceipt {
+    /// Whose message: an account with its own provider account is asked about through it.
+    pub account_id: AccountId,
     pub provider_message_id: String,
     pub cursor: ReceiptCursor,
 }

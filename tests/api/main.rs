@@ -16,6 +16,7 @@ mod idempotency;
 mod in_doubt;
 mod lifecycle;
 mod mock_rules;
+mod own_providers;
 mod priority;
 mod prism;
 mod process;

@@ -381,7 +381,15 @@ async fn answer(
         form: serde_urlencoded::from_bytes(&body).unwrap_or_default(),
         at: Instant::now(),
     });
-    let prefix = format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages");
+    // Any account's Messages resource: accounts that bring their own Twilio account send to
+    // theirs. The requests record whose path (and Basic auth) each used.
+    let account = path
+        .strip_prefix("/2010-04-01/Accounts/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|sid| sid.starts_with("AC"))
+        .unwrap_or(ACCOUNT_SID)
+        .to_owned();
+    let prefix = format!("/2010-04-01/Accounts/{account}/Messages");
     if method == Method::POST && path == format!("{prefix}.json") {
         let outage = *state.outage.lock().unwrap();
         let script = match outage {
@@ -449,7 +457,7 @@ async fn answer(
         return (
             StatusCode::CREATED,
             axum::Json(json!({
-                "sid": sid, "account_sid": ACCOUNT_SID, "status": "queued",
+                "sid": sid, "account_sid": account, "status": "queued",
                 "to": get("To"), "from": get("From"), "body": get("Body"),
                 "error_code": null, "error_message": null, "api_version": "2010-04-01",
             })),
@@ -473,7 +481,7 @@ async fn answer(
             .or_else(created)
             .unwrap_or_else(|| ("sent".to_owned(), None));
         return axum::Json(json!({
-            "sid": sid, "account_sid": ACCOUNT_SID, "status": status,
+            "sid": sid, "account_sid": account, "status": status,
             "error_code": code, "error_message": code.map(|c| format!("error {c}")),
         }))
         .into_response();
@@ -549,11 +557,17 @@ pub(crate) async fn post_callback(
 
 /// Twilio's signature of a status callback with `params`.
 pub(crate) fn sign(params: &[(&str, &str)]) -> String {
+    sign_with(AUTH_TOKEN, params)
+}
+
+/// The signature of a status callback with `params`, as the Twilio account whose auth
+/// token is `auth_token` signs it.
+pub(crate) fn sign_with(auth_token: &str, params: &[(&str, &str)]) -> String {
     let owned: Vec<(String, String)> = params
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    signature::sign(AUTH_TOKEN, &format!("{PUBLIC_URL}{STATUS_PATH}"), &owned)
+    signature::sign(auth_token, &format!("{PUBLIC_URL}{STATUS_PATH}"), &owned)
 }
 
 /// A full status callback as Twilio sends one (fields Herald does not read included).

@@ -120,7 +120,12 @@ async fn answer(
         json: serde_json::from_slice(&body).unwrap_or(Value::Null),
         at: Instant::now(),
     });
-    if method != Method::POST || path != format!("/{API_VERSION}/{PHONE_NUMBER_ID}/messages") {
+    // Any phone number's messages edge: accounts that bring their own number send to its.
+    let number_path = path
+        .strip_prefix(&format!("/{API_VERSION}/"))
+        .and_then(|rest| rest.strip_suffix("/messages"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
+    if method != Method::POST || !number_path {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(json!({"error": {"message": "Unknown path", "type": "GraphMethodException", "code": 100}})),

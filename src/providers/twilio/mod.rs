@@ -24,6 +24,7 @@ use crate::store::StatusUpdate;
 use anyhow::Context;
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 use wire::{ErrorBody, MessagePage, MessageResource};
@@ -57,8 +58,8 @@ pub struct TwilioProvider {
     status_callback: String,
     default_sender: String,
     sender_rate: Option<NonZeroU32>,
-    sender_rates: Vec<(String, Option<NonZeroU32>)>,
-    receipt_wait: Duration,
+    /// Senders with a rate of their own instead of `sender_rate` (None: not limited).
+    sender_rates: HashMap<String, Option<NonZeroU32>>,
 }
 
 impl TwilioProvider {
@@ -97,7 +98,6 @@ impl TwilioProvider {
                 .iter()
                 .map(|(sender, rate)| (sender.clone(), NonZeroU32::new(*rate)))
                 .collect(),
-            receipt_wait: Duration::from_secs(t.lookup_after_seconds),
         })
     }
 
@@ -355,7 +355,7 @@ fn matching(
 
 /// A Messaging Service SID (`MG` + 32 hex digits) goes in `MessagingServiceSid`, anything
 /// else (a number, an alphanumeric sender id) in `From`.
-fn is_messaging_service(sender: &str) -> bool {
+pub(crate) fn is_messaging_service(sender: &str) -> bool {
     sender.len() == 34
         && sender.starts_with("MG")
         && sender
@@ -411,17 +411,16 @@ impl Provider for TwilioProvider {
         &self.default_sender
     }
 
-    fn sender_rate(&self) -> Option<NonZeroU32> {
-        self.sender_rate
+    fn sender_rate(&self, sender: &str) -> Option<NonZeroU32> {
+        self.sender_rates
+            .get(sender)
+            .copied()
+            .unwrap_or(self.sender_rate)
     }
 
     /// 20429 (HTTP 429): too many requests from this sender or account at once.
     fn throttles_sender(&self, error: &ProviderError) -> bool {
         matches!(error, ProviderError::Transient { code, .. } if code == "20429" || code == "http_429")
-    }
-
-    fn sender_rates(&self) -> Vec<(String, Option<NonZeroU32>)> {
-        self.sender_rates.clone()
     }
 
     fn typical_delivery(&self) -> Option<Duration> {
@@ -467,10 +466,6 @@ impl Provider for TwilioProvider {
                 Err(e) => Lookup::Failed(e),
             }
         })
-    }
-
-    fn receipt_wait(&self) -> Option<Duration> {
-        Some(self.receipt_wait)
     }
 
     fn find_sent<'a>(

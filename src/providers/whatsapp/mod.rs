@@ -57,6 +57,17 @@ enum MediaKind {
     Document,
 }
 
+/// The phone number id a webhook notification concerns (its first entry's), read before its
+/// signature is checked only to find whose app secret to check it with.
+pub fn notified_phone_number_id(body: &[u8]) -> Option<String> {
+    let notification: wire::Notification = serde_json::from_slice(body).ok()?;
+    notification
+        .entry
+        .into_iter()
+        .flat_map(|e| e.changes)
+        .find_map(|c| c.value?.metadata?.phone_number_id)
+}
+
 impl WhatsappProvider {
     /// Builds the adapter from validated settings, with one HTTP client whose keep-alive
     /// pool holds as many connections as deliveries may be in flight.
@@ -311,7 +322,7 @@ impl Provider for WhatsappProvider {
         &self.phone_number_id
     }
 
-    fn sender_rate(&self) -> Option<NonZeroU32> {
+    fn sender_rate(&self, _sender: &str) -> Option<NonZeroU32> {
         self.sender_rate
     }
 

@@ -140,6 +140,8 @@ pub(super) struct ChangeValue {
 #[derive(Debug, Deserialize)]
 pub(super) struct Metadata {
     pub(super) display_phone_number: Option<String>,
+    /// Which of our numbers the notification concerns (finds the account that brought it).
+    pub(super) phone_number_id: Option<String>,
 }
 
 /// One status of one message Herald sent.

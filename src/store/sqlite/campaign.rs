@@ -16,7 +16,8 @@ use std::time::Duration;
 /// Rows per multi-row INSERT: 6 parameters × 4,000 rows stays below SQLite's 32,766.
 const ROWS_PER_INSERT: usize = 4_000;
 
-/// Campaign writes that answer with a count of rows changed.
+/// An account's writes that answer with a count of rows changed: campaigns, and the
+/// opt-outs, templates and provider credentials beside them.
 pub(in crate::store) enum CampaignWrite {
     Insert(NewCampaign),
     Stage {
@@ -52,6 +53,11 @@ pub(in crate::store) enum CampaignWrite {
         account_id: AccountId,
         name: String,
         body: String,
+    },
+    SaveCredentials(Box<crate::store::credentials::StoredCredentials>),
+    DeleteCredentials {
+        account_id: AccountId,
+        provider: String,
     },
 }
 
@@ -178,6 +184,13 @@ pub(super) async fn run(conn: &mut SqliteConnection, write: CampaignWrite) -> St
             .execute(&mut *conn)
             .await?
             .rows_affected(),
+        CampaignWrite::SaveCredentials(credentials) => {
+            super::credentials::save(conn, &credentials, now).await?
+        }
+        CampaignWrite::DeleteCredentials {
+            account_id,
+            provider,
+        } => super::credentials::delete(conn, &account_id, &provider).await?,
         CampaignWrite::UpsertTemplate {
             account_id,
             name,

@@ -5,6 +5,7 @@ mod accept;
 mod admin;
 pub(super) mod campaign;
 pub(super) mod campaign_reads;
+pub(super) mod credentials;
 mod delivery;
 mod reads;
 mod writer;

@@ -145,6 +145,7 @@ pub(super) async fn awaiting_receipt(
     rows.iter()
         .map(|row| {
             Ok(AwaitingReceipt {
+                account_id: AccountId::from_stored(row.try_get("account_id")?),
                 provider_message_id: row.try_get("provider_message_id")?,
                 cursor: ReceiptCursor {
                     updated_at: Timestamp::from_millis(row.try_get("updated_at")?),

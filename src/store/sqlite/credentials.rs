@@ -1,0 +1,105 @@
+//! Provider credentials: reads on the read pool; writes go through the writer
+//! (`campaign::CampaignWrite::SaveCredentials` / `DeleteCredentials`).
+
+use crate::domain::{AccountId, Timestamp};
+use crate::store::StoreResult;
+use crate::store::credentials::StoredCredentials;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
+
+fn stored(row: &SqliteRow) -> Result<StoredCredentials, sqlx::Error> {
+    let verify: Option<Vec<u8>> = row.try_get("verify_token_sha256")?;
+    Ok(StoredCredentials {
+        account_id: AccountId::from_stored(row.try_get("account_id")?),
+        provider: row.try_get("provider")?,
+        webhook_key: row.try_get("webhook_key")?,
+        public: row.try_get("public")?,
+        sealed: row.try_get("sealed")?,
+        key_id: row.try_get("key_id")?,
+        verify_token_sha256: verify.and_then(|v| <[u8; 32]>::try_from(v).ok()),
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+pub(super) async fn save(
+    conn: &mut SqliteConnection,
+    c: &StoredCredentials,
+    now: Timestamp,
+) -> StoreResult<u64> {
+    Ok(sqlx::query(include_str!("queries/save_credentials.sql"))
+        .bind(c.account_id.as_str())
+        .bind(&c.provider)
+        .bind(&c.webhook_key)
+        .bind(&c.public)
+        .bind(&c.sealed)
+        .bind(&c.key_id)
+        .bind(c.verify_token_sha256.as_ref().map(|h| h.as_slice()))
+        .bind(now.millis())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+}
+
+pub(super) async fn delete(
+    conn: &mut SqliteConnection,
+    account_id: &AccountId,
+    provider: &str,
+) -> StoreResult<u64> {
+    Ok(sqlx::query(include_str!("queries/delete_credentials.sql"))
+        .bind(account_id.as_str())
+        .bind(provider)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+}
+
+pub(in crate::store) async fn for_account(
+    pool: &SqlitePool,
+    account_id: &AccountId,
+    provider: &str,
+) -> StoreResult<Option<StoredCredentials>> {
+    let row = sqlx::query(include_str!("queries/load_credentials.sql"))
+        .bind(account_id.as_str())
+        .bind(provider)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(stored).transpose()?)
+}
+
+pub(in crate::store) async fn all_for_account(
+    pool: &SqlitePool,
+    account_id: &AccountId,
+) -> StoreResult<Vec<StoredCredentials>> {
+    let rows = sqlx::query(include_str!("queries/load_credentials.sql"))
+        .bind(account_id.as_str())
+        .bind(None::<&str>)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(stored).collect::<Result<_, _>>()?)
+}
+
+pub(in crate::store) async fn by_webhook_key(
+    pool: &SqlitePool,
+    provider: &str,
+    webhook_key: &str,
+) -> StoreResult<Option<StoredCredentials>> {
+    let row = sqlx::query(include_str!("queries/credentials_by_webhook_key.sql"))
+        .bind(provider)
+        .bind(webhook_key)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(stored).transpose()?)
+}
+
+pub(in crate::store) async fn verify_token_known(
+    pool: &SqlitePool,
+    sha256: &[u8; 32],
+) -> StoreResult<bool> {
+    Ok(
+        sqlx::query_scalar(include_str!("queries/verify_token_known.sql"))
+            .bind(sha256.as_slice())
+            .fetch_one(pool)
+            .await?,
+    )
+}
