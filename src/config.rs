@@ -28,6 +28,17 @@ pub struct Settings {
     pub providers: ProviderSettings,
     pub campaigns: CampaignSettings,
     pub credentials: CredentialSettings,
+    pub inbound: InboundSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InboundSettings {
+    /// The account (name or id) a message to the deployment's numbers goes to when no
+    /// account has sent to its number (empty: such messages are kept as unroutable).
+    pub fallback_account: String,
+    /// The answer to STOP and to HELP (empty: none is sent).
+    pub stop_reply: String,
+    pub help_reply: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

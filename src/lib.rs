@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod idempotency;
+pub mod inbound;
 pub mod metrics;
 pub mod providers;
 pub mod ratelimit;

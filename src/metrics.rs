@@ -55,7 +55,7 @@ struct Inner {
     receipts_dropped: Counter,
     in_doubt: Family<Labels, Counter>,
     resent_in_doubt: Family<Labels, Counter>,
-    inbound_unstored: Family<Labels, Counter>,
+    inbound: Family<Labels, Counter>,
     circuit_open: Family<Labels, Gauge>,
 }
 
@@ -127,12 +127,13 @@ impl Default for Metrics {
              attempts): possible duplicates unless the provider absorbs replays by message id",
             resent_in_doubt.clone(),
         );
-        let inbound_unstored = Family::<Labels, Counter>::default();
+        let inbound = Family::<Labels, Counter>::default();
         registry.register(
-            "inbound_unstored",
-            "Inbound messages a provider webhook carried that Herald parsed but does not store \
-             yet (the inbound issue stores them), by provider",
-            inbound_unstored.clone(),
+            "inbound",
+            "Inbound messages by where they came from (api, twilio, whatsapp_cloud, mock) and \
+             what became of them: stored, repeat (a provider's retry, stored once before), \
+             unroutable (kept; no account owns the number)",
+            inbound.clone(),
         );
         let circuit_open = Family::<Labels, Gauge>::default();
         registry.register(
@@ -152,7 +153,7 @@ impl Default for Metrics {
                 receipts_dropped,
                 in_doubt,
                 resent_in_doubt,
-                inbound_unstored,
+                inbound,
                 circuit_open,
             }),
         }
@@ -229,12 +230,15 @@ impl Metrics {
             .inc();
     }
 
-    /// Inbound messages a webhook carried and Herald dropped (storing them is a later issue).
-    pub fn inbound_unstored(&self, provider: &'static str, count: u64) {
+    /// One inbound message from `provider`, and what became of it.
+    pub fn inbound(&self, provider: &'static str, result: &'static str) {
         self.inner
-            .inbound_unstored
-            .get_or_create(&vec![("provider", provider.to_owned())])
-            .inc_by(count);
+            .inbound
+            .get_or_create(&vec![
+                ("provider", provider.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
     }
 
     pub fn set_circuit_open(&self, channel: Channel, provider: &str, open: bool) {

@@ -1,5 +1,6 @@
 //! Load benchmarks for Herald: ingest, bulk ingest, dispatch, priority and keeping pace;
-//! and campaigns: CSV upload and fan-out, template rendering, a campaign's send rate.
+//! campaigns: CSV upload and fan-out, template rendering, a campaign's send rate; Twilio
+//! dispatch and sender limits; inbound messages.
 //!
 //! Run with `cargo bench --bench load -- <scenario> [--runs 3] [--duration 10] …`
 //! (`--help` lists the options; BENCHMARKS.md holds the figures and how to read them).
@@ -19,6 +20,7 @@
 mod baseline;
 mod campaigns;
 mod http;
+mod inbound;
 mod process;
 mod report;
 mod scenarios;
@@ -62,6 +64,7 @@ enum Scenario {
     /// Three Twilio senders at 1, 10 and 80 messages/s for `--pace-duration` seconds, timed
     /// by the stub.
     SenderLimits,
+    Inbound,
 }
 
 /// Options shared by the scenarios; the defaults are the targets.
@@ -197,6 +200,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::SenderLimits {
         twilio::sender_limits(&args).await?;
+    }
+    if args.scenario == Scenario::Inbound {
+        inbound::inbound(&args).await?;
     }
     let campaigns = args.scenario == Scenario::Campaigns;
     if campaigns || args.scenario == Scenario::CampaignUpload {

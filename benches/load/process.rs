@@ -350,6 +350,11 @@ impl Db {
             .await
     }
 
+    /// Every stored inbound message (a full scan: only after the load).
+    pub(crate) async fn inbound(&mut self) -> anyhow::Result<u64> {
+        self.count("SELECT COUNT(*) FROM inbound_message").await
+    }
+
     /// Every stored message (a full scan: only after the load).
     pub(crate) async fn messages(&mut self) -> anyhow::Result<u64> {
         self.count("SELECT COUNT(*) FROM message").await

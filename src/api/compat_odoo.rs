@@ -15,7 +15,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 /// Unwraps a JSON-RPC envelope if there is one.
-fn unwrap(body: Option<serde_json::Value>) -> Result<(Envelope, serde_json::Value), ApiError> {
+pub(super) fn unwrap(
+    body: Option<serde_json::Value>,
+) -> Result<(Envelope, serde_json::Value), ApiError> {
     let Some(serde_json::Value::Object(mut object)) = body else {
         return Ok((Envelope::Plain, serde_json::json!({})));
     };

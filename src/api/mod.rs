@@ -10,6 +10,7 @@ mod compat_odoo;
 mod error;
 mod extract;
 mod health;
+mod inbox;
 mod messages;
 mod openapi;
 mod opt_outs;
@@ -25,6 +26,7 @@ pub use error::ApiError;
 use crate::billing::Pricing;
 use crate::config::{MOCK, Settings, WHATSAPP_CLOUD};
 use crate::domain::{AccountId, CampaignId, Channel, Region, Timestamp};
+use crate::inbound::Receiver;
 use crate::metrics::Metrics;
 use crate::providers::accounts::AccountProviders;
 use crate::providers::twilio::{self, TwilioProvider};
@@ -74,6 +76,8 @@ struct Shared {
     whatsapp: Option<Arc<WhatsappProvider>>,
     /// Accounts' own providers: their credentials, and their webhooks' adapters.
     accounts: AccountProviders,
+    /// Stores what handsets send, from every inbound path.
+    receiver: Receiver,
 }
 
 /// How far back the send rate looks.
@@ -126,6 +130,7 @@ impl AppState {
         }
         Self {
             inner: Arc::new(Shared {
+                receiver: Receiver::new(store.clone(), &settings, metrics.clone()),
                 accounts,
                 twilio,
                 whatsapp,
@@ -185,6 +190,11 @@ impl AppState {
     /// The WhatsApp Cloud API adapter, when its app secret is configured.
     pub fn whatsapp(&self) -> Option<&WhatsappProvider> {
         self.inner.whatsapp.as_deref()
+    }
+
+    /// Stores inbound messages.
+    pub fn receiver(&self) -> &Receiver {
+        &self.inner.receiver
     }
 
     /// Accounts' own providers.
@@ -348,6 +358,12 @@ pub fn router(state: AppState) -> Router {
                 .delete(providers::delete_provider),
         )
         .route("/sms/send", post(compat_odoo::sms_send))
+        .route("/sms/receive", post(inbox::sms_receive))
+        .route("/sms/threads", post(inbox::sms_threads))
+        .route("/message/read", post(inbox::message_read))
+        .route("/unread/count", post(inbox::unread_count))
+        .route("/threads", get(inbox::list_threads))
+        .route("/threads/{thread_id}/messages", get(inbox::thread_messages))
         .route("/sms/status/{message_id}", post(compat_odoo::sms_status));
 
     Router::new()
@@ -357,6 +373,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route(twilio::STATUS_PATH, post(webhooks::twilio_status))
+        .route(twilio::INBOUND_PATH, post(webhooks::twilio_inbound))
         .route(
             whatsapp::WEBHOOK_PATH,
             get(webhooks::whatsapp_verify).post(webhooks::whatsapp_events),

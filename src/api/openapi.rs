@@ -45,6 +45,12 @@ use utoipa::{Modify, OpenApi};
         super::opt_outs::list_opt_outs,
         super::opt_outs::add_opt_out,
         super::opt_outs::remove_opt_out,
+        super::inbox::sms_receive,
+        super::inbox::sms_threads,
+        super::inbox::message_read,
+        super::inbox::unread_count,
+        super::inbox::list_threads,
+        super::inbox::thread_messages,
         super::providers::list_providers,
         super::providers::get_provider,
         super::providers::put_provider,
@@ -540,8 +546,45 @@ fn add_field_rules(doc: &mut Value, settings: &Settings) {
         ("WhatsappCredentialsInput", "app_secret", secret(256)),
         ("WhatsappCredentialsInput", "verify_token", secret(256)),
         ("WhatsappCredentialsInput", "per_second", per_second()),
+        ("ReceiveFields", "phone_number", phone_input()),
+        (
+            "ReceiveFields",
+            "message",
+            json!({"type": "string", "maxLength": 4096,
+                "pattern": "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"}),
+        ),
+        ("ReceiveFields", "channel", channel()),
+        (
+            "ReceiveFields",
+            "external_id",
+            json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"}),
+        ),
+        ("ReceiveFields", "to", phone_input()),
+        (
+            "ReceiveFields",
+            "media_urls",
+            json!({"type": "array", "maxItems": 10, "items": url()}),
+        ),
+        (
+            "ReadFields",
+            "message_ids",
+            json!({"type": "array", "maxItems": 1000, "items": {"type": "string"}}),
+        ),
     ] {
         set_property(doc, schema, property, rule);
+    }
+    // One of the two, with something in it.
+    if let Some(read) = doc
+        .pointer_mut("/components/schemas/ReadFields")
+        .and_then(Value::as_object_mut)
+    {
+        read.insert(
+            "anyOf".into(),
+            json!([
+                {"required": ["message_id"], "properties": {"message_id": {"type": "string"}}},
+                {"required": ["message_ids"], "properties": {"message_ids": {"type": "array", "minItems": 1}}},
+            ]),
+        );
     }
     if let Some(send) = doc
         .pointer_mut("/components/schemas/SendFields")
@@ -565,6 +608,10 @@ fn path_parameter(name: &str) -> Value {
         "message_id" => (message_id(), "The `msg_…` id from the send"),
         "campaign_id" => (campaign_id(), "The `cmp_…` id from the campaign's creation"),
         "name" => (template_name(), "The template's name"),
+        "thread_id" => (
+            json!({"type": "string", "pattern": format!("^thr_{ULID}$"), "example": "thr_01JDZ8K5Q6V0X3M2N4P7R9S1T2"}),
+            "The `thr_…` id of a thread",
+        ),
         "provider" => (
             json!({"type": "string", "pattern": "^(twilio|whatsapp_cloud)$", "example": "twilio"}),
             "The provider: `twilio` (SMS) or `whatsapp_cloud` (WhatsApp)",
@@ -593,6 +640,11 @@ fn query_parameter(operation: &str, name: &str) -> Option<Value> {
         ("list_campaigns", "limit") => int(1, 100, 20),
         ("list_campaigns", "before") => campaign_id(),
         ("list_opt_outs", "limit") => int(1, 1000, 100),
+        ("list_threads" | "thread_messages", "limit") => int(1, 200, 50),
+        ("list_threads", "before") | ("thread_messages", "after") => {
+            json!({"type": "string", "pattern": "^[0-9]{1,15}\\.[A-Za-z0-9_]{1,64}$",
+                "description": "A cursor this API answered"})
+        }
         ("stats", "days") => int(1, 366, 30),
         // Any count is taken and clamped to 1-10,000.
         ("campaign_rejections", "limit") => int(0, usize::MAX as u64, 1000),
@@ -659,6 +711,7 @@ fn links(operation: &str) -> Option<(&'static str, Value)> {
             Some(("202", to(&campaign, "campaign_id", "campaign_id")))
         }
         "create_template" => Some(("201", to(&["get_template"], "name", "name"))),
+        "sms_receive" => Some(("200", to(&["thread_messages"], "thread_id", "thread_id"))),
         "add_opt_out" => Some((
             "201",
             to(&["remove_opt_out"], "phone_number", "phone_number"),

@@ -10,6 +10,8 @@
 //! another account than the one whose key signed it fails the check.
 
 use super::{ApiError, AppState};
+use crate::domain::{AccountId, Channel, E164};
+use crate::inbound::Incoming;
 use crate::providers::{Provider, WebhookError, WebhookEvents, WebhookKind, WebhookRequest};
 use crate::providers::{twilio, whatsapp};
 use crate::workers::ReceiptSink;
@@ -33,8 +35,8 @@ pub(super) async fn twilio_status(
 ) -> Result<StatusCode, ApiError> {
     let (parts, body) = request.into_parts();
     let body = read_body(&state, body, WEBHOOK_MAX_BYTES).await?;
-    let twilio = twilio_signer(&state, &body).await?;
-    let events = verified(twilio.as_ref(), &parts, &body)?;
+    let (_, twilio) = twilio_signer(&state, &body).await?;
+    let events = verified(twilio.as_ref(), WebhookKind::Status, &parts, &body)?;
     // Inbound messages are not parsed from a status callback; the inbound webhook (a later
     // issue) stores `events.inbound`.
     ReceiptSink::new(state.store().clone(), state.metrics().clone())
@@ -43,9 +45,9 @@ pub(super) async fn twilio_status(
     Ok(StatusCode::OK)
 }
 
-/// The adapter whose auth token signs this status callback: the account's own when the
-/// callback names an `AccountSid` an account brought, else the deployment's.
-async fn twilio_signer(state: &AppState, body: &[u8]) -> Result<Arc<dyn Provider>, ApiError> {
+/// The adapter whose auth token signs this webhook: the account's own (and the account) when
+/// the request names an `AccountSid` an account brought, else the deployment's.
+async fn twilio_signer(state: &AppState, body: &[u8]) -> Result<Signer, ApiError> {
     let named = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .ok()
         .and_then(|fields| {
@@ -55,19 +57,67 @@ async fn twilio_signer(state: &AppState, body: &[u8]) -> Result<Arc<dyn Provider
         });
     if let Some(sid) = named
         && sid != state.settings().providers.twilio.account_sid
-        && let Some(own) = state.accounts().by_webhook_key(twilio::NAME, &sid).await?
+        && let Some((account, own)) = state.accounts().by_webhook_key(twilio::NAME, &sid).await?
     {
-        return Ok(own);
+        return Ok((Some(account), own));
     }
     // Without an auth token no signature can be checked, so none is accepted.
-    state.twilio_adapter().ok_or(ApiError::InvalidSignature(
-        "this Herald has no Twilio credentials to check the signature with",
-    ))
+    match state.twilio_adapter() {
+        Some(deployment) => Ok((None, deployment)),
+        None => Err(ApiError::InvalidSignature(
+            "this Herald has no Twilio credentials to check the signature with",
+        )),
+    }
+}
+
+/// Who signs a webhook: the account that brought the provider account (None: the
+/// deployment's), and the adapter that checks it.
+type Signer = (Option<AccountId>, Arc<dyn Provider>);
+
+/// `POST /webhooks/twilio/inbound`: an incoming SMS, form-encoded and signed like a status
+/// callback. Stored (once per `MessageSid`) before the answer, an empty TwiML response (no
+/// reply from Twilio itself; STOP and HELP are answered by Herald).
+pub(super) async fn twilio_inbound(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(&state, body, WEBHOOK_MAX_BYTES).await?;
+    let (account, twilio) = twilio_signer(&state, &body).await?;
+    let events = verified(twilio.as_ref(), WebhookKind::Inbound, &parts, &body)?;
+    let incoming = events
+        .inbound
+        .into_iter()
+        .map(|m| Incoming::from_provider(normalized(&state, m), Channel::Sms, account.clone()))
+        .collect();
+    state.receiver().receive(incoming).await?;
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=utf-8"),
+        )],
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
+    )
+        .into_response())
+}
+
+/// A provider's sender in E.164 where it reads as a number (Twilio sends `+1…`; Meta digits
+/// without the `+`), so a reply finds the thread its number's sends are in.
+fn normalized(
+    state: &AppState,
+    mut m: crate::providers::InboundMessage,
+) -> crate::providers::InboundMessage {
+    if let Ok(e164) = E164::parse(&m.from, state.settings().messaging.default_region) {
+        m.from = e164.into_string();
+    }
+    m
 }
 
 /// Has `provider` check a webhook request's signature and parse it; nothing is applied yet.
 fn verified(
     provider: &dyn Provider,
+    kind: WebhookKind,
     parts: &axum::http::request::Parts,
     body: &[u8],
 ) -> Result<WebhookEvents, ApiError> {
@@ -77,7 +127,7 @@ fn verified(
         .map_or(parts.uri.path(), |p| p.as_str());
     provider
         .parse_webhook(WebhookRequest {
-            kind: WebhookKind::Status,
+            kind,
             path_and_query,
             headers: &parts.headers,
             body,
@@ -150,16 +200,14 @@ pub(super) async fn whatsapp_events(
 ) -> Result<StatusCode, ApiError> {
     let (parts, body) = request.into_parts();
     let body = read_body(&state, body, WHATSAPP_WEBHOOK_MAX_BYTES).await?;
-    let provider = whatsapp_signer(&state, &body).await?;
-    let events = verified(provider.as_ref(), &parts, &body)?;
-    if !events.inbound.is_empty() {
-        let count = u64::try_from(events.inbound.len()).unwrap_or(u64::MAX);
-        tracing::info!(
-            count,
-            "inbound WhatsApp messages are not stored yet; dropped"
-        );
-        state.metrics().inbound_unstored(whatsapp::NAME, count);
-    }
+    let (account, provider) = whatsapp_signer(&state, &body).await?;
+    let events = verified(provider.as_ref(), WebhookKind::Status, &parts, &body)?;
+    let incoming = events
+        .inbound
+        .into_iter()
+        .map(|m| Incoming::from_provider(normalized(&state, m), Channel::Whatsapp, account.clone()))
+        .collect();
+    state.receiver().receive(incoming).await?;
     ReceiptSink::new(state.store().clone(), state.metrics().clone())
         .deliver(events.receipts)
         .await?;
@@ -168,20 +216,20 @@ pub(super) async fn whatsapp_events(
 
 /// The adapter whose app secret signs this notification: the account's own when it concerns
 /// a phone number an account brought, else the deployment's.
-async fn whatsapp_signer(state: &AppState, body: &[u8]) -> Result<Arc<dyn Provider>, ApiError> {
+async fn whatsapp_signer(state: &AppState, body: &[u8]) -> Result<Signer, ApiError> {
     let number = whatsapp::notified_phone_number_id(body);
     if let Some(number) = number
         && number != state.settings().providers.whatsapp_cloud.phone_number_id
-        && let Some(own) = state
+        && let Some((account, own)) = state
             .accounts()
             .by_webhook_key(whatsapp::NAME, &number)
             .await?
     {
-        return Ok(own);
+        return Ok((Some(account), own));
     }
     // Without the app secret no signature can be checked, so none is accepted.
     match state.whatsapp_adapter() {
-        Some(p) => Ok(p),
+        Some(p) => Ok((None, p)),
         None => Err(ApiError::InvalidSignature(
             "this Herald has no WhatsApp app secret to check the signature with",
         )),

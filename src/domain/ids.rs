@@ -1,4 +1,4 @@
-//! Opaque, prefixed identifiers (`msg_…`, `acc_…`, `cmp_…`, `key_…`).
+//! Opaque, prefixed identifiers (`msg_…`, `acc_…`, `cmp_…`, `thr_…`, `key_…`).
 //!
 //! The suffix is a ULID, so ids sort by creation time (handy for cursors and for SQLite's
 //! B-tree, which appends instead of splitting pages). A string that does not carry the right
@@ -6,6 +6,18 @@
 //! touching the database.
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
+/// One generator for every id this process makes: ids made later sort later, also within
+/// one millisecond (a STOP and the confirmation it is answered with, listed in that order).
+static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+
+/// A new ULID, greater than every one this process made before.
+fn next_ulid() -> ulid::Ulid {
+    let mut generator = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+    // Fails only when 2^80 ids were made in one millisecond; a fresh random one then.
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::new())
+}
 
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -16,7 +28,7 @@ macro_rules! prefixed_id {
         impl $name {
             /// A new, unique id.
             pub fn generate() -> Self {
-                Self(format!("{}{}", $prefix, ulid::Ulid::new()))
+                Self(format!("{}{}", $prefix, next_ulid()))
             }
 
             /// Accepts only `<prefix><ULID>`.
@@ -64,6 +76,11 @@ prefixed_id!(
     /// A campaign: one template sent to a list of recipients.
     CampaignId,
     "cmp_"
+);
+prefixed_id!(
+    /// A conversation: one account, one channel, one remote number.
+    ThreadId,
+    "thr_"
 );
 prefixed_id!(
     /// An API key's public handle (the secret itself is never stored).
@@ -122,6 +139,12 @@ impl Default for IdBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_made_one_after_another_sort_in_that_order() {
+        let ids: Vec<MessageId> = (0..1000).map(|_| MessageId::generate()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn an_id_block_counts_up_in_its_last_ten_characters() {

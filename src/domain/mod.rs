@@ -7,6 +7,7 @@
 pub mod campaign;
 pub mod channel;
 pub mod ids;
+pub mod keyword;
 pub mod money;
 pub mod phone;
 pub mod priority;
@@ -18,7 +19,8 @@ pub mod whatsapp_template;
 
 pub use campaign::{CampaignStatus, PauseReason};
 pub use channel::Channel;
-pub use ids::{AccountId, ApiKeyId, CampaignId, IdBlock, MessageId};
+pub use ids::{AccountId, ApiKeyId, CampaignId, IdBlock, MessageId, ThreadId};
+pub use keyword::Keyword;
 pub use money::Money;
 pub use phone::{E164, NumberType, PhoneError, PhoneInfo, Region};
 pub use priority::Priority;

@@ -353,8 +353,8 @@ impl AccountProviders {
         Ok(adapter)
     }
 
-    /// The adapter of the account whose credentials name `webhook_key` (a Twilio
-    /// AccountSid, a WhatsApp phone number id) for `provider`, to check and parse a webhook.
+    /// The account whose credentials name `webhook_key` (a Twilio AccountSid, a WhatsApp
+    /// phone number id) for `provider`, and its adapter, to check and parse a webhook.
     ///
     /// # Errors
     /// As [`AccountProviders::for_channel`].
@@ -362,7 +362,7 @@ impl AccountProviders {
         &self,
         provider: &str,
         webhook_key: &str,
-    ) -> Result<Option<Arc<dyn Provider>>, CredentialError> {
+    ) -> Result<Option<(AccountId, Arc<dyn Provider>)>, CredentialError> {
         let Some(stored) = self
             .inner
             .store
@@ -372,8 +372,10 @@ impl AccountProviders {
             return Ok(None);
         };
         // Through the cache, so a burst of receipts builds one adapter.
-        self.for_channel(&stored.account_id, channel_of(&stored.provider))
-            .await
+        let adapter = self
+            .for_channel(&stored.account_id, channel_of(&stored.provider))
+            .await?;
+        Ok(adapter.map(|a| (stored.account_id, a)))
     }
 
     /// Whether some account's WhatsApp credentials have this webhook verify token.

@@ -14,6 +14,7 @@ mod failover;
 mod faults;
 mod idempotency;
 mod in_doubt;
+mod inbox;
 mod lifecycle;
 mod mock_rules;
 mod own_providers;

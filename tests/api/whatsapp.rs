@@ -622,7 +622,7 @@ async fn duplicate_late_and_unknown_webhook_content_is_harmless() {
 }
 
 #[tokio::test]
-async fn inbound_messages_are_parsed_and_counted_but_not_stored_yet() {
+async fn inbound_messages_are_stored_once_in_a_whatsapp_thread() {
     let (app, _stub) = spawn_with_whatsapp("").await;
     let body = json!({
         "object": "whatsapp_business_account",
@@ -631,20 +631,41 @@ async fn inbound_messages_are_parsed_and_counted_but_not_stored_yet() {
             "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
             "contacts": [{"profile": {"name": "Ann"}, "wa_id": "14155551234"}],
             "messages": [
-                {"from": "14155551234", "id": "wamid.IN1", "timestamp": "1700000000", "type": "text", "text": {"body": "STOP"}},
+                {"from": "14155551234", "id": "wamid.IN1", "timestamp": "1700000000", "type": "text", "text": {"body": "Is my order on its way?"}},
                 {"from": "14155551234", "id": "wamid.IN2", "timestamp": "1700000001", "type": "image", "image": {"id": "1003383421387256", "mime_type": "image/jpeg", "caption": "look"}},
             ],
         }}]}],
     });
 
-    let r = post_webhook(&app.address, &body).await;
-    assert_eq!(r.status(), 200);
+    // Meta delivers the same notification twice (it retries until it sees a 200).
+    for _ in 0..2 {
+        let r = post_webhook(&app.address, &body).await;
+        assert_eq!(r.status(), 200);
+    }
 
+    let threads: serde_json::Value = app
+        .client
+        .get(app.url("/threads"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let thread = &threads["threads"][0];
+    assert_eq!(threads["threads"].as_array().unwrap().len(), 1, "{threads}");
+    assert_eq!(thread["channel"], "whatsapp");
+    assert_eq!(thread["phone_number"], "+14155551234");
+    assert_eq!(thread["unread_count"], 2, "each message once: {thread}");
+    assert_eq!(thread["last_message"], "look");
     let metrics = crate::helpers::metrics_text(&app.client, &app.address).await;
-    assert!(
-        metrics.contains("herald_inbound_unstored_total{provider=\"whatsapp_cloud\"} 2"),
-        "{metrics}"
-    );
+    for line in [
+        "herald_inbound_total{provider=\"whatsapp_cloud\",result=\"stored\"} 2",
+        "herald_inbound_total{provider=\"whatsapp_cloud\",result=\"repeat\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
 }
 
 #[tokio::test]

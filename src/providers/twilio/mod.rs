@@ -7,16 +7,17 @@
 //! searched for before it is sent again: `GET …/Messages.json?To=…&From=…&DateSent>=<day>`
 //! (`TwilioProvider::search`), matched on recipient, sender, body and creation time.
 //!
-//! Not supported yet: inbound SMS (parsed into [`InboundMessage`](super::InboundMessage) by
-//! the inbound issue); per-account credentials; WhatsApp through Twilio; `SendAt`.
+//! Incoming messages arrive at [`INBOUND_PATH`], signed the same way.
+//!
+//! Not supported yet: WhatsApp through Twilio; `SendAt`.
 
 pub mod signature;
 mod wire;
 
 use super::http::{self, retry_after};
 use super::{
-    Accepted, InDoubt, Lookup, Provider, ProviderError, SendRequest, SentMatch, WebhookError,
-    WebhookEvents, WebhookKind, WebhookRequest,
+    Accepted, InDoubt, InboundMessage, Lookup, Provider, ProviderError, SendRequest, SentMatch,
+    WebhookError, WebhookEvents, WebhookKind, WebhookRequest,
 };
 use crate::config::Settings;
 use crate::domain::Timestamp;
@@ -33,6 +34,10 @@ pub const NAME: &str = "twilio";
 
 /// Where Twilio posts status callbacks (SPEC §5); `StatusCallback` points here.
 pub const STATUS_PATH: &str = "/webhooks/twilio/status";
+
+/// Where Twilio posts incoming messages (a number's or Messaging Service's messaging
+/// webhook, set in the Twilio Console).
+pub const INBOUND_PATH: &str = "/webhooks/twilio/inbound";
 
 /// An in-doubt search accepts a message Twilio created this long before the attempt started:
 /// Twilio's `date_created` has whole seconds, and its clock is not ours.
@@ -263,10 +268,11 @@ impl TwilioProvider {
         })
     }
 
-    fn parse_status_callback(
+    /// The form fields of a webhook request, once its `X-Twilio-Signature` is checked.
+    fn verified_form(
         &self,
-        request: WebhookRequest<'_>,
-    ) -> Result<WebhookEvents, WebhookError> {
+        request: &WebhookRequest<'_>,
+    ) -> Result<Vec<(String, String)>, WebhookError> {
         let signature = request
             .headers
             .get("x-twilio-signature")
@@ -282,6 +288,60 @@ impl TwilioProvider {
                 "X-Twilio-Signature does not match this request (check server.public_url and the auth token)",
             ));
         }
+        Ok(params)
+    }
+
+    /// An incoming message (Twilio's messaging webhook): `From`, `To`, `Body`, and media as
+    /// `MediaUrl0…` (`NumMedia` of them).
+    fn parse_inbound(&self, request: WebhookRequest<'_>) -> Result<WebhookEvents, WebhookError> {
+        let params = self.verified_form(&request)?;
+        let field = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let required = |name: &str| {
+            field(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| WebhookError::Malformed {
+                    field: name.to_owned(),
+                    reason: format!("an incoming message carries `{name}`"),
+                })
+        };
+        let sid = field("MessageSid")
+            .or_else(|| field("SmsSid"))
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| WebhookError::Malformed {
+                field: "MessageSid".into(),
+                reason: "an incoming message carries `MessageSid`".into(),
+            })?;
+        let count: usize = field("NumMedia")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+            .min(10);
+        let media_urls = (0..count)
+            .filter_map(|i| field(&format!("MediaUrl{i}")))
+            .map(str::to_owned)
+            .collect();
+        let mut events = WebhookEvents::default();
+        events.inbound.push(InboundMessage {
+            provider: NAME,
+            provider_message_id: sid.to_owned(),
+            from: required("From")?.to_owned(),
+            to: field("To").unwrap_or_default().to_owned(),
+            body: field("Body").unwrap_or_default().to_owned(),
+            media_urls,
+            received_at: Timestamp::now(),
+        });
+        Ok(events)
+    }
+
+    fn parse_status_callback(
+        &self,
+        request: WebhookRequest<'_>,
+    ) -> Result<WebhookEvents, WebhookError> {
+        let params = self.verified_form(&request)?;
         let field = |name: &str| {
             params
                 .iter()
@@ -430,8 +490,7 @@ impl Provider for TwilioProvider {
     fn parse_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookEvents, WebhookError> {
         match request.kind {
             WebhookKind::Status => self.parse_status_callback(request),
-            // Inbound SMS belong to the inbound issue (threads, STOP keywords).
-            WebhookKind::Inbound => Err(WebhookError::Unsupported),
+            WebhookKind::Inbound => self.parse_inbound(request),
         }
     }
 

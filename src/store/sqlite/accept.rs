@@ -158,6 +158,14 @@ impl Batch {
         }
     }
 
+    /// The account just got an opt-out in this transaction: later accepts in it check for
+    /// one (the cached "no opt-outs at all" no longer holds).
+    pub(super) fn note_opt_out(&mut self, account_id: &AccountId) {
+        if let Some(state) = self.accounts.get_mut(account_id) {
+            state.any_opt_out = true;
+        }
+    }
+
     /// Keeps `response` under the idempotency key, written with the rest at flush.
     pub(super) fn remember(
         &mut self,

@@ -7,6 +7,7 @@ pub(super) mod campaign;
 pub(super) mod campaign_reads;
 pub(super) mod credentials;
 mod delivery;
+pub(super) mod inbound;
 mod reads;
 mod writer;
 
@@ -261,6 +262,22 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(super) async fn record_inbound(
+        &self,
+        batch: Vec<crate::store::inbound::NewInbound>,
+    ) -> StoreResult<Vec<crate::store::inbound::InboundOutcome>> {
+        self.call(|reply| Op::Inbound(batch, reply)).await
+    }
+
+    pub(super) async fn mark_read(
+        &self,
+        account_id: AccountId,
+        ids: Vec<String>,
+    ) -> StoreResult<u64> {
+        self.call(|reply| Op::MarkRead(account_id, ids, reply))
+            .await
+    }
+
     pub(super) async fn campaign_write(&self, write: campaign::CampaignWrite) -> StoreResult<u64> {
         self.call(|reply| Op::Campaign(write, reply)).await
     }
@@ -431,6 +448,10 @@ mod tests {
             include_str!("queries/fanout_insert.sql"),
             include_str!("queries/fanout_skip_opted_out.sql"),
             include_str!("queries/insert_status_events_for_block.sql"),
+            include_str!("queries/last_outbound_to.sql"),
+            include_str!("queries/list_threads.sql"),
+            include_str!("queries/load_thread.sql"),
+            include_str!("queries/thread_messages.sql"),
         ];
         for sql in hot {
             let plan: Vec<(i64, i64, i64, String)> =

@@ -8,8 +8,9 @@
 //! keeps going: each later batch tries again, so writes resume as soon as the cause is gone.
 
 use super::campaign::{self, CampaignWrite};
-use super::{accept, admin, delivery};
+use super::{accept, admin, delivery, inbound};
 use crate::domain::{AccountId, ApiKeyId};
+use crate::store::inbound::{InboundOutcome, NewInbound};
 use crate::store::{
     AcceptOutcome, AcceptRequest, ClaimedMessage, DeliveryReport, FanOutRequest, FanOutResult,
     FinishCampaign, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult, WriteHealth,
@@ -38,6 +39,8 @@ pub(super) enum Op {
     Campaign(CampaignWrite, Reply<u64>),
     FinishCampaign(FinishCampaign, Reply<AcceptOutcome>),
     FanOut(FanOutRequest, Reply<FanOutResult>),
+    Inbound(Vec<NewInbound>, Reply<Vec<InboundOutcome>>),
+    MarkRead(AccountId, Vec<String>, Reply<u64>),
     Shutdown,
 }
 
@@ -66,6 +69,7 @@ enum Pending {
     StatusUpdates(Reply<Vec<UpdateResult>>, StoreResult<Vec<UpdateResult>>),
     Maintenance(Reply<u64>, StoreResult<u64>),
     FanOut(Reply<FanOutResult>, StoreResult<FanOutResult>),
+    Inbound(Reply<Vec<InboundOutcome>>, StoreResult<Vec<InboundOutcome>>),
 }
 
 impl Pending {
@@ -85,6 +89,7 @@ impl Pending {
             Pending::StatusUpdates(r, v) => answer(r, v, failed),
             Pending::Maintenance(r, v) => answer(r, v, failed),
             Pending::FanOut(r, v) => answer(r, v, failed),
+            Pending::Inbound(r, v) => answer(r, v, failed),
         }
     }
 }
@@ -101,7 +106,10 @@ impl Op {
             Op::Claim { reply, .. } => answer(reply, e),
             Op::Outcomes(_, reply) => answer(reply, e),
             Op::StatusUpdates(_, reply) => answer(reply, e),
-            Op::Maintenance(_, reply) | Op::Campaign(_, reply) => answer(reply, e),
+            Op::Maintenance(_, reply) | Op::Campaign(_, reply) | Op::MarkRead(_, _, reply) => {
+                answer(reply, e)
+            }
+            Op::Inbound(_, reply) => answer(reply, e),
             Op::FanOut(_, reply) => answer(reply, e),
             Op::Shutdown => {}
         }
@@ -131,6 +139,7 @@ impl Pending {
             Pending::StatusUpdates(_, v) => take(v),
             Pending::Maintenance(_, v) => take(v),
             Pending::FanOut(_, v) => take(v),
+            Pending::Inbound(_, v) => take(v),
         }
     }
 }
@@ -250,6 +259,24 @@ async fn commit_batch(
                 Op::FanOut(request, reply) => {
                     let result = campaign::fan_out(&mut tx, &mut accepts, request).await;
                     pending.push(Pending::FanOut(reply, result));
+                }
+                Op::Inbound(batch, reply) => {
+                    let mut outcomes = Vec::with_capacity(batch.len());
+                    let mut failed = None;
+                    for inbound in batch {
+                        match inbound::record(&mut tx, &mut accepts, inbound).await {
+                            Ok(outcome) => outcomes.push(outcome),
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    pending.push(Pending::Inbound(reply, failed.map_or(Ok(outcomes), Err)));
+                }
+                Op::MarkRead(account_id, ids, reply) => {
+                    let marked = inbound::mark_read(&mut tx, &account_id, &ids).await;
+                    pending.push(Pending::Maintenance(reply, marked));
                 }
                 Op::Shutdown => {}
             }

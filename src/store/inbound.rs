@@ -1,0 +1,126 @@
+//! Inbound messages and threads, as stored. The API and the webhooks parse what a handset
+//! sent into a [`NewInbound`]; the writer stores it, finds (or makes) its thread, applies a
+//! keyword (SPEC §7) and queues the confirmation, all in one transaction.
+
+use super::sqlite::inbound as sql;
+use super::{NewMessage, Store, StoreResult};
+use crate::domain::{AccountId, Channel, Keyword, MessageId, ThreadId, Timestamp};
+
+/// A message from a handset, before it is stored.
+#[derive(Debug, Clone)]
+pub struct NewInbound {
+    pub message_id: MessageId,
+    /// The account, when the path it came by says (the generic webhook's key, a provider
+    /// account an account brought). Otherwise the store finds it: the account that last
+    /// sent to the number on that channel, else `fallback_account`.
+    pub account_id: Option<AccountId>,
+    /// The account inbound messages go to when nothing else names one (by name or id).
+    pub fallback_account: Option<String>,
+    pub channel: Channel,
+    /// `api`, `twilio`, `whatsapp_cloud`, `mock`.
+    pub provider: &'static str,
+    /// The provider's id: a retry of the same message is stored once.
+    pub provider_message_id: Option<String>,
+    pub from: String,
+    pub to: Option<String>,
+    pub body: String,
+    pub media_urls: Vec<String>,
+    pub received_at: Timestamp,
+    pub keyword: Option<Keyword>,
+    /// The answer to a STOP or HELP, queued when the message is one (and is new, and its
+    /// account is known), past the opt-out the STOP just recorded.
+    pub reply: Option<NewMessage>,
+}
+
+/// What storing an inbound message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundOutcome {
+    /// The stored message's id (the first one's, for a repeat).
+    pub message_id: MessageId,
+    /// A repeat of a message already stored: nothing changed.
+    pub repeat: bool,
+    /// None: no account could be found; kept, unroutable.
+    pub account_id: Option<AccountId>,
+    pub thread_id: Option<ThreadId>,
+    /// Whether the confirmation was queued.
+    pub replied: bool,
+}
+
+/// A thread as listed.
+#[derive(Debug, Clone)]
+pub struct ThreadSummary {
+    pub thread_id: ThreadId,
+    pub channel: Channel,
+    pub phone_number: String,
+    /// The latest message either way, and when.
+    pub last_message: String,
+    pub last_message_at: Timestamp,
+    pub last_inbound_at: Timestamp,
+    pub unread_count: i64,
+}
+
+/// One message of a thread, either way.
+#[derive(Debug, Clone)]
+pub struct ThreadMessage {
+    pub message_id: String,
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    pub body: String,
+    pub at: Timestamp,
+    /// Outbound: its status. Inbound: `received`.
+    pub status: String,
+    /// Inbound only: whether it was read.
+    pub read: Option<bool>,
+    pub keyword: Option<String>,
+    pub campaign_id: Option<String>,
+}
+
+impl Store {
+    /// Stores inbound messages (each once), in one transaction.
+    ///
+    /// # Errors
+    /// The database refused the write.
+    pub async fn record_inbound(&self, batch: Vec<NewInbound>) -> StoreResult<Vec<InboundOutcome>> {
+        self.sqlite.record_inbound(batch).await
+    }
+
+    /// Marks the account's inbound messages read; answers how many went from unread to read.
+    ///
+    /// # Errors
+    /// The database refused the write.
+    pub async fn mark_read(&self, account_id: &AccountId, ids: Vec<String>) -> StoreResult<u64> {
+        self.sqlite.mark_read(account_id.clone(), ids).await
+    }
+
+    /// The account's threads, most recent inbound first, after `before` (a cursor:
+    /// `(last_inbound_at, thread_id)` of the last one seen).
+    pub async fn threads(
+        &self,
+        account_id: &AccountId,
+        before: Option<(Timestamp, String)>,
+        limit: usize,
+    ) -> StoreResult<Vec<ThreadSummary>> {
+        sql::threads(self.sqlite.reads(), account_id, before, limit).await
+    }
+
+    /// One thread of the account.
+    pub async fn thread(
+        &self,
+        account_id: &AccountId,
+        thread_id: &ThreadId,
+    ) -> StoreResult<Option<ThreadSummary>> {
+        sql::thread(self.sqlite.reads(), account_id, thread_id).await
+    }
+
+    /// A thread's messages both ways, oldest first, after `after` (a cursor: the
+    /// `(at, message_id)` of the last one seen).
+    pub async fn thread_messages(
+        &self,
+        account_id: &AccountId,
+        thread: &ThreadSummary,
+        after: Option<(Timestamp, String)>,
+        limit: usize,
+    ) -> StoreResult<Vec<ThreadMessage>> {
+        sql::thread_messages(self.sqlite.reads(), account_id, thread, after, limit).await
+    }
+}

@@ -1,0 +1,6 @@
+-- Marks the account's (?1) unread inbound messages among JSON array ?2 read at ?3; answers
+-- each one marked and its thread, so the threads' unread counts can follow.
+UPDATE inbound_message SET read_at = ?3
+WHERE account_id = ?1 AND read_at IS NULL
+  AND message_id IN (SELECT value FROM json_each(?2))
+RETURNING thread_id

@@ -1,0 +1,534 @@
+//! Two-way messaging: inbound messages from every path, threads, read marking, and the
+//! STOP/START/HELP keywords (SPEC §7, seed 000's inbox endpoints).
+
+use crate::helpers::{
+    PATIENCE, TestApp, eventually, expect_error_shape, metric, number, spawn_app, spawn_app_with,
+};
+use crate::twilio_stub::{PUBLIC_URL, TwilioStub, spawn_with_twilio, twilio_toml};
+use herald::providers::twilio::INBOUND_PATH;
+use serde_json::{Value, json};
+
+/// POSTs `params` to a seed 000 endpoint, plain or in a JSON-RPC envelope; answers the
+/// status and the result (unwrapped from the envelope).
+async fn seed_call(
+    app: &TestApp,
+    key: &str,
+    path: &str,
+    params: Value,
+    enveloped: bool,
+) -> (u16, Value) {
+    let body = if enveloped {
+        json!({"jsonrpc": "2.0", "method": "call", "params": params, "id": 41})
+    } else {
+        params
+    };
+    let response = app.post_json_as(path, &body, key).await;
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap();
+    if enveloped {
+        assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+        assert_eq!(answer["id"], 41, "{answer}");
+        let inner = if answer.get("result").is_some() {
+            answer["result"].clone()
+        } else {
+            answer["error"].clone()
+        };
+        (status, inner)
+    } else {
+        (status, answer)
+    }
+}
+
+async fn receive(app: &TestApp, from: &str, text: &str, enveloped: bool) -> String {
+    let (status, answer) = seed_call(
+        app,
+        &app.api_key,
+        "/sms/receive",
+        json!({"phone_number": from, "message": text}),
+        enveloped,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["success"], true, "{answer}");
+    answer["message_id"].as_str().unwrap().to_owned()
+}
+
+async fn get_json(app: &TestApp, key: &str, path: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn opted_out(app: &TestApp, phone: &str) -> bool {
+    let (_, list) = get_json(app, &app.api_key, "/opt-outs").await;
+    list["opt_outs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["phone_number"] == phone)
+}
+
+#[tokio::test]
+async fn seed_000s_inbox_flow_plain_and_enveloped() {
+    for enveloped in [false, true] {
+        // Arrange
+        let app = spawn_app().await;
+        let ann = number("7001");
+        let bob = number("7002");
+
+        // Act: three messages arrive, two from Ann.
+        let first = receive(&app, &ann, "Hello!", enveloped).await;
+        receive(&app, &ann, "Are you there?", enveloped).await;
+        receive(&app, &bob, "Hi", enveloped).await;
+
+        // Assert: two threads, Ann's most recent last... by its latest message.
+        let (status, threads) =
+            seed_call(&app, &app.api_key, "/sms/threads", json!({}), enveloped).await;
+        assert_eq!(status, 200);
+        let threads = threads["threads"].as_array().unwrap().clone();
+        assert_eq!(threads.len(), 2, "{threads:?}");
+        let ann_thread = threads.iter().find(|t| t["phone_number"] == ann).unwrap();
+        assert_eq!(ann_thread["unread_count"], 2);
+        assert_eq!(ann_thread["last_message"], "Are you there?");
+        assert_eq!(ann_thread["name"], ann);
+        let date = ann_thread["last_message_date"].as_str().unwrap();
+        assert_eq!(date.len(), 19, "YYYY-MM-DD HH:MM:SS: {date}");
+        let (_, unread) =
+            seed_call(&app, &app.api_key, "/unread/count", json!({}), enveloped).await;
+        assert_eq!(unread["unread_count"], 3, "{unread}");
+        assert_eq!(unread["unread_by_thread"].as_array().unwrap().len(), 2);
+
+        // Marking counts only what went from unread to read.
+        let (_, marked) = seed_call(
+            &app,
+            &app.api_key,
+            "/message/read",
+            json!({"message_ids": [first, first, "msg_01JDZ8K5Q6V0X3M2N4P7R9S1T2"]}),
+            enveloped,
+        )
+        .await;
+        assert_eq!(marked, json!({"success": true, "marked_count": 1}));
+        let (_, again) = seed_call(
+            &app,
+            &app.api_key,
+            "/message/read",
+            json!({"message_id": first}),
+            enveloped,
+        )
+        .await;
+        assert_eq!(again["marked_count"], 0);
+        let (_, unread) =
+            seed_call(&app, &app.api_key, "/unread/count", json!({}), enveloped).await;
+        assert_eq!(unread["unread_count"], 2, "{unread}");
+        let by_thread = unread["unread_by_thread"].as_array().unwrap();
+        let ann_unread = by_thread
+            .iter()
+            .find(|t| t["thread_id"] == ann_thread["id"])
+            .unwrap();
+        assert_eq!(ann_unread["unread_count"], 1);
+        assert_eq!(ann_unread["thread_name"], ann);
+
+        // Bad input: the one error shape, in the style asked.
+        let (status, error) = seed_call(
+            &app,
+            &app.api_key,
+            "/sms/receive",
+            json!({"phone_number": "not a number", "message": "x"}),
+            enveloped,
+        )
+        .await;
+        assert_eq!(status, 400);
+        let code = if enveloped {
+            error["data"]["code"].clone()
+        } else {
+            error["code"].clone()
+        };
+        assert_eq!(code, "invalid_phone_number", "{error}");
+        let (status, _) =
+            seed_call(&app, &app.api_key, "/message/read", json!({}), enveloped).await;
+        assert_eq!(status, 400);
+    }
+}
+
+#[tokio::test]
+async fn a_thread_holds_both_directions_in_order_and_a_reply_is_linked_to_what_it_answers() {
+    let app = spawn_app().await;
+    let ann = number("7101");
+    let sent = app.send_ok(&ann, "Your order shipped").await;
+    app.wait_for_status(&sent, "delivered").await;
+    let reply = receive(&app, &ann, "Thanks!", false).await;
+    let later = app.send_ok(&ann, "You're welcome").await;
+
+    let (_, threads) = get_json(&app, &app.api_key, "/threads").await;
+    let thread = &threads["threads"][0];
+    assert_eq!(thread["last_message"], "You're welcome", "{thread}");
+    let id = thread["thread_id"].as_str().unwrap();
+    let (status, page) = get_json(&app, &app.api_key, &format!("/threads/{id}/messages")).await;
+    assert_eq!(status, 200, "{page}");
+    let messages = page["messages"].as_array().unwrap();
+    let seen: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap(),
+                m["message_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("outbound", sent.as_str()),
+            ("inbound", reply.as_str()),
+            ("outbound", later.as_str())
+        ]
+    );
+    assert_eq!(messages[1]["read"], false);
+
+    // Pages: one at a time, never repeating, then done.
+    let mut after: Option<String> = None;
+    let mut paged = Vec::new();
+    loop {
+        let path = match &after {
+            Some(a) => format!("/threads/{id}/messages?limit=1&after={a}"),
+            None => format!("/threads/{id}/messages?limit=1"),
+        };
+        let (_, page) = get_json(&app, &app.api_key, &path).await;
+        for m in page["messages"].as_array().unwrap() {
+            paged.push(m["message_id"].as_str().unwrap().to_owned());
+        }
+        match page["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, [sent.clone(), reply.clone(), later.clone()]);
+
+    // The reply knows what it answered.
+    let pool = app.pool().await;
+    let answered: Option<String> =
+        sqlx::query_scalar("SELECT in_reply_to FROM inbound_message WHERE message_id = ?")
+            .bind(&reply)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(answered.as_deref(), Some(sent.as_str()));
+
+    // Another account sees none of it.
+    let other = app.create_account("other", "10.00", 100).await;
+    let (_, theirs) = get_json(&app, &other, "/threads").await;
+    assert_eq!(theirs["threads"], json!([]));
+    let (status, _) = get_json(&app, &other, &format!("/threads/{id}/messages")).await;
+    assert_eq!(status, 404);
+    let (_, marked) = seed_call(
+        &app,
+        &other,
+        "/message/read",
+        json!({"message_id": reply}),
+        false,
+    )
+    .await;
+    assert_eq!(marked["marked_count"], 0);
+    let (status, _) = get_json(&app, &app.api_key, "/threads?before=garbage").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn stop_in_any_form_opts_out_and_is_confirmed_once_start_opts_back_in() {
+    let app = spawn_app().await;
+    let forms = [
+        "STOP",
+        "stop",
+        "Stop!",
+        "  unsubscribe. ",
+        "Cancel",
+        "END",
+        "quit?",
+        "Revoke",
+        "OptOut",
+        "STOPALL",
+    ];
+    for (i, form) in forms.iter().enumerate() {
+        let phone = number(&format!("72{i:02}"));
+        receive(&app, &phone, form, false).await;
+        assert!(opted_out(&app, &phone).await, "{form:?} opts out");
+        // A send to it is refused now.
+        let r = app
+            .send_message(&json!({"phone_number": phone, "message": "promo"}))
+            .await;
+        expect_error_shape(r, 400, "recipient_opted_out", form).await;
+    }
+
+    // Words that merely contain a keyword are messages.
+    for (i, text) in ["please stop calling", "don't stop", "stopping by later"]
+        .iter()
+        .enumerate()
+    {
+        let phone = number(&format!("73{i:02}"));
+        receive(&app, &phone, text, false).await;
+        assert!(!opted_out(&app, &phone).await, "{text:?}");
+    }
+
+    // One STOP, retried by its gateway with the same id: stored once, confirmed once, and
+    // the confirmation goes out although the number is opted out.
+    let phone = number("7400");
+    for _ in 0..2 {
+        let (status, answer) = seed_call(
+            &app,
+            &app.api_key,
+            "/sms/receive",
+            json!({"phone_number": phone, "message": "STOP", "external_id": "gw-1"}),
+            false,
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (_, threads) = get_json(&app, &app.api_key, "/threads?limit=200").await;
+    let thread = threads["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["phone_number"] == phone)
+        .unwrap()
+        .clone();
+    assert_eq!(thread["unread_count"], 1, "stored once: {thread}");
+    let id = thread["thread_id"].as_str().unwrap().to_owned();
+    let confirmation = eventually("the confirmation is delivered", PATIENCE, || async {
+        let (_, page) = get_json(&app, &app.api_key, &format!("/threads/{id}/messages")).await;
+        let outbound: Vec<Value> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "outbound")
+            .cloned()
+            .collect();
+        (outbound.len() == 1 && outbound[0]["status"] == "delivered").then(|| outbound[0].clone())
+    })
+    .await;
+    assert!(
+        confirmation["body"]
+            .as_str()
+            .unwrap()
+            .contains("unsubscribed"),
+        "{confirmation}"
+    );
+    let (_, page) = get_json(&app, &app.api_key, &format!("/threads/{id}/messages")).await;
+    assert_eq!(page["messages"][0]["keyword"], "stop");
+
+    // START opts back in; sends go again.
+    receive(&app, &phone, "Start", false).await;
+    assert!(!opted_out(&app, &phone).await);
+    let r = app
+        .send_message(&json!({"phone_number": phone, "message": "welcome back"}))
+        .await;
+    assert_eq!(r.status(), 202);
+
+    // HELP is answered with the help text, and opts nobody out.
+    let helped = number("7401");
+    receive(&app, &helped, "help", false).await;
+    assert!(!opted_out(&app, &helped).await);
+    let (_, threads) = get_json(&app, &app.api_key, "/threads?limit=200").await;
+    let help_thread = threads["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["phone_number"] == helped)
+        .unwrap()["thread_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the help text is sent", PATIENCE, || async {
+        let (_, page) = get_json(
+            &app,
+            &app.api_key,
+            &format!("/threads/{help_thread}/messages"),
+        )
+        .await;
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["direction"] == "outbound" && m["body"] == "Reply STOP to unsubscribe.")
+            .then_some(())
+    })
+    .await;
+
+    // Opt-outs are the account's own: another account may still send to the number.
+    let other = app.create_account("other", "10.00", 100).await;
+    let r = app
+        .post_json_as(
+            "/send-message/",
+            &json!({"phone_number": number("7200"), "message": "hi"}),
+            &other,
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+}
+
+/// A Twilio incoming-message webhook with `params`, signed with `token` (the
+/// deployment's unless a test says otherwise).
+async fn twilio_inbound(app: &TestApp, params: &[(&str, &str)], token: &str) -> reqwest::Response {
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let signature = herald::providers::twilio::signature::sign(
+        token,
+        &format!("{PUBLIC_URL}{INBOUND_PATH}"),
+        &owned,
+    );
+    app.client
+        .post(format!("{}{INBOUND_PATH}", app.address))
+        .header("X-Twilio-Signature", signature)
+        .form(params)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn twilio_inbound_is_signed_stored_once_and_answered_with_empty_twiml() {
+    let (app, _stub) = spawn_with_twilio("").await;
+    let ann = number("7501");
+    let params = [
+        ("AccountSid", crate::twilio_stub::ACCOUNT_SID),
+        ("MessageSid", "SM11111111111111111111111111111111"),
+        ("From", ann.as_str()),
+        ("To", crate::twilio_stub::FROM),
+        ("Body", "Photo of the parcel"),
+        ("NumMedia", "2"),
+        ("MediaUrl0", "https://api.twilio.com/media/ME1"),
+        ("MediaUrl1", "https://api.twilio.com/media/ME2"),
+    ];
+
+    // Tampered (another body than was signed) and unsigned: refused, nothing stored.
+    let mut tampered = params;
+    tampered[4] = ("Body", "STOP");
+    let signature = {
+        let owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        herald::providers::twilio::signature::sign(
+            crate::twilio_stub::AUTH_TOKEN,
+            &format!("{PUBLIC_URL}{INBOUND_PATH}"),
+            &owned,
+        )
+    };
+    let r = app
+        .client
+        .post(format!("{}{INBOUND_PATH}", app.address))
+        .header("X-Twilio-Signature", signature)
+        .form(&tampered)
+        .send()
+        .await
+        .unwrap();
+    expect_error_shape(r, 403, "invalid_signature", "tampered").await;
+    let r = app
+        .client
+        .post(format!("{}{INBOUND_PATH}", app.address))
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    expect_error_shape(r, 403, "invalid_signature", "unsigned").await;
+    assert!(!opted_out(&app, &ann).await);
+
+    // Signed, and delivered twice (Twilio retries): stored once.
+    for _ in 0..2 {
+        let r = twilio_inbound(&app, &params, crate::twilio_stub::AUTH_TOKEN).await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/xml"),
+            "{:?}",
+            r.headers()
+        );
+        assert!(r.text().await.unwrap().contains("<Response></Response>"));
+    }
+    let (_, threads) = get_json(&app, &app.api_key, "/threads").await;
+    assert_eq!(threads["threads"].as_array().unwrap().len(), 1, "{threads}");
+    assert_eq!(threads["threads"][0]["unread_count"], 1);
+    let pool = app.pool().await;
+    let media: String = sqlx::query_scalar("SELECT media_urls FROM inbound_message")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let media: Vec<String> = serde_json::from_str(&media).unwrap();
+    assert_eq!(
+        media,
+        [
+            "https://api.twilio.com/media/ME1",
+            "https://api.twilio.com/media/ME2"
+        ]
+    );
+    assert_eq!(
+        metric(
+            &app.client,
+            &app.address,
+            "herald_inbound_total{provider=\"twilio\",result=\"repeat\"}"
+        )
+        .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_message_to_a_number_no_account_owns_is_kept_and_counted_as_unroutable() {
+    let stub = TwilioStub::start().await;
+    let app = spawn_app_with(&twilio_toml(
+        &stub.url,
+        "[inbound]\nfallback_account = \"\"\n",
+    ))
+    .await;
+    let stranger = number("7601");
+    let params = [
+        ("AccountSid", crate::twilio_stub::ACCOUNT_SID),
+        ("MessageSid", "SM22222222222222222222222222222222"),
+        ("From", stranger.as_str()),
+        ("To", crate::twilio_stub::FROM),
+        ("Body", "STOP"),
+    ];
+
+    let r = twilio_inbound(&app, &params, crate::twilio_stub::AUTH_TOKEN).await;
+
+    // 200, so Twilio stops retrying; kept, in no account's inbox, opting nobody out.
+    assert_eq!(r.status(), 200);
+    let (_, threads) = get_json(&app, &app.api_key, "/threads").await;
+    assert_eq!(threads["threads"], json!([]));
+    assert!(!opted_out(&app, &stranger).await);
+    let pool = app.pool().await;
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM inbound_message WHERE account_id IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, 1);
+    assert_eq!(
+        metric(
+            &app.client,
+            &app.address,
+            "herald_inbound_total{provider=\"twilio\",result=\"unroutable\"}"
+        )
+        .await,
+        1.0
+    );
+    // Once the account has written to the number, its replies are the account's.
+    let sent = app.send_ok(&stranger, "hello").await;
+    app.wait_for_status(&sent, "sent").await;
+    let mut again = params;
+    again[1] = ("MessageSid", "SM33333333333333333333333333333333");
+    again[4] = ("Body", "who is this?");
+    let r = twilio_inbound(&app, &again, crate::twilio_stub::AUTH_TOKEN).await;
+    assert_eq!(r.status(), 200);
+    let (_, threads) = get_json(&app, &app.api_key, "/threads").await;
+    assert_eq!(threads["threads"][0]["phone_number"], stranger);
+}
