@@ -141,7 +141,14 @@ pub(crate) async fn send_bulk(
         let prefix = format!("messages[{index}].");
         let prepared = match item {
             serde_json::Value::Object(_) => {
-                send::prepare_value(&state, &key.account_id, item, &prefix)
+                match send::prepare_value(&state, &key.account_id, item, &prefix) {
+                    Ok(p) => {
+                        send::check_whatsapp_window(&state, &key.account_id, &p.message, &prefix)
+                            .await
+                            .map(|()| p)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             _ => Err(ApiError::invalid(
                 format!("messages[{index}]"),

@@ -56,6 +56,7 @@ pub(crate) struct SmsSendResult {
         (status = 400, description = "invalid_phone_number, missing_field, …"),
         (status = 401, description = "unauthorized"),
         (status = 402, description = "insufficient_balance"),
+        (status = 422, description = "whatsapp_window_closed (a free-form WhatsApp message outside the 24-hour window)"),
     ),
     security(("bearer" = []))
 )]
@@ -84,6 +85,7 @@ async fn send_one(
 ) -> Result<Response, ApiError> {
     let idempotency = send::idempotency_record(idempotency, "sms/send", &params);
     let prepared = send::prepare_value(state, &account_id, params, "")?;
+    send::check_whatsapp_window(state, &account_id, &prepared.message, "").await?;
     let id = prepared.message.message_id.to_string();
     let result = SmsSendResult {
         success: true,

@@ -28,6 +28,11 @@ pub enum ApiError {
     RecipientOptedOut { field: String },
     #[error("{reason}")]
     TemplateError { field: String, reason: String },
+    /// Meta's rule, checked before the message is taken rather than failing at Meta.
+    #[error(
+        "WhatsApp takes free-form messages only within 24 hours of the customer's last message to you; send an approved template with `whatsapp_template` instead"
+    )]
+    WhatsappWindowClosed { field: String },
     #[error("none of the campaign's recipients can be messaged")]
     NoValidRecipients,
     #[error("{0}")]
@@ -100,9 +105,9 @@ impl ApiError {
             | Self::InvalidField { .. }
             | Self::InvalidPhoneNumber { .. }
             | Self::RecipientOptedOut { .. } => StatusCode::BAD_REQUEST,
-            Self::TemplateError { .. } | Self::NoValidRecipients => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::TemplateError { .. }
+            | Self::NoValidRecipients
+            | Self::WhatsappWindowClosed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidState(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -133,6 +138,7 @@ impl ApiError {
             Self::RecipientOptedOut { .. } => "recipient_opted_out",
             Self::TemplateError { .. } => "template_error",
             Self::NoValidRecipients => "no_valid_recipients",
+            Self::WhatsappWindowClosed { .. } => "whatsapp_window_closed",
             Self::InvalidState(_) => "invalid_state",
             Self::Unauthorized => "unauthorized",
             Self::InvalidSignature(_) => "invalid_signature",
@@ -156,7 +162,8 @@ impl ApiError {
             | Self::InvalidField { field, .. }
             | Self::InvalidPhoneNumber { field, .. }
             | Self::RecipientOptedOut { field, .. }
-            | Self::TemplateError { field, .. } => Some(field),
+            | Self::TemplateError { field, .. }
+            | Self::WhatsappWindowClosed { field } => Some(field),
             _ => None,
         }
     }

@@ -43,6 +43,7 @@ pub(crate) struct SendMessageResponse {
         (status = 409, description = "idempotency_conflict"),
         (status = 413, description = "payload_too_large"),
         (status = 415, description = "unsupported_media_type"),
+        (status = 422, description = "whatsapp_window_closed: a free-form WhatsApp message to a number that has not written in 24 hours (through the Cloud API); send a whatsapp_template"),
         (status = 429, description = "rate_limited, daily_limit_exceeded"),
     ),
     security(("bearer" = []))
@@ -55,6 +56,7 @@ pub(crate) async fn send_message(
 ) -> Result<Response, ApiError> {
     let idempotency = send::idempotency_record(idempotency, "send-message", &body);
     let prepared = send::prepare_value(&state, &key.account_id, body, "")?;
+    send::check_whatsapp_window(&state, &key.account_id, &prepared.message, "").await?;
     let m = &prepared.message;
     let accepted = SendMessageResponse {
         success: true,

@@ -395,3 +395,44 @@ fn stored_response(stored: StoredResponse, replayed: bool) -> Response {
     }
     response
 }
+
+/// How long after a customer's last message WhatsApp takes free-form messages to them.
+const WHATSAPP_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Refuses a free-form WhatsApp message to a number that has not written to the account in
+/// the last 24 hours, where the message would go through Meta's Cloud API (which refuses it
+/// with 131047): the deployment's WhatsApp provider, or the account's own number. A template
+/// message may go at any time. `prefix` names the item in a bulk request.
+pub(crate) async fn check_whatsapp_window(
+    state: &AppState,
+    account: &AccountId,
+    message: &NewMessage,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    if message.channel != Channel::Whatsapp || message.whatsapp_template.is_some() {
+        return Ok(());
+    }
+    let through_meta = state.settings().providers.whatsapp == crate::config::WHATSAPP_CLOUD
+        || state
+            .accounts()
+            .for_channel(account, Channel::Whatsapp)
+            .await?
+            .is_some();
+    if !through_meta {
+        return Ok(());
+    }
+    let last = state
+        .store()
+        .last_inbound_at(account, Channel::Whatsapp, &message.phone_number)
+        .await?;
+    let open = last.is_some_and(|at| {
+        Timestamp::now().millis() - at.millis() < WHATSAPP_WINDOW.as_millis() as i64
+    });
+    if open {
+        Ok(())
+    } else {
+        Err(ApiError::WhatsappWindowClosed {
+            field: format!("{prefix}whatsapp_template"),
+        })
+    }
+}

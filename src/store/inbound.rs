@@ -103,6 +103,16 @@ impl Store {
         sql::threads(self.sqlite.reads(), account_id, before, limit).await
     }
 
+    /// When `phone_number` last wrote to the account on `channel` (None: never).
+    pub async fn last_inbound_at(
+        &self,
+        account_id: &AccountId,
+        channel: Channel,
+        phone_number: &str,
+    ) -> StoreResult<Option<Timestamp>> {
+        sql::last_inbound_at(self.sqlite.reads(), account_id, channel, phone_number).await
+    }
+
     /// One thread of the account.
     pub async fn thread(
         &self,

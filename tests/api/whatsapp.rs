@@ -852,3 +852,79 @@ async fn while_the_cloud_api_keeps_failing_whatsapp_fails_over_to_the_fallback()
     assert_eq!(view["provider"], "mock", "{view}");
     assert_eq!(stub.sends().len(), failures);
 }
+
+#[tokio::test]
+async fn free_form_whatsapp_goes_only_within_24_hours_of_the_customers_last_message() {
+    let (app, stub) = spawn_with_whatsapp("").await;
+    let ann = number("8801");
+    let free =
+        json!({"phone_number": ann, "message": "Your table is ready", "channel": "whatsapp"});
+
+    // Never wrote: refused at once, naming the template route; nothing reaches Meta.
+    let r = app.send_message(&free).await;
+    let body = expect_error_shape(r, 422, "whatsapp_window_closed", "never wrote").await;
+    assert_eq!(body["field"], "whatsapp_template");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("whatsapp_template"),
+        "{body}"
+    );
+    // A template may go at any time.
+    let template = json!({"phone_number": ann, "message": "Hi Ann", "channel": "whatsapp",
+        "whatsapp_template": {"name": "table_ready", "language": "en"}});
+    assert_eq!(app.send_message(&template).await.status(), 202);
+
+    // Wrote 25 hours ago: still closed. In a bulk request only that item is refused.
+    let old = chrono::Utc::now().timestamp() - 25 * 3600;
+    let mut late = notification(vec![]);
+    late["entry"][0]["changes"][0]["value"]["messages"] = json!([{
+        "from": ann.trim_start_matches('+'), "id": "wamid.OLD1", "timestamp": old.to_string(),
+        "type": "text", "text": {"body": "see you"},
+    }]);
+    assert_eq!(post_webhook(&app.address, &late).await.status(), 200);
+    let r = app
+        .post_json(
+            "/send-bulk/",
+            &json!({"messages": [free, {"phone_number": number("8802"), "message": "sms is fine"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        answer["results"][0]["code"], "whatsapp_window_closed",
+        "{answer}"
+    );
+    assert_eq!(answer["results"][1]["success"], true, "{answer}");
+
+    // Writes now: open.
+    crate::whatsapp_stub::open_window(&app, &ann).await;
+    let r = app.send_message(&free).await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_for_status(&id, "sent").await;
+    let texts = stub
+        .sends()
+        .iter()
+        .filter(|s| s.json["type"] == "text")
+        .count();
+    assert_eq!(
+        texts, 1,
+        "only the message sent within the window reached Meta"
+    );
+}
+
+#[tokio::test]
+async fn the_mock_has_no_24_hour_window() {
+    let app = crate::helpers::spawn_app().await;
+    let r = app
+        .send_message(
+            &json!({"phone_number": number("8803"), "message": "hi", "channel": "whatsapp"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+}

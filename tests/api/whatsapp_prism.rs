@@ -12,7 +12,7 @@
 
 use crate::helpers::{number, spawn_app_with};
 use crate::prism::{Chooser, start_prism};
-use crate::whatsapp_stub::whatsapp_toml;
+use crate::whatsapp_stub::{open_window, whatsapp_toml};
 use herald::domain::{Channel, MessageId, Timestamp, WhatsappTemplate};
 use herald::providers::whatsapp::WhatsappProvider;
 use herald::providers::{Provider, ProviderError, SendRequest};
@@ -60,10 +60,14 @@ async fn every_request_herald_sends_validates_against_metas_official_description
     ];
     let mut ids = Vec::new();
     for (i, fields) in cases.iter().enumerate() {
-        let mut body = json!({"phone_number": number(&format!("12{i:02}")), "channel": "whatsapp"});
+        let phone = number(&format!("12{i:02}"));
+        let mut body = json!({"phone_number": phone, "channel": "whatsapp"});
         body.as_object_mut()
             .unwrap()
             .extend(fields.as_object().unwrap().clone());
+        if fields.get("whatsapp_template").is_none() {
+            open_window(&app, &phone).await;
+        }
         let response = app.send_message(&body).await;
         assert_eq!(response.status(), 202, "case {i}");
         let answer: Value = response.json().await.unwrap();
@@ -182,6 +186,7 @@ async fn through_the_engine_a_refusal_fails_the_message_and_throttling_retries_i
         let body = json!({"phone_number": number(suffix), "message": "hi", "channel": "whatsapp"});
         let app = &app;
         async move {
+            open_window(app, &number(suffix)).await;
             let answer: Value = app.send_message(&body).await.json().await.unwrap();
             answer["message_id"].as_str().unwrap().to_owned()
         }

@@ -206,8 +206,33 @@ pub(crate) async fn spawn_with_whatsapp(extra: &str) -> (TestApp, WhatsappStub) 
     (app, stub)
 }
 
-/// Sends a WhatsApp message with `fields` added to the number and text; returns its id.
+/// The customer at `to` writes to us, as Meta would deliver it: a free-form message to them
+/// may go for the next 24 hours.
+pub(crate) async fn open_window(app: &TestApp, to: &str) {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    // Meta names the sender by its digits with the country code (US numbers in the tests).
+    let mut digits: String = to.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() == 10 {
+        digits.insert(0, '1');
+    }
+    let message = json!({
+        "from": digits, "id": format!("wamid.OPEN{n}"),
+        "timestamp": chrono::Utc::now().timestamp().to_string(), "type": "text",
+        "text": {"body": "Hi"},
+    });
+    let mut body = notification(vec![]);
+    body["entry"][0]["changes"][0]["value"]["messages"] = json!([message]);
+    let response = post_webhook(&app.address, &body).await;
+    assert_eq!(response.status(), 200, "the customer's message is taken");
+}
+
+/// Sends a WhatsApp message with `fields` added to the number and text; returns its id. A
+/// free-form one is sent after the customer wrote (Meta's 24-hour window).
 pub(crate) async fn send_whatsapp(app: &TestApp, to: &str, fields: Value) -> String {
+    if fields.get("whatsapp_template").is_none() {
+        open_window(app, to).await;
+    }
     let mut body =
         json!({"phone_number": to, "message": "Hello from Herald", "channel": "whatsapp"});
     if let (Some(body), Some(extra)) = (body.as_object_mut(), fields.as_object()) {

@@ -204,6 +204,21 @@ pub(in crate::store) async fn threads(
     Ok(rows.iter().map(summary).collect::<Result<_, _>>()?)
 }
 
+pub(in crate::store) async fn last_inbound_at(
+    pool: &SqlitePool,
+    account_id: &AccountId,
+    channel: Channel,
+    phone_number: &str,
+) -> StoreResult<Option<Timestamp>> {
+    let at: Option<i64> = sqlx::query_scalar(include_str!("queries/last_inbound_at.sql"))
+        .bind(account_id.as_str())
+        .bind(channel.as_str())
+        .bind(phone_number)
+        .fetch_optional(pool)
+        .await?;
+    Ok(at.map(Timestamp::from_millis))
+}
+
 pub(in crate::store) async fn thread(
     pool: &SqlitePool,
     account_id: &AccountId,
