@@ -232,6 +232,12 @@ pub struct MockSettings {
     pub timeout_rate: f64,
     pub timeout_ms: u64,
     pub latency_jitter_ms: u64,
+    /// Share of delivered recipients who answer, `reply_after_ms` after delivery.
+    pub reply_rate: f64,
+    /// Of those who answer, the share who answer STOP (the others `reply_text`).
+    pub reply_stop_rate: f64,
+    pub reply_after_ms: u64,
+    pub reply_text: String,
 }
 
 impl Settings {
@@ -405,6 +411,8 @@ impl Settings {
             ("failure_rate", mock.failure_rate),
             ("throttle_rate", mock.throttle_rate),
             ("timeout_rate", mock.timeout_rate),
+            ("reply_rate", mock.reply_rate),
+            ("reply_stop_rate", mock.reply_stop_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 bail!("providers.mock.{key} must be between 0 and 1");

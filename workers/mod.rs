@@ -75,6 +75,7 @@ impl Workers {
                 settings.providers.mock.clone(),
                 settings.mock_journal(),
                 sink.clone(),
+                crate::inbound::Receiver::new(store.clone(), settings, metrics.clone()),
                 receipts_shutdown.clone(),
             )
             .context("the mock provider could not start")?,

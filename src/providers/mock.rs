@@ -25,12 +25,18 @@
 //! Faults on purpose (all off by default): a share of sends refused as transient failures, as
 //! throttled (with `Retry-After`), or timed out (half of those after the mock accepted, so
 //! the outcome is in doubt, as with a real network), and added latency.
+//!
+//! Replies (off by default): a share of recipients answer after delivery, some with STOP,
+//! through the same inbound path a provider's webhook takes. Who answers, and what, follows
+//! from the message id, so the replies are planned again from the journal after a restart
+//! and, carrying ids of their own, are stored once.
 
 mod journal;
 
-use super::{Accepted, InDoubt, Provider, ProviderError, SendRequest, SentMatch};
+use super::{Accepted, InDoubt, InboundMessage, Provider, ProviderError, SendRequest, SentMatch};
 use crate::config::MockSettings;
 use crate::domain::{Channel, MessageStatus, Timestamp};
+use crate::inbound::{Incoming, Receiver};
 use crate::store::StatusUpdate;
 use crate::workers::ReceiptSink;
 use futures::future::BoxFuture;
@@ -139,7 +145,13 @@ impl Memory {
 /// A receipt the network will send, and when.
 struct Planned {
     due_ms: i64,
-    update: StatusUpdate,
+    event: NetworkEvent,
+}
+
+/// What the network sends Herald when it is due.
+enum NetworkEvent {
+    Receipt(StatusUpdate),
+    Reply(Incoming),
 }
 
 pub struct MockProvider {
@@ -167,6 +179,7 @@ impl MockProvider {
         settings: MockSettings,
         journal: Option<PathBuf>,
         sink: ReceiptSink,
+        replies: Receiver,
         shutdown: CancellationToken,
     ) -> std::io::Result<MockProvider> {
         let window_ms = i64::try_from(settings.idempotency_window_seconds.saturating_mul(1000))
@@ -212,7 +225,11 @@ impl MockProvider {
             memory.journal = Some(journal);
         }
         let memory = Arc::new(Mutex::new(memory));
-        tokio::spawn(send_receipts(rx, sink, Arc::clone(&memory), shutdown));
+        let network = Network {
+            receipts: sink,
+            replies,
+        };
+        tokio::spawn(send_receipts(rx, network, Arc::clone(&memory), shutdown));
         Ok(MockProvider {
             settings,
             memory,
@@ -353,13 +370,16 @@ fn plan(
         Rule::Normal | Rule::FlakyTwice => &[(MessageStatus::Delivered, delivered_at)],
     };
     let provider_message_id = reference(message_id);
-    statuses
+    let delivered = statuses
+        .iter()
+        .any(|(status, _)| *status == MessageStatus::Delivered);
+    let mut planned: Vec<Planned> = statuses
         .iter()
         .map(|(status, due_ms)| {
             let undelivered = *status == MessageStatus::Undelivered;
             Planned {
                 due_ms: *due_ms,
-                update: StatusUpdate {
+                event: NetworkEvent::Receipt(StatusUpdate {
                     provider: NAME,
                     provider_message_id: provider_message_id.clone(),
                     status: *status,
@@ -367,10 +387,49 @@ fn plan(
                     error_code: undelivered.then(|| "undelivered".to_owned()),
                     error_message: undelivered
                         .then(|| "the handset did not take the message".to_owned()),
-                },
+                }),
             }
         })
-        .collect()
+        .collect();
+    if delivered && let Some(body) = reply(settings, message_id) {
+        let due_ms =
+            delivered_at.saturating_add(i64::try_from(settings.reply_after_ms).unwrap_or(i64::MAX));
+        planned.push(Planned {
+            due_ms,
+            event: NetworkEvent::Reply(Incoming::from_provider(
+                InboundMessage {
+                    provider: NAME,
+                    provider_message_id: format!("{provider_message_id}-reply"),
+                    from: to.to_owned(),
+                    to: String::new(),
+                    body,
+                    media_urls: Vec::new(),
+                    received_at: Timestamp::from_millis(due_ms),
+                },
+                channel,
+                None,
+            )),
+        });
+    }
+    planned
+}
+
+/// What the recipient of `message_id` answers, if anything: decided by the id's hash, so the
+/// same message always gets the same answer (and a share of all messages the configured one).
+fn reply(settings: &MockSettings, message_id: &str) -> Option<String> {
+    if settings.reply_rate <= 0.0 {
+        return None;
+    }
+    let h = key(message_id);
+    let fraction = |bits: u64| (bits % 1_000_000) as f64 / 1_000_000.0;
+    if fraction(h) >= settings.reply_rate {
+        return None;
+    }
+    Some(if fraction(h >> 32) < settings.reply_stop_rate {
+        "STOP".to_owned()
+    } else {
+        settings.reply_text.clone()
+    })
 }
 
 /// From hand-over to the handset, with these settings.
@@ -473,12 +532,12 @@ impl Provider for MockProvider {
 /// re-sends exactly what was still due. One timer for all of them: a heap ordered by due time.
 async fn send_receipts(
     mut rx: mpsc::UnboundedReceiver<Planned>,
-    sink: ReceiptSink,
+    network: Network,
     memory: Arc<Mutex<Memory>>,
     shutdown: CancellationToken,
 ) {
     let mut heap: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
-    let mut waiting: HashMap<u64, StatusUpdate> = HashMap::new();
+    let mut waiting: HashMap<u64, NetworkEvent> = HashMap::new();
     let mut seq = 0u64;
     loop {
         let next_due = heap.peek().map(|Reverse((due, _))| *due);
@@ -487,29 +546,38 @@ async fn send_receipts(
                 Some(planned) => {
                     seq += 1;
                     heap.push(Reverse((planned.due_ms, seq)));
-                    waiting.insert(seq, planned.update);
+                    waiting.insert(seq, planned.event);
                 }
                 None => return,
             },
             () = sleep_until(next_due) => {
                 let now = Timestamp::now();
                 let mut batch = Vec::new();
+                let mut replies = Vec::new();
                 let mut up_to = i64::MIN;
                 while let Some(Reverse((due, id))) = heap.peek().copied() {
-                    if due > now.millis() || batch.len() >= RECEIPT_BATCH {
+                    if due > now.millis() || batch.len() + replies.len() >= RECEIPT_BATCH {
                         break;
                     }
                     heap.pop();
-                    let Some(mut update) = waiting.remove(&id) else { continue };
-                    // A receipt is stamped when the network sends it, not when planned.
-                    update.at = now;
-                    batch.push(update);
+                    match waiting.remove(&id) {
+                        // A receipt is stamped when the network sends it, not when planned.
+                        Some(NetworkEvent::Receipt(mut update)) => {
+                            update.at = now;
+                            batch.push(update);
+                        }
+                        Some(NetworkEvent::Reply(reply)) => replies.push(reply),
+                        None => continue,
+                    }
                     up_to = due;
                 }
-                if batch.is_empty() {
+                if batch.is_empty() && replies.is_empty() {
                     continue;
                 }
-                if !deliver(&sink, batch, &shutdown).await {
+                if !batch.is_empty() && !deliver(&network.receipts, batch, &shutdown).await {
+                    return;
+                }
+                if !replies.is_empty() && !reply_all(&network.replies, replies, &shutdown).await {
                     return;
                 }
                 if let Ok(mut memory) = memory.lock() {
@@ -519,6 +587,34 @@ async fn send_receipts(
             }
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Where the network's events go: receipts, and replies from handsets.
+struct Network {
+    receipts: ReceiptSink,
+    replies: Receiver,
+}
+
+/// Hands the handsets' replies to Herald until they are stored; false when shut down first.
+async fn reply_all(
+    receiver: &Receiver,
+    replies: Vec<Incoming>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match receiver.receive(replies.clone()).await {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, replies = replies.len(), "the mock network could not deliver replies; retrying");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => return false,
+        }
+        pause = pause.saturating_mul(2).min(Duration::from_secs(5));
     }
 }
 

@@ -532,3 +532,62 @@ async fn a_message_to_a_number_no_account_owns_is_kept_and_counted_as_unroutable
     let (_, threads) = get_json(&app, &app.api_key, "/threads").await;
     assert_eq!(threads["threads"][0]["phone_number"], stranger);
 }
+
+#[tokio::test]
+async fn the_mock_plays_replies_some_of_them_stop_each_stored_once_across_a_restart() {
+    // Every delivered recipient answers 300 ms after delivery, half of them STOP.
+    let config =
+        "[providers.mock]\nreply_rate = 1.0\nreply_stop_rate = 0.5\nreply_after_ms = 300\n";
+    let app = crate::helpers::spawn_in(crate::helpers::test_dir(), config, true).await;
+    let numbers: Vec<String> = (0..20).map(|i| number(&format!("77{i:02}"))).collect();
+    let mut ids = Vec::new();
+    for n in &numbers {
+        ids.push(app.send_ok(n, "Your order shipped").await);
+    }
+    for id in &ids {
+        app.wait_for(id, |s| s == "delivered" || s == "read").await;
+    }
+    // Stopped while replies are still on their way: the network re-plans them at start.
+    let dir = app.stop().await;
+    let app = crate::helpers::spawn_in(dir, config, true).await;
+
+    let threads = eventually("every recipient answered", PATIENCE, || async {
+        let (_, page) = get_json(&app, &app.api_key, "/threads?limit=200").await;
+        let threads = page["threads"].as_array().unwrap().clone();
+        (threads.len() == numbers.len()).then_some(threads)
+    })
+    .await;
+    // Each reply stored once, in its number's thread, linked to the message it answers.
+    assert!(
+        threads.iter().all(|t| t["unread_count"] == 1),
+        "{threads:?}"
+    );
+    let pool = app.pool().await;
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT from_number, body, in_reply_to FROM inbound_message")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), numbers.len());
+    for (from, _, in_reply_to) in &rows {
+        let i = numbers.iter().position(|n| n == from).unwrap();
+        assert_eq!(in_reply_to.as_deref(), Some(ids[i].as_str()));
+    }
+    // The STOPs opted their numbers out, and only theirs.
+    let stops: Vec<&String> = rows
+        .iter()
+        .filter(|(_, body, _)| body == "STOP")
+        .map(|(from, _, _)| from)
+        .collect();
+    assert!(
+        !stops.is_empty() && stops.len() < numbers.len(),
+        "{stops:?}"
+    );
+    for (from, body, _) in &rows {
+        assert_eq!(
+            opted_out(&app, from).await,
+            body == "STOP",
+            "{from}: {body}"
+        );
+    }
+}
