@@ -928,3 +928,76 @@ async fn the_mock_has_no_24_hour_window() {
         .await;
     assert_eq!(r.status(), 202);
 }
+
+#[tokio::test]
+async fn button_replies_list_choices_and_reactions_are_stored_as_what_the_customer_said() {
+    let (app, _stub) = spawn_with_whatsapp("").await;
+    let message = |id: &str, from: &str, kind: &str, content: Value| {
+        let mut m = json!({"from": from, "id": id, "timestamp": "1900000000", "type": kind});
+        m[kind] = content;
+        m
+    };
+    let mut body = notification(vec![]);
+    body["entry"][0]["changes"][0]["value"]["messages"] = json!([
+        message(
+            "wamid.B1",
+            "14155558801",
+            "button",
+            json!({"payload": "p-yes", "text": "Yes, confirm"})
+        ),
+        message(
+            "wamid.B2",
+            "14155558802",
+            "interactive",
+            json!({"type": "button_reply", "button_reply": {"id": "b-stop", "title": "STOP"}})
+        ),
+        message(
+            "wamid.B3",
+            "14155558803",
+            "interactive",
+            json!({"type": "list_reply", "list_reply": {"id": "r2", "title": "Tuesday 10:00", "description": "x"}})
+        ),
+        message(
+            "wamid.B4",
+            "14155558804",
+            "reaction",
+            json!({"message_id": "wamid.OUT", "emoji": "👍"})
+        ),
+    ]);
+
+    let r = post_webhook(&app.address, &body).await;
+
+    assert_eq!(r.status(), 200);
+    let pool = app.pool().await;
+    let mut rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT from_number, body FROM inbound_message ORDER BY from_number")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("+14155558801".to_owned(), "Yes, confirm".to_owned()),
+            ("+14155558802".to_owned(), "STOP".to_owned()),
+            ("+14155558803".to_owned(), "Tuesday 10:00".to_owned()),
+            ("+14155558804".to_owned(), "👍".to_owned()),
+        ]
+    );
+    // A STOP button is a STOP.
+    let opt_outs: Value = app
+        .client
+        .get(app.url("/opt-outs"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        opt_outs["opt_outs"][0]["phone_number"], "+14155558802",
+        "{opt_outs}"
+    );
+    assert_eq!(opt_outs["opt_outs"].as_array().unwrap().len(), 1);
+}

@@ -241,26 +241,19 @@ impl WhatsappProvider {
                 .map(|n| format!("+{}", n.trim_start_matches('+')))
                 .unwrap_or_default();
             for m in value.messages {
-                let body = m
-                    .text
-                    .map(|t| t.body)
-                    .or_else(|| {
-                        [m.image, m.video, m.document]
-                            .into_iter()
-                            .flatten()
-                            .find_map(|media| media.caption)
-                    })
-                    .unwrap_or_default();
+                let provider_message_id = m.id.clone();
+                let from = format!("+{}", m.from.trim_start_matches('+'));
+                let received_at =
+                    unix_seconds(m.timestamp.as_deref()).unwrap_or_else(Timestamp::now);
                 events.inbound.push(InboundMessage {
                     provider: NAME,
-                    provider_message_id: m.id,
-                    from: format!("+{}", m.from.trim_start_matches('+')),
+                    provider_message_id,
+                    from,
                     to: to.clone(),
-                    body,
+                    body: m.body(),
                     // WhatsApp gives media ids, fetched with the token, not public URLs.
                     media_urls: Vec::new(),
-                    received_at: unix_seconds(m.timestamp.as_deref())
-                        .unwrap_or_else(Timestamp::now),
+                    received_at,
                 });
             }
         }

@@ -174,11 +174,61 @@ pub(super) struct InboundWire {
     pub(super) image: Option<InboundMedia>,
     pub(super) video: Option<InboundMedia>,
     pub(super) document: Option<InboundMedia>,
+    /// A template's quick-reply button.
+    pub(super) button: Option<InboundButton>,
+    /// An interactive message's reply button or list row.
+    pub(super) interactive: Option<InboundInteractive>,
+    pub(super) reaction: Option<InboundReaction>,
+}
+
+impl InboundWire {
+    /// What the customer said, whichever way: text, a button or list choice (its title), a
+    /// reaction (its emoji), or a media caption.
+    pub(super) fn body(self) -> String {
+        let interactive = self
+            .interactive
+            .and_then(|i| i.button_reply.or(i.list_reply))
+            .map(|r| r.title);
+        self.text
+            .map(|t| t.body)
+            .or_else(|| self.button.map(|b| b.text))
+            .or(interactive)
+            .or_else(|| self.reaction.and_then(|r| r.emoji))
+            .or_else(|| {
+                [self.image, self.video, self.document]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|media| media.caption)
+            })
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) struct InboundText {
     pub(super) body: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct InboundButton {
+    pub(super) text: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct InboundInteractive {
+    pub(super) button_reply: Option<InboundChoice>,
+    pub(super) list_reply: Option<InboundChoice>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct InboundChoice {
+    pub(super) title: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct InboundReaction {
+    /// Absent when a reaction is taken back.
+    pub(super) emoji: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
