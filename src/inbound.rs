@@ -9,7 +9,7 @@ use crate::config::Settings;
 use crate::domain::{AccountId, Channel, Keyword, MessageId, Priority, Timestamp};
 use crate::metrics::Metrics;
 use crate::providers::InboundMessage;
-use crate::store::inbound::{InboundOutcome, NewInbound};
+use crate::store::inbound::{InboundOutcome, KeywordReply, NewInbound};
 use crate::store::{NewMessage, Store, StoreResult};
 use std::time::Duration;
 
@@ -110,15 +110,16 @@ impl Receiver {
         // Made before the reply's, so the two list in this order.
         let message_id = MessageId::generate();
         let keyword = Keyword::of(&i.body);
+        // The deployment's text (perhaps empty); the store puts the account's own in its place.
         let reply_text = match keyword {
-            Some(Keyword::Stop) => self.stop_reply.as_str(),
-            Some(Keyword::Help) => self.help_reply.as_str(),
-            Some(Keyword::Start) | None => "",
+            Some(Keyword::Stop) => Some(self.stop_reply.as_str()),
+            Some(Keyword::Help) => Some(self.help_reply.as_str()),
+            Some(Keyword::Start) | None => None,
         };
-        let reply = (!reply_text.is_empty()).then(|| {
+        let reply = reply_text.map(|reply_text| {
             let segments = billing::measure(i.channel, reply_text);
             let now = Timestamp::now();
-            NewMessage {
+            let message = NewMessage {
                 message_id: MessageId::generate(),
                 campaign_id: None,
                 channel: i.channel,
@@ -135,6 +136,10 @@ impl Receiver {
                 expires_at: now.plus(self.validity),
                 status_callback: None,
                 metadata: None,
+            };
+            KeywordReply {
+                message,
+                pricing: self.pricing.clone(),
             }
         });
         NewInbound {

@@ -503,3 +503,94 @@ fn message_item(m: ThreadMessage) -> ThreadMessageItem {
         campaign_id: m.campaign_id,
     }
 }
+
+/// Longest answer to STOP or HELP, in characters (a few SMS segments).
+const MAX_REPLY_CHARS: usize = 480;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct KeywordRepliesInput {
+    /// The answer to STOP; null: the deployment's; "": none.
+    pub stop_reply: Option<String>,
+    /// The answer to HELP; null: the deployment's; "": none.
+    pub help_reply: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct KeywordRepliesView {
+    /// What is sent in answer to STOP ("" : nothing).
+    pub stop_reply: String,
+    /// Whether that is the account's own text (false: the deployment's).
+    pub stop_reply_own: bool,
+    pub help_reply: String,
+    pub help_reply_own: bool,
+}
+
+async fn replies_view(
+    state: &AppState,
+    account: &AccountId,
+) -> Result<KeywordRepliesView, ApiError> {
+    let own = state.store().keyword_replies(account).await?;
+    let inbound = &state.settings().inbound;
+    Ok(KeywordRepliesView {
+        stop_reply_own: own.stop_reply.is_some(),
+        stop_reply: own.stop_reply.unwrap_or_else(|| inbound.stop_reply.clone()),
+        help_reply_own: own.help_reply.is_some(),
+        help_reply: own.help_reply.unwrap_or_else(|| inbound.help_reply.clone()),
+    })
+}
+
+/// What the account answers STOP and HELP with.
+#[utoipa::path(get, path = "/api/messaging/keyword-replies", tag = "inbox",
+    responses((status = 200, body = KeywordRepliesView)), security(("bearer" = [])))]
+pub(crate) async fn get_keyword_replies(
+    State(state): State<AppState>,
+    Auth(key): Auth,
+) -> Result<Json<KeywordRepliesView>, ApiError> {
+    Ok(Json(replies_view(&state, &key.account_id).await?))
+}
+
+/// Set the account's own answers to STOP and HELP (both fields; null goes back to the
+/// deployment's, "" sends none).
+#[utoipa::path(put, path = "/api/messaging/keyword-replies", tag = "inbox",
+    request_body = KeywordRepliesInput,
+    responses((status = 200, body = KeywordRepliesView)), security(("bearer" = [])))]
+pub(crate) async fn put_keyword_replies(
+    State(state): State<AppState>,
+    Auth(key): Auth,
+    super::extract::JsonBody(body): super::extract::JsonBody,
+) -> Result<Json<KeywordRepliesView>, ApiError> {
+    let input: KeywordRepliesInput = fields(body, "")?;
+    for (field, text) in [
+        ("stop_reply", &input.stop_reply),
+        ("help_reply", &input.help_reply),
+    ] {
+        if let Some(text) = text {
+            if text.chars().count() > MAX_REPLY_CHARS {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("must be at most {MAX_REPLY_CHARS} characters"),
+                ));
+            }
+            if text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            {
+                return Err(ApiError::invalid(
+                    field,
+                    "must not contain control characters other than new lines and tabs",
+                ));
+            }
+        }
+    }
+    state
+        .store()
+        .set_keyword_replies(
+            &key.account_id,
+            crate::store::inbound::KeywordReplies {
+                stop_reply: input.stop_reply,
+                help_reply: input.help_reply,
+            },
+        )
+        .await?;
+    Ok(Json(replies_view(&state, &key.account_id).await?))
+}

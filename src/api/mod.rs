@@ -363,6 +363,10 @@ pub fn router(state: AppState) -> Router {
         .route("/message/read", post(inbox::message_read))
         .route("/unread/count", post(inbox::unread_count))
         .route("/threads", get(inbox::list_threads))
+        .route(
+            "/keyword-replies",
+            get(inbox::get_keyword_replies).put(inbox::put_keyword_replies),
+        )
         .route("/threads/{thread_id}/messages", get(inbox::thread_messages))
         .route("/sms/status/{message_id}", post(compat_odoo::sms_status));
 

@@ -51,6 +51,8 @@ use utoipa::{Modify, OpenApi};
         super::inbox::unread_count,
         super::inbox::list_threads,
         super::inbox::thread_messages,
+        super::inbox::get_keyword_replies,
+        super::inbox::put_keyword_replies,
         super::providers::list_providers,
         super::providers::get_provider,
         super::providers::put_provider,
@@ -298,6 +300,12 @@ fn listed_phone() -> Value {
 /// A provider's secret: printable ASCII without spaces, as providers issue them.
 fn secret(max: usize) -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[!-~]+$", "writeOnly": true})
+}
+
+/// An answer to STOP or HELP ("" sends none).
+fn reply_text() -> Value {
+    json!({"type": "string", "maxLength": 480,
+        "pattern": "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"})
 }
 
 /// A sender's messages per second.
@@ -565,6 +573,8 @@ fn add_field_rules(doc: &mut Value, settings: &Settings) {
             "media_urls",
             json!({"type": "array", "maxItems": 10, "items": url()}),
         ),
+        ("KeywordRepliesInput", "stop_reply", reply_text()),
+        ("KeywordRepliesInput", "help_reply", reply_text()),
         (
             "ReadFields",
             "message_ids",

@@ -4,6 +4,7 @@
 
 use super::sqlite::inbound as sql;
 use super::{NewMessage, Store, StoreResult};
+use crate::billing::Pricing;
 use crate::domain::{AccountId, Channel, Keyword, MessageId, ThreadId, Timestamp};
 
 /// A message from a handset, before it is stored.
@@ -29,7 +30,22 @@ pub struct NewInbound {
     pub keyword: Option<Keyword>,
     /// The answer to a STOP or HELP, queued when the message is one (and is new, and its
     /// account is known), past the opt-out the STOP just recorded.
-    pub reply: Option<NewMessage>,
+    pub reply: Option<KeywordReply>,
+}
+
+/// The answer to a STOP or HELP, with the deployment's text; the account's own text, where
+/// it set one, replaces it once the store knows whose the message is.
+#[derive(Debug, Clone)]
+pub struct KeywordReply {
+    pub message: NewMessage,
+    pub pricing: Pricing,
+}
+
+/// An account's own answers to STOP and HELP (None: the deployment's; empty: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeywordReplies {
+    pub stop_reply: Option<String>,
+    pub help_reply: Option<String>,
 }
 
 /// What storing an inbound message did.
@@ -101,6 +117,26 @@ impl Store {
         limit: usize,
     ) -> StoreResult<Vec<ThreadSummary>> {
         sql::threads(self.sqlite.reads(), account_id, before, limit).await
+    }
+
+    /// The account's own answers to STOP and HELP.
+    pub async fn keyword_replies(&self, account_id: &AccountId) -> StoreResult<KeywordReplies> {
+        sql::keyword_replies(self.sqlite.reads(), account_id).await
+    }
+
+    /// Sets the account's own answers to STOP and HELP.
+    pub async fn set_keyword_replies(
+        &self,
+        account_id: &AccountId,
+        replies: KeywordReplies,
+    ) -> StoreResult<()> {
+        self.sqlite
+            .campaign_write(super::sqlite::campaign::CampaignWrite::SetKeywordReplies {
+                account_id: account_id.clone(),
+                replies,
+            })
+            .await?;
+        Ok(())
     }
 
     /// When `phone_number` last wrote to the account on `channel` (None: never).

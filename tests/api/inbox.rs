@@ -591,3 +591,79 @@ async fn the_mock_plays_replies_some_of_them_stop_each_stored_once_across_a_rest
         );
     }
 }
+
+#[tokio::test]
+async fn an_account_answers_stop_and_help_with_its_own_texts_or_not_at_all() {
+    let app = spawn_app().await;
+    let other = app.create_account("other", "10.00", 100).await;
+    let put = |key: String, body: Value| {
+        let request = app
+            .client
+            .put(app.url("/keyword-replies"))
+            .bearer_auth(key)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let (_, defaults) = get_json(&app, &app.api_key, "/keyword-replies").await;
+    assert_eq!(defaults["help_reply"], "Reply STOP to unsubscribe.");
+    assert_eq!(defaults["help_reply_own"], false);
+
+    // Its own HELP text (two segments' worth), and no answer to STOP at all.
+    let help = "Acme Shop: order help at acme.example/help or call 0800 555 0100. Msg&data rates may apply. Reply STOP to opt out, START to opt back in, HELP for this message again.";
+    let r = put(app.api_key.clone(), json!({"stop_reply": "", "help_reply": help})).await;
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["help_reply"], help);
+    assert_eq!(view["help_reply_own"], true);
+    assert_eq!(view["stop_reply"], "");
+    // Another account keeps the deployment's.
+    let (_, theirs) = get_json(&app, &other, "/keyword-replies").await;
+    assert_eq!(theirs["help_reply_own"], false);
+
+    let helped = number("7801");
+    let stopped = number("7802");
+    receive(&app, &helped, "HELP", false).await;
+    receive(&app, &stopped, "STOP", false).await;
+    assert!(opted_out(&app, &stopped).await);
+
+    let (_, threads) = get_json(&app, &app.api_key, "/threads").await;
+    let thread_of = |phone: &str| {
+        threads["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["phone_number"] == phone)
+            .unwrap()["thread_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (help_thread, stop_thread) = (thread_of(&helped), thread_of(&stopped));
+    let answer = eventually("the help text is sent", PATIENCE, || async {
+        let (_, page) = get_json(&app, &app.api_key, &format!("/threads/{help_thread}/messages")).await;
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["direction"] == "outbound")
+            .cloned()
+    })
+    .await;
+    assert_eq!(answer["body"], help);
+    let status = app.status(answer["message_id"].as_str().unwrap()).await;
+    assert_eq!(status["segments"], 2, "priced as its own text: {status}");
+    let (_, page) = get_json(&app, &app.api_key, &format!("/threads/{stop_thread}/messages")).await;
+    assert!(
+        page["messages"].as_array().unwrap().iter().all(|m| m["direction"] == "inbound"),
+        "no answer to STOP: {page}"
+    );
+
+    // Bad input: the error shape with the field; null goes back to the deployment's.
+    let r = put(app.api_key.clone(), json!({"stop_reply": "x".repeat(481)})).await;
+    let body = expect_error_shape(r, 400, "invalid_field", "too long").await;
+    assert_eq!(body["field"], "stop_reply");
+    let r = put(app.api_key.clone(), json!({"stop_reply": null, "help_reply": null})).await;
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["stop_reply_own"], false);
+    assert!(view["stop_reply"].as_str().unwrap().contains("unsubscribed"));
+}

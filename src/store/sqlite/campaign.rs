@@ -59,6 +59,10 @@ pub(in crate::store) enum CampaignWrite {
         account_id: AccountId,
         provider: String,
     },
+    SetKeywordReplies {
+        account_id: AccountId,
+        replies: crate::store::inbound::KeywordReplies,
+    },
 }
 
 fn prefix(sql: &'static str) -> &'static str {
@@ -191,6 +195,17 @@ pub(super) async fn run(conn: &mut SqliteConnection, write: CampaignWrite) -> St
             account_id,
             provider,
         } => super::credentials::delete(conn, &account_id, &provider).await?,
+        CampaignWrite::SetKeywordReplies {
+            account_id,
+            replies,
+        } => sqlx::query(include_str!("queries/set_keyword_replies.sql"))
+            .bind(account_id.as_str())
+            .bind(replies.stop_reply)
+            .bind(replies.help_reply)
+            .bind(now.millis())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
         CampaignWrite::UpsertTemplate {
             account_id,
             name,

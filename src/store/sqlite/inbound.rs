@@ -4,8 +4,10 @@
 
 use super::accept;
 use crate::domain::{AccountId, Channel, Keyword, MessageId, ThreadId, Timestamp};
-use crate::store::inbound::{InboundOutcome, NewInbound, ThreadMessage, ThreadSummary};
-use crate::store::{ItemOutcome, StoreResult};
+use crate::store::inbound::{
+    InboundOutcome, KeywordReplies, KeywordReply, NewInbound, ThreadMessage, ThreadSummary,
+};
+use crate::store::{ItemOutcome, NewMessage, StoreResult};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 
@@ -123,7 +125,22 @@ pub(super) async fn record(
         }
         // Offered past the opt-out check on purpose: the one message a STOP is answered with.
         if let Some(reply) = inbound.reply {
-            replied = accepts.offer(conn, account, reply).await? == ItemOutcome::Accepted;
+            let own = sqlx::query(include_str!("queries/load_keyword_replies.sql"))
+                .bind(account.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+            let column = if inbound.keyword == Some(Keyword::Stop) {
+                "stop_reply"
+            } else {
+                "help_reply"
+            };
+            let own: Option<String> = match &own {
+                Some(row) => row.try_get(column)?,
+                None => None,
+            };
+            if let Some(message) = answer(reply, own) {
+                replied = accepts.offer(conn, account, message).await? == ItemOutcome::Accepted;
+            }
         }
     }
     Ok(InboundOutcome {
@@ -132,6 +149,36 @@ pub(super) async fn record(
         account_id: account,
         thread_id,
         replied,
+    })
+}
+
+/// The answer to send: the deployment's text, or the account's own in its place (priced
+/// again); none when the text to send is empty.
+fn answer(reply: KeywordReply, own: Option<String>) -> Option<NewMessage> {
+    let mut message = reply.message;
+    if let Some(text) = own {
+        let segments = crate::billing::measure(message.channel, &text);
+        message.segments = segments.count;
+        message.cost = reply.pricing.cost(message.channel, segments);
+        message.body = text;
+    }
+    (!message.body.is_empty()).then_some(message)
+}
+
+pub(in crate::store) async fn keyword_replies(
+    pool: &SqlitePool,
+    account_id: &AccountId,
+) -> StoreResult<KeywordReplies> {
+    let row = sqlx::query(include_str!("queries/load_keyword_replies.sql"))
+        .bind(account_id.as_str())
+        .fetch_optional(pool)
+        .await?;
+    Ok(match row {
+        Some(row) => KeywordReplies {
+            stop_reply: row.try_get("stop_reply")?,
+            help_reply: row.try_get("help_reply")?,
+        },
+        None => KeywordReplies::default(),
     })
 }
 
