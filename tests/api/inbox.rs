@@ -610,7 +610,11 @@ async fn an_account_answers_stop_and_help_with_its_own_texts_or_not_at_all() {
 
     // Its own HELP text (two segments' worth), and no answer to STOP at all.
     let help = "Acme Shop: order help at acme.example/help or call 0800 555 0100. Msg&data rates may apply. Reply STOP to opt out, START to opt back in, HELP for this message again.";
-    let r = put(app.api_key.clone(), json!({"stop_reply": "", "help_reply": help})).await;
+    let r = put(
+        app.api_key.clone(),
+        json!({"stop_reply": "", "help_reply": help}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["help_reply"], help);
@@ -640,7 +644,12 @@ async fn an_account_answers_stop_and_help_with_its_own_texts_or_not_at_all() {
     };
     let (help_thread, stop_thread) = (thread_of(&helped), thread_of(&stopped));
     let answer = eventually("the help text is sent", PATIENCE, || async {
-        let (_, page) = get_json(&app, &app.api_key, &format!("/threads/{help_thread}/messages")).await;
+        let (_, page) = get_json(
+            &app,
+            &app.api_key,
+            &format!("/threads/{help_thread}/messages"),
+        )
+        .await;
         page["messages"]
             .as_array()
             .unwrap()
@@ -652,9 +661,18 @@ async fn an_account_answers_stop_and_help_with_its_own_texts_or_not_at_all() {
     assert_eq!(answer["body"], help);
     let status = app.status(answer["message_id"].as_str().unwrap()).await;
     assert_eq!(status["segments"], 2, "priced as its own text: {status}");
-    let (_, page) = get_json(&app, &app.api_key, &format!("/threads/{stop_thread}/messages")).await;
+    let (_, page) = get_json(
+        &app,
+        &app.api_key,
+        &format!("/threads/{stop_thread}/messages"),
+    )
+    .await;
     assert!(
-        page["messages"].as_array().unwrap().iter().all(|m| m["direction"] == "inbound"),
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["direction"] == "inbound"),
         "no answer to STOP: {page}"
     );
 
@@ -662,8 +680,17 @@ async fn an_account_answers_stop_and_help_with_its_own_texts_or_not_at_all() {
     let r = put(app.api_key.clone(), json!({"stop_reply": "x".repeat(481)})).await;
     let body = expect_error_shape(r, 400, "invalid_field", "too long").await;
     assert_eq!(body["field"], "stop_reply");
-    let r = put(app.api_key.clone(), json!({"stop_reply": null, "help_reply": null})).await;
+    let r = put(
+        app.api_key.clone(),
+        json!({"stop_reply": null, "help_reply": null}),
+    )
+    .await;
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["stop_reply_own"], false);
-    assert!(view["stop_reply"].as_str().unwrap().contains("unsubscribed"));
+    assert!(
+        view["stop_reply"]
+            .as_str()
+            .unwrap()
+            .contains("unsubscribed")
+    );
 }
