@@ -37,7 +37,7 @@ fn sender(i: usize) -> String {
 }
 
 /// One request of a run: its body, and its Twilio signature (None: the generic webhook).
-type Prepared = (Bytes, Option<HeaderValue>);
+pub(crate) type Prepared = (Bytes, Option<HeaderValue>);
 
 pub(crate) async fn inbound(args: &Args) -> anyhow::Result<()> {
     let count = args.backlog;
@@ -129,7 +129,48 @@ async fn run(
     path: &'static str,
     requests: &Arc<Vec<Prepared>>,
 ) -> anyhow::Result<Vec<f64>> {
-    let server = sandbox.serve(true).await?;
+    let posted = post_all(args, sandbox, true, path, requests).await?;
+    let stored = sandbox
+        .db()
+        .await?
+        .inbound()
+        .await
+        .context("counting stored inbound messages")?;
+    Ok(vec![
+        requests.len() as f64,
+        posted.answered / posted.seconds,
+        posted.p50_ms,
+        posted.p99_ms,
+        posted.errors,
+        posted.server_cpu,
+        stored as f64,
+        posted.answered - stored as f64,
+    ])
+}
+
+/// What posting a list of requests came to.
+pub(crate) struct Posted {
+    /// Requests answered `200`.
+    pub(crate) answered: f64,
+    pub(crate) seconds: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) errors: f64,
+    /// The server's CPU over the run, in % of one core.
+    pub(crate) server_cpu: f64,
+}
+
+/// Starts `herald serve` (with or without workers), posts every prepared request to `path`
+/// over `--connections` keep-alive connections (closed loop), and stops the server: every
+/// answer was given after its commit, so the database can be read afterwards.
+pub(crate) async fn post_all(
+    args: &Args,
+    sandbox: &Sandbox,
+    workers: bool,
+    path: &'static str,
+    requests: &Arc<Vec<Prepared>>,
+) -> anyhow::Result<Posted> {
+    let server = sandbox.serve(workers).await?;
     let cpu = server.cpu_seconds();
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -176,21 +217,12 @@ async fn run(
             .get(((last as f64) * q).round() as usize)
             .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
     };
-    let stored = sandbox
-        .db()
-        .await?
-        .inbound()
-        .await
-        .context("counting stored inbound messages")?;
-    let answered = latencies.len() as f64;
-    Ok(vec![
-        requests.len() as f64,
-        answered / seconds,
-        quantile(0.5),
-        quantile(0.99),
-        errors.load(Ordering::Relaxed) as f64,
+    Ok(Posted {
+        answered: latencies.len() as f64,
+        seconds,
+        p50_ms: quantile(0.5),
+        p99_ms: quantile(0.99),
+        errors: errors.load(Ordering::Relaxed) as f64,
         server_cpu,
-        stored as f64,
-        answered - stored as f64,
-    ])
+    })
 }

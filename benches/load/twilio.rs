@@ -12,6 +12,7 @@
 
 use crate::Args;
 use crate::http::Client;
+use crate::inbound::{Prepared, post_all};
 use crate::process::Sandbox;
 use crate::report::Table;
 use crate::scenarios::{self, DISPATCH_COLUMNS};
@@ -22,10 +23,9 @@ use axum::response::IntoResponse;
 use herald::providers::twilio::{STATUS_PATH, signature};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const AUTH_TOKEN: &str = "bench-auth-token";
@@ -246,7 +246,7 @@ async fn callback_run(
     sids: Vec<String>,
 ) -> anyhow::Result<Vec<f64>> {
     let url = format!("{PUBLIC_URL}{STATUS_PATH}");
-    let callbacks: Arc<Vec<(Bytes, HeaderValue)>> = Arc::new(
+    let callbacks: Arc<Vec<Prepared>> = Arc::new(
         sids.iter()
             .map(|sid| {
                 let params: Vec<(String, String)> = [
@@ -262,67 +262,21 @@ async fn callback_run(
                 .collect();
                 let body = serde_urlencoded::to_string(&params)?;
                 let signed = signature::sign(AUTH_TOKEN, &url, &params);
-                Ok((Bytes::from(body), HeaderValue::from_str(&signed)?))
+                Ok((Bytes::from(body), Some(HeaderValue::from_str(&signed)?)))
             })
             .collect::<anyhow::Result<_>>()?,
     );
-    let server = sandbox.serve(false).await?;
-    let cpu = server.cpu_seconds();
-    let next = Arc::new(AtomicUsize::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = JoinSet::new();
-    for _ in 0..args.connections {
-        let (target, callbacks, next, errors) = (
-            sandbox.target(),
-            Arc::clone(&callbacks),
-            Arc::clone(&next),
-            Arc::clone(&errors),
-        );
-        tasks.spawn(async move {
-            let mut client = Client::connect(target).await?;
-            let mut latencies = Vec::new();
-            while let Some((body, signature)) = callbacks.get(next.fetch_add(1, Ordering::Relaxed))
-            {
-                let sent = Instant::now();
-                let path = Uri::from_static(STATUS_PATH);
-                match client
-                    .post_twilio_form(path, body.clone(), signature.clone())
-                    .await
-                {
-                    Ok((StatusCode::OK, _)) => latencies.push(sent.elapsed()),
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            anyhow::Ok(latencies)
-        });
-    }
-    let mut latencies = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        latencies.extend(done??);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let server_cpu = 100.0 * (server.cpu_seconds() - cpu) / seconds;
-    server.stop().await?;
-    latencies.sort_unstable();
-    let quantile = |q: f64| {
-        let last = latencies.len().saturating_sub(1);
-        latencies
-            .get(((last as f64) * q).round() as usize)
-            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
-    };
+    let posted = post_all(args, sandbox, false, STATUS_PATH, &callbacks).await?;
     // Each callback is committed before its 200, so the count is final now.
     let delivered = sandbox.db().await?.delivered().await?;
     let total = callbacks.len() as f64;
     Ok(vec![
         total,
-        latencies.len() as f64 / seconds,
-        quantile(0.5),
-        quantile(0.99),
-        errors.load(Ordering::Relaxed) as f64,
-        server_cpu,
+        posted.answered / posted.seconds,
+        posted.p50_ms,
+        posted.p99_ms,
+        posted.errors,
+        posted.server_cpu,
         delivered as f64,
         total - delivered as f64,
     ])

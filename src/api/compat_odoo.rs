@@ -35,6 +35,26 @@ pub(super) fn unwrap(
     }
 }
 
+/// Runs `handle` on a seed 000 request's parameters (the envelope unwrapped) and answers
+/// `200` with its result, or its error, in the style the request was made in.
+pub(super) async fn enveloped<T, Fut>(
+    body: Option<serde_json::Value>,
+    handle: impl FnOnce(serde_json::Value) -> Fut,
+) -> Response
+where
+    T: Serialize,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let (envelope, params) = match unwrap(body) {
+        Ok(parts) => parts,
+        Err(e) => return Envelope::Plain.error(e),
+    };
+    match handle(params).await {
+        Ok(result) => send::json_response(StatusCode::OK, envelope.ok_body(&result)),
+        Err(e) => envelope.error(e),
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SmsSendResult {
     pub success: bool,

@@ -3,16 +3,14 @@
 //! asked, SPEC §1) and Herald's own cursor-paginated `GET /threads` and
 //! `GET /threads/{thread_id}/messages`.
 
-use super::compat_odoo::unwrap;
+use super::compat_odoo::enveloped;
 use super::extract::{Auth, MaybeJsonBody, PathParam, fields};
-use super::send::{Envelope, json_response};
 use super::{ApiError, AppState};
 use crate::domain::{AccountId, Channel, E164, ThreadId, Timestamp};
 use crate::inbound::Incoming;
 use crate::store::inbound::{ThreadMessage, ThreadSummary};
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -61,14 +59,7 @@ pub(crate) async fn sms_receive(
     Auth(key): Auth,
     MaybeJsonBody(body): MaybeJsonBody,
 ) -> Response {
-    let (envelope, params) = match unwrap(body) {
-        Ok(parts) => parts,
-        Err(e) => return Envelope::Plain.error(e),
-    };
-    match receive(&state, &key.account_id, params).await {
-        Ok(result) => json_response(StatusCode::OK, envelope.ok_body(&result)),
-        Err(e) => envelope.error(e),
-    }
+    enveloped(body, |params| receive(&state, &key.account_id, params)).await
 }
 
 async fn receive(
@@ -189,33 +180,38 @@ pub(crate) async fn sms_threads(
     Auth(key): Auth,
     MaybeJsonBody(body): MaybeJsonBody,
 ) -> Response {
-    let envelope = match unwrap(body) {
-        Ok((envelope, _)) => envelope,
-        Err(e) => return Envelope::Plain.error(e),
-    };
-    match state
-        .store()
-        .threads(&key.account_id, None, SEED_THREADS_MAX)
-        .await
-    {
-        Ok(threads) => {
-            let result = SeedThreads {
-                threads: threads
-                    .into_iter()
-                    .map(|t| SeedThread {
-                        id: t.thread_id.to_string(),
-                        name: t.phone_number.clone(),
-                        phone_number: t.phone_number,
-                        last_message: t.last_message,
-                        last_message_date: t.last_message_at.to_odoo(),
-                        unread_count: t.unread_count,
-                    })
-                    .collect(),
-            };
-            json_response(StatusCode::OK, envelope.ok_body(&result))
-        }
-        Err(e) => envelope.error(e.into()),
-    }
+    answer_from_threads(&state, &key.account_id, body, |threads| SeedThreads {
+        threads: threads
+            .into_iter()
+            .map(|t| SeedThread {
+                id: t.thread_id.to_string(),
+                name: t.phone_number.clone(),
+                phone_number: t.phone_number,
+                last_message: t.last_message,
+                last_message_date: t.last_message_at.to_odoo(),
+                unread_count: t.unread_count,
+            })
+            .collect(),
+    })
+    .await
+}
+
+/// Seed 000's thread endpoints: the account's most recent threads, answered as `shape`
+/// makes them, in the style the request was made in.
+async fn answer_from_threads<T: Serialize>(
+    state: &AppState,
+    account: &AccountId,
+    body: Option<serde_json::Value>,
+    shape: impl FnOnce(Vec<ThreadSummary>) -> T,
+) -> Response {
+    enveloped(body, |_| async move {
+        let threads = state
+            .store()
+            .threads(account, None, SEED_THREADS_MAX)
+            .await?;
+        Ok(shape(threads))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -242,11 +238,7 @@ pub(crate) async fn message_read(
     Auth(key): Auth,
     MaybeJsonBody(body): MaybeJsonBody,
 ) -> Response {
-    let (envelope, params) = match unwrap(body) {
-        Ok(parts) => parts,
-        Err(e) => return Envelope::Plain.error(e),
-    };
-    let marked = async {
+    enveloped(body, |params| async move {
         let f: ReadFields = fields(params, "")?;
         let mut ids: Vec<String> = f.message_ids.unwrap_or_default();
         if ids.len() > MAX_READ_IDS {
@@ -261,19 +253,13 @@ pub(crate) async fn message_read(
                 field: "message_ids".into(),
             });
         }
-        Ok(state.store().mark_read(&key.account_id, ids).await?)
-    }
-    .await;
-    match marked {
-        Ok(marked_count) => json_response(
-            StatusCode::OK,
-            envelope.ok_body(&ReadResult {
-                success: true,
-                marked_count,
-            }),
-        ),
-        Err(e) => envelope.error(e),
-    }
+        let marked_count = state.store().mark_read(&key.account_id, ids).await?;
+        Ok(ReadResult {
+            success: true,
+            marked_count,
+        })
+    })
+    .await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -299,33 +285,22 @@ pub(crate) async fn unread_count(
     Auth(key): Auth,
     MaybeJsonBody(body): MaybeJsonBody,
 ) -> Response {
-    let envelope = match unwrap(body) {
-        Ok((envelope, _)) => envelope,
-        Err(e) => return Envelope::Plain.error(e),
-    };
-    match state
-        .store()
-        .threads(&key.account_id, None, SEED_THREADS_MAX)
-        .await
-    {
-        Ok(threads) => {
-            let unread: Vec<UnreadThread> = threads
-                .into_iter()
-                .filter(|t| t.unread_count > 0)
-                .map(|t| UnreadThread {
-                    thread_id: t.thread_id.to_string(),
-                    thread_name: t.phone_number,
-                    unread_count: t.unread_count,
-                })
-                .collect();
-            let result = UnreadCount {
-                unread_count: unread.iter().map(|t| t.unread_count).sum(),
-                unread_by_thread: unread,
-            };
-            json_response(StatusCode::OK, envelope.ok_body(&result))
+    answer_from_threads(&state, &key.account_id, body, |threads| {
+        let unread: Vec<UnreadThread> = threads
+            .into_iter()
+            .filter(|t| t.unread_count > 0)
+            .map(|t| UnreadThread {
+                thread_id: t.thread_id.to_string(),
+                thread_name: t.phone_number,
+                unread_count: t.unread_count,
+            })
+            .collect();
+        UnreadCount {
+            unread_count: unread.iter().map(|t| t.unread_count).sum(),
+            unread_by_thread: unread,
         }
-        Err(e) => envelope.error(e.into()),
-    }
+    })
+    .await
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -231,16 +231,21 @@ fn summary(row: &SqliteRow) -> Result<ThreadSummary, sqlx::Error> {
     })
 }
 
+/// A keyset cursor as two binds (both NULL for the first page).
+fn cursor_binds(cursor: Option<(Timestamp, String)>) -> (Option<i64>, Option<String>) {
+    match cursor {
+        Some((at, id)) => (Some(at.millis()), Some(id)),
+        None => (None, None),
+    }
+}
+
 pub(in crate::store) async fn threads(
     pool: &SqlitePool,
     account_id: &AccountId,
     before: Option<(Timestamp, String)>,
     limit: usize,
 ) -> StoreResult<Vec<ThreadSummary>> {
-    let (at, id) = match before {
-        Some((at, id)) => (Some(at.millis()), Some(id)),
-        None => (None, None),
-    };
+    let (at, id) = cursor_binds(before);
     let rows = sqlx::query(include_str!("queries/list_threads.sql"))
         .bind(account_id.as_str())
         .bind(at)
@@ -286,10 +291,7 @@ pub(in crate::store) async fn thread_messages(
     after: Option<(Timestamp, String)>,
     limit: usize,
 ) -> StoreResult<Vec<ThreadMessage>> {
-    let (at, id) = match after {
-        Some((at, id)) => (Some(at.millis()), Some(id)),
-        None => (None, None),
-    };
+    let (at, id) = cursor_binds(after);
     let rows = sqlx::query(include_str!("queries/thread_messages.sql"))
         .bind(thread.thread_id.as_str())
         .bind(&thread.phone_number)
