@@ -62,6 +62,8 @@ pub(crate) struct Counters {
     pub opted_out: i64,
     /// Messages a provider accepted: sent, delivered, read or undelivered now.
     pub handed_over: i64,
+    /// Inbound messages answering one of its messages (`GET …/replies` lists them).
+    pub replies: i64,
 }
 
 pub(crate) fn campaign_response(
@@ -125,6 +127,7 @@ pub(crate) fn campaign_response(
             rejected: view.totals.rejected,
             opted_out: view.totals.opted_out,
             handed_over,
+            replies: view.replies,
         },
         cost_so_far: counts.cost_so_far().to_f64(),
         send_rate: (rate * 10.0).round() / 10.0,
@@ -365,4 +368,80 @@ pub(crate) async fn campaign_rejections(
     Ok(Json(
         serde_json::json!({"rejections": rejections, "next_after": next_after}),
     ))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ReplyItem {
+    pub message_id: String,
+    pub thread_id: Option<String>,
+    /// Who answered.
+    pub phone_number: String,
+    pub body: String,
+    /// `stop`, `start` or `help` when the reply was that keyword.
+    pub keyword: Option<String>,
+    /// The campaign's message it answers.
+    pub in_reply_to: Option<String>,
+    pub received_at: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ReplyList {
+    pub replies: Vec<ReplyItem>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RepliesQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// The replies to a campaign's messages, oldest first, a page at a time.
+#[utoipa::path(get, path = "/api/messaging/campaigns/{campaign_id}/replies", tag = "campaigns",
+    params(("limit" = Option<usize>, Query, description = "1-200, default 50"),
+        ("after" = Option<String>, Query, description = "`next_after` of the previous page")),
+    responses((status = 200, body = ReplyList), (status = 404, description = "not_found")),
+    security(("bearer" = [])))]
+pub(crate) async fn campaign_replies(
+    State(state): State<AppState>,
+    Auth(key): Auth,
+    PathParam(raw): PathParam,
+    query: Result<Query<RepliesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ReplyList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let limit = super::inbox::page_limit(query.limit)?;
+    let after = super::inbox::parse_cursor("after", query.after.as_deref())?;
+    let id = campaign_id(&raw)?;
+    state
+        .store()
+        .campaign(&key.account_id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("campaign"))?;
+    let replies = state
+        .store()
+        .campaign_replies(&key.account_id, id.as_str(), after, limit)
+        .await?;
+    let next_after = (replies.len() == limit)
+        .then(|| {
+            replies
+                .last()
+                .map(|r| super::inbox::cursor(r.received_at, &r.message_id))
+        })
+        .flatten();
+    Ok(Json(ReplyList {
+        replies: replies
+            .into_iter()
+            .map(|r| ReplyItem {
+                message_id: r.message_id,
+                thread_id: r.thread_id,
+                phone_number: r.phone_number,
+                body: r.body,
+                keyword: r.keyword,
+                in_reply_to: r.in_reply_to,
+                received_at: r.received_at.to_rfc3339(),
+            })
+            .collect(),
+        next_after,
+    }))
 }

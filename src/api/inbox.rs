@@ -344,11 +344,14 @@ fn item(t: ThreadSummary) -> ThreadItem {
 }
 
 /// A page cursor: `<milliseconds>.<id>` of the last item seen.
-fn cursor(at: Timestamp, id: &str) -> String {
+pub(super) fn cursor(at: Timestamp, id: &str) -> String {
     format!("{}.{id}", at.millis())
 }
 
-fn parse_cursor(field: &str, raw: Option<&str>) -> Result<Option<(Timestamp, String)>, ApiError> {
+pub(super) fn parse_cursor(
+    field: &str,
+    raw: Option<&str>,
+) -> Result<Option<(Timestamp, String)>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
@@ -367,7 +370,7 @@ fn parse_cursor(field: &str, raw: Option<&str>) -> Result<Option<(Timestamp, Str
     Ok(Some((Timestamp::from_millis(at), id.to_owned())))
 }
 
-fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+pub(super) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     let limit = limit.unwrap_or(50);
     if (1..=200).contains(&limit) {
         Ok(limit)

@@ -362,6 +362,10 @@ pub fn router(state: AppState) -> Router {
         .route("/sms/threads", post(inbox::sms_threads))
         .route("/message/read", post(inbox::message_read))
         .route("/unread/count", post(inbox::unread_count))
+        .route(
+            "/campaigns/{campaign_id}/replies",
+            get(campaign_status::campaign_replies),
+        )
         .route("/threads", get(inbox::list_threads))
         .route(
             "/keyword-replies",

@@ -38,6 +38,7 @@ use utoipa::{Modify, OpenApi};
         super::campaign_status::resume_campaign,
         super::campaign_status::cancel_campaign,
         super::campaign_status::campaign_rejections,
+        super::campaign_status::campaign_replies,
         super::templates::list_templates,
         super::templates::get_template,
         super::templates::create_template,
@@ -650,8 +651,8 @@ fn query_parameter(operation: &str, name: &str) -> Option<Value> {
         ("list_campaigns", "limit") => int(1, 100, 20),
         ("list_campaigns", "before") => campaign_id(),
         ("list_opt_outs", "limit") => int(1, 1000, 100),
-        ("list_threads" | "thread_messages", "limit") => int(1, 200, 50),
-        ("list_threads", "before") | ("thread_messages", "after") => {
+        ("list_threads" | "thread_messages" | "campaign_replies", "limit") => int(1, 200, 50),
+        ("list_threads", "before") | ("thread_messages" | "campaign_replies", "after") => {
             json!({"type": "string", "pattern": "^[0-9]{1,15}\\.[A-Za-z0-9_]{1,64}$",
                 "description": "A cursor this API answered"})
         }
@@ -694,6 +695,7 @@ fn links(operation: &str) -> Option<(&'static str, Value)> {
         Value::Object(links)
     };
     let campaign = [
+        "campaign_replies",
         "get_campaign",
         "pause_campaign",
         "resume_campaign",

@@ -125,6 +125,8 @@ pub struct CampaignView {
     pub totals: CampaignTotals,
     /// Recipients the fan-out skipped because they opted out after loading.
     pub skipped: i64,
+    /// Inbound messages answering one of its messages.
+    pub replies: i64,
 }
 
 /// A campaign's messages by current status, with their cost.

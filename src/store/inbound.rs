@@ -75,6 +75,18 @@ pub struct ThreadSummary {
     pub unread_count: i64,
 }
 
+/// An inbound message answering one of a campaign's messages.
+#[derive(Debug, Clone)]
+pub struct CampaignReply {
+    pub message_id: String,
+    pub thread_id: Option<String>,
+    pub phone_number: String,
+    pub body: String,
+    pub keyword: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub received_at: Timestamp,
+}
+
 /// One message of a thread, either way.
 #[derive(Debug, Clone)]
 pub struct ThreadMessage {
@@ -117,6 +129,18 @@ impl Store {
         limit: usize,
     ) -> StoreResult<Vec<ThreadSummary>> {
         sql::threads(self.sqlite.reads(), account_id, before, limit).await
+    }
+
+    /// Replies to the account's campaign, oldest first, after `after` (a cursor: the
+    /// `(received_at, message_id)` of the last one seen).
+    pub async fn campaign_replies(
+        &self,
+        account_id: &AccountId,
+        campaign_id: &str,
+        after: Option<(Timestamp, String)>,
+        limit: usize,
+    ) -> StoreResult<Vec<CampaignReply>> {
+        sql::campaign_replies(self.sqlite.reads(), account_id, campaign_id, after, limit).await
     }
 
     /// The account's own answers to STOP and HELP.

@@ -694,3 +694,62 @@ async fn an_account_answers_stop_and_help_with_its_own_texts_or_not_at_all() {
             .contains("unsubscribed")
     );
 }
+
+#[tokio::test]
+async fn a_campaign_shows_its_replies_each_linked_to_the_message_it_answers() {
+    let app = spawn_app().await;
+    let (ann, bob, cy) = (number("7901"), number("7902"), number("7903"));
+    let created = app
+        .create_campaign(&json!({
+            "name": "Spring sale",
+            "template": "20% off this week",
+            "phone_numbers": [ann, bob, cy],
+        }))
+        .await;
+    let id = created["campaign_id"].as_str().unwrap().to_owned();
+    app.wait_campaign(&id, "completed").await;
+
+    receive(&app, &ann, "Interested!", false).await;
+    receive(&app, &bob, "stop", false).await;
+
+    let campaign = app.campaign(&id).await;
+    assert_eq!(campaign["counters"]["replies"], 2, "{campaign}");
+    let (status, page) = get_json(&app, &app.api_key, &format!("/campaigns/{id}/replies")).await;
+    assert_eq!(status, 200, "{page}");
+    let replies = page["replies"].as_array().unwrap();
+    let seen: Vec<(&str, &str)> = replies
+        .iter()
+        .map(|r| {
+            (
+                r["phone_number"].as_str().unwrap(),
+                r["body"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(ann.as_str(), "Interested!"), (bob.as_str(), "stop")]
+    );
+    assert_eq!(replies[1]["keyword"], "stop");
+    // Each answers the campaign's message to that number.
+    let pool = app.pool().await;
+    for reply in replies {
+        let answered: (String, String) =
+            sqlx::query_as("SELECT phone_number, campaign_id FROM message WHERE message_id = ?")
+                .bind(reply["in_reply_to"].as_str().unwrap())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            answered,
+            (
+                reply["phone_number"].as_str().unwrap().to_owned(),
+                id.clone()
+            )
+        );
+    }
+    // Another account: 404.
+    let other = app.create_account("other", "10.00", 100).await;
+    let (status, _) = get_json(&app, &other, &format!("/campaigns/{id}/replies")).await;
+    assert_eq!(status, 404);
+}

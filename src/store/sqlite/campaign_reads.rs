@@ -45,6 +45,7 @@ fn campaign_view(row: &SqliteRow) -> sqlx::Result<CampaignView> {
             last_seq,
         },
         skipped: row.try_get("skipped")?,
+        replies: row.try_get("replies")?,
     })
 }
 

@@ -5,7 +5,8 @@
 use super::accept;
 use crate::domain::{AccountId, Channel, Keyword, MessageId, ThreadId, Timestamp};
 use crate::store::inbound::{
-    InboundOutcome, KeywordReplies, KeywordReply, NewInbound, ThreadMessage, ThreadSummary,
+    CampaignReply, InboundOutcome, KeywordReplies, KeywordReply, NewInbound, ThreadMessage,
+    ThreadSummary,
 };
 use crate::store::{ItemOutcome, NewMessage, StoreResult};
 use sqlx::Row;
@@ -163,6 +164,38 @@ fn answer(reply: KeywordReply, own: Option<String>) -> Option<NewMessage> {
         message.body = text;
     }
     (!message.body.is_empty()).then_some(message)
+}
+
+pub(in crate::store) async fn campaign_replies(
+    pool: &SqlitePool,
+    account_id: &AccountId,
+    campaign_id: &str,
+    after: Option<(Timestamp, String)>,
+    limit: usize,
+) -> StoreResult<Vec<CampaignReply>> {
+    let (at, id) = cursor_binds(after);
+    let rows = sqlx::query(include_str!("queries/campaign_replies.sql"))
+        .bind(campaign_id)
+        .bind(account_id.as_str())
+        .bind(at)
+        .bind(id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(CampaignReply {
+                message_id: row.try_get("message_id")?,
+                thread_id: row.try_get("thread_id")?,
+                phone_number: row.try_get("from_number")?,
+                body: row.try_get("body")?,
+                keyword: row.try_get("keyword")?,
+                in_reply_to: row.try_get("in_reply_to")?,
+                received_at: Timestamp::from_millis(row.try_get("received_at")?),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
 }
 
 pub(in crate::store) async fn keyword_replies(
