@@ -426,7 +426,7 @@ pub(crate) async fn check_whatsapp_window(
         .last_inbound_at(account, Channel::Whatsapp, &message.phone_number)
         .await?;
     let open = last.is_some_and(|at| {
-        Timestamp::now().millis() - at.millis() < WHATSAPP_WINDOW.as_millis() as i64
+        Timestamp::now().millis().saturating_sub(at.millis()) < WHATSAPP_WINDOW.as_millis() as i64
     });
     if open {
         Ok(())
