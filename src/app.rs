@@ -91,6 +91,12 @@ impl Application {
             metrics,
             self.templates,
             accounts,
+            crate::events::feed::EventFeed::start(
+                self.store.clone(),
+                Duration::from_millis(self.settings.events.poll_interval_ms),
+                shutdown.clone(),
+            )
+            .await?,
         );
         let trim = state.clone();
         let trim_stop = shutdown.clone();

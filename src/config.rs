@@ -29,6 +29,35 @@ pub struct Settings {
     pub campaigns: CampaignSettings,
     pub credentials: CredentialSettings,
     pub inbound: InboundSettings,
+    pub webhooks: WebhookSettings,
+    pub events: EventSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Whether customer URLs may be on loopback, private or link-local addresses.
+    pub allow_private_targets: bool,
+    pub timeout_ms: u64,
+    /// Posts in flight at once per account, and in all.
+    pub per_account_in_flight: usize,
+    pub in_flight: usize,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub backoff_jitter: f64,
+    /// A delivery is retried for this long, then given up.
+    pub retry_for_seconds: u64,
+    /// An account's webhook failing for this long without a success is disabled.
+    pub disable_after_seconds: u64,
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventSettings {
+    /// Events (and finished deliveries) are kept this long for `Last-Event-ID` and the
+    /// deliveries list.
+    pub retention_hours: u64,
+    /// How often the event stream looks for new events.
+    pub poll_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -26,6 +26,7 @@ pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod idempotency;
 pub mod inbound;
 pub mod metrics;

@@ -57,6 +57,7 @@ struct Inner {
     resent_in_doubt: Family<Labels, Counter>,
     inbound: Family<Labels, Counter>,
     circuit_open: Family<Labels, Gauge>,
+    webhook_attempts: Family<Labels, Counter>,
 }
 
 /// Request latency buckets, 0.5 ms to 2.5 s: the API answers in milliseconds.
@@ -141,8 +142,16 @@ impl Default for Metrics {
             "1 while a channel's primary provider is failing and sends go to its fallback",
             circuit_open.clone(),
         );
+        let webhook_attempts = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Posts of events to customers by target (webhook, status_callback) and result: \
+             delivered (a 2xx), retry (failed, tried again later), gave_up",
+            webhook_attempts.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
+                webhook_attempts,
                 registry,
                 accepted,
                 finished,
@@ -236,6 +245,16 @@ impl Metrics {
             .inbound
             .get_or_create(&vec![
                 ("provider", provider.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
+    }
+
+    pub fn webhook_attempt(&self, target: &'static str, result: &'static str) {
+        self.inner
+            .webhook_attempts
+            .get_or_create(&vec![
+                ("target", target.to_owned()),
                 ("result", result.to_owned()),
             ])
             .inc();

@@ -24,6 +24,7 @@ mod reconcile;
 mod retry;
 mod route;
 mod sweeper;
+mod webhooks;
 
 pub use deliver::Deliverer;
 pub use queue::MessageQueue;
@@ -155,7 +156,7 @@ impl Workers {
         );
         tasks.spawn(sweeper::run_until(
             store.clone(),
-            metrics,
+            metrics.clone(),
             instance_id.clone(),
             limits,
             Duration::from_secs(settings.workers.heartbeat_seconds),
@@ -181,6 +182,12 @@ impl Workers {
                 max_age: Duration::from_secs(t.lookup_max_age_seconds),
             }
             .run_until(shutdown.clone()),
+        );
+
+        tasks.spawn(
+            webhooks::Dispatcher::new(store.clone(), settings, metrics.clone())
+                .context("the webhook dispatcher could not start")?
+                .run_until(shutdown.clone()),
         );
 
         let queue = MessageQueue::new(

@@ -23,6 +23,16 @@ impl RetryPolicy {
         }
     }
 
+    /// A policy from its parts (webhook deliveries have their own settings).
+    pub fn new(max_attempts: u32, initial: Duration, max: Duration, jitter: f64) -> Self {
+        Self {
+            max_attempts,
+            initial,
+            max,
+            jitter,
+        }
+    }
+
     /// The step before attempt `attempt + 1`: initial × 2^(attempt−1), capped at the maximum.
     fn step(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(30);

@@ -8,6 +8,7 @@ mod campaign_upload;
 mod campaigns;
 mod compat_odoo;
 mod error;
+mod events;
 mod extract;
 mod health;
 mod inbox;
@@ -19,6 +20,7 @@ mod providers;
 mod send;
 mod stats;
 mod templates;
+mod webhook_endpoint;
 mod webhooks;
 
 pub use error::ApiError;
@@ -26,6 +28,7 @@ pub use error::ApiError;
 use crate::billing::Pricing;
 use crate::config::{MOCK, Settings, WHATSAPP_CLOUD};
 use crate::domain::{AccountId, CampaignId, Channel, Region, Timestamp};
+use crate::events::feed::EventFeed;
 use crate::inbound::Receiver;
 use crate::metrics::Metrics;
 use crate::providers::accounts::AccountProviders;
@@ -78,6 +81,7 @@ struct Shared {
     accounts: AccountProviders,
     /// Stores what handsets send, from every inbound path.
     receiver: Receiver,
+    feed: EventFeed,
 }
 
 /// How far back the send rate looks.
@@ -91,6 +95,7 @@ impl AppState {
         metrics: Metrics,
         templates: TemplateLibrary,
         accounts: AccountProviders,
+        feed: EventFeed,
     ) -> Self {
         // The mock's timing is known in advance; of the real networks only the Cloud API
         // says how long it usually takes (below), Twilio promises nothing.
@@ -131,6 +136,7 @@ impl AppState {
         Self {
             inner: Arc::new(Shared {
                 receiver: Receiver::new(store.clone(), &settings, metrics.clone()),
+                feed,
                 accounts,
                 twilio,
                 whatsapp,
@@ -198,6 +204,10 @@ impl AppState {
     }
 
     /// Accounts' own providers.
+    pub fn feed(&self) -> &EventFeed {
+        &self.inner.feed
+    }
+
     pub fn accounts(&self) -> &AccountProviders {
         &self.inner.accounts
     }
@@ -372,7 +382,30 @@ pub fn router(state: AppState) -> Router {
             get(inbox::get_keyword_replies).put(inbox::put_keyword_replies),
         )
         .route("/threads/{thread_id}/messages", get(inbox::thread_messages))
-        .route("/sms/status/{message_id}", post(compat_odoo::sms_status));
+        .route("/sms/status/{message_id}", post(compat_odoo::sms_status))
+        .route(
+            "/webhook",
+            get(webhook_endpoint::get_webhook)
+                .put(webhook_endpoint::put_webhook)
+                .delete(webhook_endpoint::delete_webhook),
+        )
+        .route(
+            "/webhook/rotate-secret",
+            post(webhook_endpoint::rotate_secret),
+        )
+        .route(
+            "/webhook/deliveries",
+            get(webhook_endpoint::list_deliveries),
+        )
+        .route(
+            "/webhook/deliveries/{delivery_id}",
+            get(webhook_endpoint::get_delivery),
+        )
+        .route(
+            "/webhook/deliveries/{delivery_id}/retry",
+            post(webhook_endpoint::retry_delivery),
+        )
+        .route("/events", get(events::stream_events));
 
     Router::new()
         .nest("/api/messaging", messaging)

@@ -58,6 +58,14 @@ use utoipa::{Modify, OpenApi};
         super::providers::get_provider,
         super::providers::put_provider,
         super::providers::delete_provider,
+        super::webhook_endpoint::get_webhook,
+        super::webhook_endpoint::put_webhook,
+        super::webhook_endpoint::delete_webhook,
+        super::webhook_endpoint::rotate_secret,
+        super::webhook_endpoint::list_deliveries,
+        super::webhook_endpoint::get_delivery,
+        super::webhook_endpoint::retry_delivery,
+        super::events::stream_events,
     ),
     modifiers(&BearerAuth)
 )]
@@ -623,6 +631,10 @@ fn path_parameter(name: &str) -> Value {
             json!({"type": "string", "pattern": format!("^thr_{ULID}$"), "example": "thr_01JDZ8K5Q6V0X3M2N4P7R9S1T2"}),
             "The `thr_…` id of a thread",
         ),
+        "delivery_id" => (
+            json!({"type": "string", "pattern": "^dlv_[1-9][0-9]{0,17}$", "example": "dlv_42"}),
+            "The `dlv_…` id of a webhook delivery",
+        ),
         "provider" => (
             json!({"type": "string", "pattern": "^(twilio|whatsapp_cloud)$", "example": "twilio"}),
             "The provider: `twilio` (SMS) or `whatsapp_cloud` (WhatsApp)",
@@ -657,6 +669,18 @@ fn query_parameter(operation: &str, name: &str) -> Option<Value> {
                 "description": "A cursor this API answered"})
         }
         ("stats", "days") => int(1, 366, 30),
+        ("list_deliveries", "limit") => int(1, 1000, 100),
+        ("list_deliveries", "state") => {
+            json!({"type": "string", "enum": ["pending", "delivered", "failed"]})
+        }
+        ("list_deliveries", "before") => {
+            json!({"type": "string", "pattern": "^dlv_[1-9][0-9]{0,17}$"})
+        }
+        ("stream_events", "types") => json!({"type": "string",
+            "pattern": "^(message\\.status|message\\.inbound)(,(message\\.status|message\\.inbound))*$"}),
+        ("stream_events", "last_event_id") => {
+            json!({"type": "string", "pattern": "^(evt_)?[0-9]{1,18}$"})
+        }
         // Any count is taken and clamped to 1-10,000.
         ("campaign_rejections", "limit") => int(0, usize::MAX as u64, 1000),
         ("campaign_rejections", "after") => {

@@ -72,7 +72,7 @@ const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 /// In characters, as JSON Schema's `maxLength` counts (the contract says 2048).
 const MAX_URL_LEN: usize = 2048;
 
-fn url(field: String, value: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn url(field: String, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         None => Ok(None),
         Some(v)
@@ -148,6 +148,12 @@ pub(crate) fn prepare(
     };
     let segments = crate::billing::measure(channel, text.as_str());
     let metadata = f.metadata.map(|m| serde_json::Value::Object(m).to_string());
+    let status_callback = url(at("status_callback"), f.status_callback)?;
+    if let Some(why) = status_callback.as_deref().and_then(|u| {
+        crate::events::target::refusal(u, state.settings().webhooks.allow_private_targets)
+    }) {
+        return Err(ApiError::invalid(at("status_callback"), why));
+    }
     let message = NewMessage {
         message_id: MessageId::generate(),
         campaign_id: f.campaign_id,
@@ -162,7 +168,7 @@ pub(crate) fn prepare(
         cost: state.pricing().cost(channel, segments),
         due_at,
         expires_at: due_at.plus(state.settings().validity_period()),
-        status_callback: url(at("status_callback"), f.status_callback)?,
+        status_callback,
         metadata,
     };
     Ok(Prepared {

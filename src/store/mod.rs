@@ -12,6 +12,7 @@
 
 mod campaigns;
 pub mod credentials;
+pub mod events;
 pub mod inbound;
 mod sqlite;
 

@@ -24,6 +24,7 @@ pub(super) async fn run(conn: &mut SqliteConnection, m: Maintenance) -> StoreRes
                 .bind(account.balance.units())
                 .bind(account.daily_limit)
                 .bind(now.millis())
+                .bind(crate::events::new_secret())
                 .execute(&mut *conn)
                 .await?;
             if account.balance.units() != 0 {

@@ -7,6 +7,7 @@ pub(super) mod campaign;
 pub(super) mod campaign_reads;
 pub(super) mod credentials;
 mod delivery;
+pub(super) mod events;
 pub(super) mod inbound;
 mod reads;
 mod writer;
@@ -276,6 +277,13 @@ impl SqliteStore {
     ) -> StoreResult<u64> {
         self.call(|reply| Op::MarkRead(account_id, ids, reply))
             .await
+    }
+
+    pub(super) async fn events_write(
+        &self,
+        write: events::EventWrite,
+    ) -> StoreResult<events::EventWritten> {
+        self.call(|reply| Op::Events(write, reply)).await
     }
 
     pub(super) async fn campaign_write(&self, write: campaign::CampaignWrite) -> StoreResult<u64> {

@@ -8,7 +8,8 @@
 //! keeps going: each later batch tries again, so writes resume as soon as the cause is gone.
 
 use super::campaign::{self, CampaignWrite};
-use super::{accept, admin, delivery, inbound};
+use super::events::{EventWrite, EventWritten};
+use super::{accept, admin, delivery, events, inbound};
 use crate::domain::{AccountId, ApiKeyId};
 use crate::store::inbound::{InboundOutcome, NewInbound};
 use crate::store::{
@@ -41,6 +42,7 @@ pub(super) enum Op {
     FanOut(FanOutRequest, Reply<FanOutResult>),
     Inbound(Vec<NewInbound>, Reply<Vec<InboundOutcome>>),
     MarkRead(AccountId, Vec<String>, Reply<u64>),
+    Events(EventWrite, Reply<EventWritten>),
     Shutdown,
 }
 
@@ -70,6 +72,7 @@ enum Pending {
     Maintenance(Reply<u64>, StoreResult<u64>),
     FanOut(Reply<FanOutResult>, StoreResult<FanOutResult>),
     Inbound(Reply<Vec<InboundOutcome>>, StoreResult<Vec<InboundOutcome>>),
+    Events(Reply<EventWritten>, StoreResult<EventWritten>),
 }
 
 impl Pending {
@@ -90,6 +93,7 @@ impl Pending {
             Pending::Maintenance(r, v) => answer(r, v, failed),
             Pending::FanOut(r, v) => answer(r, v, failed),
             Pending::Inbound(r, v) => answer(r, v, failed),
+            Pending::Events(r, v) => answer(r, v, failed),
         }
     }
 }
@@ -110,6 +114,7 @@ impl Op {
                 answer(reply, e)
             }
             Op::Inbound(_, reply) => answer(reply, e),
+            Op::Events(_, reply) => answer(reply, e),
             Op::FanOut(_, reply) => answer(reply, e),
             Op::Shutdown => {}
         }
@@ -140,6 +145,7 @@ impl Pending {
             Pending::Maintenance(_, v) => take(v),
             Pending::FanOut(_, v) => take(v),
             Pending::Inbound(_, v) => take(v),
+            Pending::Events(_, v) => take(v),
         }
     }
 }
@@ -277,6 +283,9 @@ async fn commit_batch(
                 Op::MarkRead(account_id, ids, reply) => {
                     let marked = inbound::mark_read(&mut tx, &account_id, &ids).await;
                     pending.push(Pending::Maintenance(reply, marked));
+                }
+                Op::Events(write, reply) => {
+                    pending.push(Pending::Events(reply, events::run(&mut tx, write).await));
                 }
                 Op::Shutdown => {}
             }

@@ -1,0 +1,92 @@
+//! The live side of the event log: one task per process tails it and hands each new batch to
+//! every connected stream (`GET /api/messaging/events`), so a hundred clients cost one query
+//! per poll, not a hundred.
+//!
+//! A stream subscribes before it reads what it missed from the log, and skips what it has
+//! already sent by sequence number: between the two, nothing falls through.
+
+use crate::store::Store;
+use crate::store::events::EventRecord;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Events read from the log per query.
+pub const PAGE: usize = 1000;
+
+/// Batches a slow stream may fall behind by before it goes back to the log.
+const BACKLOG: usize = 256;
+
+pub type Batch = Arc<Vec<EventRecord>>;
+
+#[derive(Clone)]
+pub struct EventFeed {
+    tx: broadcast::Sender<Batch>,
+}
+
+impl EventFeed {
+    /// Starts tailing the log every `poll` until `shutdown`, from its present end.
+    ///
+    /// # Errors
+    /// The log cannot be read.
+    pub async fn start(
+        store: Store,
+        poll: Duration,
+        shutdown: CancellationToken,
+    ) -> crate::store::StoreResult<Self> {
+        let (tx, _) = broadcast::channel(BACKLOG);
+        let feed = Self { tx };
+        let head = store.last_event_seq().await?;
+        let tail = feed
+            .clone()
+            .tail(store, head, poll.max(Duration::from_millis(1)), shutdown);
+        tokio::spawn(tail);
+        Ok(feed)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Batch> {
+        self.tx.subscribe()
+    }
+
+    async fn tail(self, store: Store, mut after: i64, poll: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            if self.tx.receiver_count() == 0 {
+                // Nobody listens: only keep up with the log's end, so the first listener gets
+                // no old batches. The end is read before the count is checked again: a
+                // stream that subscribes after that check reads the log itself past this end.
+                match store.last_event_seq().await {
+                    Ok(head) if self.tx.receiver_count() == 0 => after = head,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "could not read the event log's end"),
+                }
+                continue;
+            }
+            loop {
+                let batch = match store.events_after(after, None, PAGE).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not read the event log");
+                        break;
+                    }
+                };
+                let Some(newest) = batch.last().map(|e| e.seq) else {
+                    break;
+                };
+                after = newest;
+                let full = batch.len() == PAGE;
+                // No receiver left is fine: the next tick notices.
+                let _ = self.tx.send(Arc::new(batch));
+                if !full {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Events and the webhooks that carry them to customers, as stored (SPEC §7).
+//!
+//! Triggers write an event for every status a message reaches and every inbound message, in
+//! the transaction that makes the change, and queue one delivery per target (the account's
+//! webhook, the message's `status_callback`). So an event is never lost nor invented: what
+//! follows (signing, posting, retrying, streaming) only reads and marks them.
+
+use super::sqlite::events as sql;
+use super::{Store, StoreResult};
+use crate::domain::{AccountId, Timestamp};
+use std::time::Duration;
+
+/// One event with what its payload shows, read back from the log.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// Monotonic in commit order: the stream's id and the webhooks' `event_id`.
+    pub seq: i64,
+    pub account_id: AccountId,
+    pub kind: EventKind,
+    pub message_id: String,
+    pub status: String,
+    pub previous_status: Option<String>,
+    pub at: Timestamp,
+    pub channel: Option<String>,
+    pub campaign_id: Option<String>,
+    /// Outbound: the recipient. Inbound: the sender.
+    pub phone_number: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// Outbound: the metadata the message was sent with (JSON text).
+    pub metadata: Option<String>,
+    pub inbound: Option<InboundDetail>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Status,
+    Inbound,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Status => "message.status",
+            EventKind::Inbound => "message.inbound",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "message.status" => Some(EventKind::Status),
+            "message.inbound" => Some(EventKind::Inbound),
+            _ => None,
+        }
+    }
+}
+
+/// What only an inbound message's event carries.
+#[derive(Debug, Clone)]
+pub struct InboundDetail {
+    pub to: Option<String>,
+    pub body: String,
+    pub media_urls: Vec<String>,
+    pub thread_id: Option<String>,
+    pub keyword: Option<String>,
+    pub in_reply_to: Option<String>,
+}
+
+/// The account's webhook endpoint.
+#[derive(Debug, Clone)]
+pub struct WebhookEndpoint {
+    pub url: Option<String>,
+    pub secret: String,
+    pub enabled: bool,
+    /// Since when every attempt failed (None: the last one succeeded).
+    pub failing_since: Option<Timestamp>,
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// Where a delivery goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Webhook,
+    StatusCallback,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Webhook => "webhook",
+            Target::StatusCallback => "status_callback",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Self {
+        if s == "status_callback" {
+            Target::StatusCallback
+        } else {
+            Target::Webhook
+        }
+    }
+}
+
+/// A claimed delivery, ready to post.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    pub delivery_id: i64,
+    /// This attempt's number: the claim's fencing token.
+    pub attempt: i64,
+    pub target: Target,
+    /// None: the endpoint was removed meanwhile (or the message has no callback).
+    pub url: Option<String>,
+    pub secret: String,
+    pub created_at: Timestamp,
+    pub event: EventRecord,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub delivery_id: i64,
+    pub account_id: AccountId,
+    pub target: Target,
+    pub attempt: i64,
+    pub at: Timestamp,
+    pub latency: Duration,
+    pub response_status: Option<u16>,
+    pub error: Option<String>,
+    pub next: NextStep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Delivered,
+    RetryAt(Timestamp),
+    GiveUp,
+}
+
+/// A delivery as the account sees it.
+#[derive(Debug, Clone)]
+pub struct DeliveryView {
+    pub delivery_id: i64,
+    pub event_seq: i64,
+    pub event: String,
+    pub message_id: String,
+    pub target: Target,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone)]
+pub struct AttemptView {
+    pub attempt: i64,
+    pub at: Timestamp,
+    pub latency_ms: i64,
+    pub response_status: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Events after `after` in commit order, of one account or of all.
+    pub async fn events_after(
+        &self,
+        after: i64,
+        account_id: Option<&AccountId>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRecord>> {
+        sql::events_after(self.sqlite.reads(), after, account_id, limit).await
+    }
+
+    /// The newest event's number (0 when there is none).
+    pub async fn last_event_seq(&self) -> StoreResult<i64> {
+        sql::last_event_seq(self.sqlite.reads()).await
+    }
+
+    pub async fn webhook(&self, account_id: &AccountId) -> StoreResult<WebhookEndpoint> {
+        sql::webhook(self.sqlite.reads(), account_id).await
+    }
+
+    /// Sets (and enables) the account's webhook URL.
+    pub async fn set_webhook(&self, account_id: &AccountId, url: String) -> StoreResult<()> {
+        self.sqlite
+            .events_write(sql::EventWrite::SetWebhook {
+                account_id: account_id.clone(),
+                url,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the account's webhook URL; what was pending for it is given up.
+    pub async fn delete_webhook(&self, account_id: &AccountId) -> StoreResult<bool> {
+        let removed = self
+            .sqlite
+            .events_write(sql::EventWrite::DeleteWebhook {
+                account_id: account_id.clone(),
+            })
+            .await?;
+        Ok(removed.count() > 0)
+    }
+
+    pub async fn set_webhook_secret(
+        &self,
+        account_id: &AccountId,
+        secret: String,
+    ) -> StoreResult<()> {
+        self.sqlite
+            .events_write(sql::EventWrite::SetSecret {
+                account_id: account_id.clone(),
+                secret,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Whether any delivery is due by `now` (a read, so an idle dispatcher writes nothing).
+    pub async fn webhook_work_due(&self, now: Timestamp) -> StoreResult<bool> {
+        sql::work_due(self.sqlite.reads(), now).await
+    }
+
+    /// Claims up to `limit` due deliveries for `lease`, skipping the accounts in `busy` (whose
+    /// endpoints already have all they may have in flight), and loads what they carry.
+    pub async fn claim_webhook_deliveries(
+        &self,
+        limit: usize,
+        lease: Duration,
+        busy: Vec<String>,
+    ) -> StoreResult<Vec<DeliveryJob>> {
+        let now = Timestamp::now();
+        let claimed = self
+            .sqlite
+            .events_write(sql::EventWrite::Claim {
+                now,
+                lease_until: now.plus(lease),
+                limit,
+                busy,
+            })
+            .await?
+            .claimed();
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        sql::delivery_jobs(self.sqlite.reads(), &claimed).await
+    }
+
+    /// Records attempts; an endpoint failing for longer than `disable_after` is disabled.
+    /// Answers the accounts whose endpoints this disabled.
+    pub async fn record_webhook_attempts(
+        &self,
+        outcomes: Vec<AttemptOutcome>,
+        disable_after: Duration,
+    ) -> StoreResult<Vec<String>> {
+        Ok(self
+            .sqlite
+            .events_write(sql::EventWrite::Record {
+                outcomes,
+                disable_after,
+            })
+            .await?
+            .disabled())
+    }
+
+    /// The account's deliveries, newest first, before `before` (a delivery id).
+    pub async fn webhook_deliveries(
+        &self,
+        account_id: &AccountId,
+        state: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeliveryView>> {
+        sql::deliveries(self.sqlite.reads(), account_id, state, before, limit).await
+    }
+
+    /// One delivery of the account with its attempts, read together.
+    pub async fn webhook_delivery(
+        &self,
+        account_id: &AccountId,
+        delivery_id: i64,
+    ) -> StoreResult<Option<(DeliveryView, Vec<AttemptView>)>> {
+        sql::delivery(self.sqlite.reads(), account_id, delivery_id).await
+    }
+
+    /// Queues a delivery of the account again, due now. False: no such delivery.
+    pub async fn redeliver(&self, account_id: &AccountId, delivery_id: i64) -> StoreResult<bool> {
+        let done = self
+            .sqlite
+            .events_write(sql::EventWrite::Redeliver {
+                account_id: account_id.clone(),
+                delivery_id,
+                now: Timestamp::now(),
+            })
+            .await?;
+        Ok(done.count() > 0)
+    }
+
+    /// Forgets events, finished deliveries and their attempts older than `max_age`; what is
+    /// still pending stays.
+    pub async fn purge_events(&self, max_age: Duration) -> StoreResult<u64> {
+        let done = self
+            .sqlite
+            .events_write(sql::EventWrite::Purge {
+                before: Timestamp::now().minus(max_age),
+            })
+            .await?;
+        Ok(done.count())
+    }
+}

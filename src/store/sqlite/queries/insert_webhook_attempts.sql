@@ -1,0 +1,6 @@
+-- Records attempts: ?1 is a JSON array of {id, attempt, at, latency, status, error}.
+INSERT INTO webhook_attempt (delivery_id, attempt, at, latency_ms, response_status, error)
+SELECT v.value ->> 'id', v.value ->> 'attempt', v.value ->> 'at', v.value ->> 'latency',
+       v.value ->> 'status', v.value ->> 'error'
+FROM json_each(?1) AS v WHERE true
+ON CONFLICT (delivery_id, attempt) DO NOTHING

@@ -1,0 +1,358 @@
+//! Posts events to customers' webhooks (SPEC §7): the account's URL and each message's
+//! `status_callback`, signed with the account's secret.
+//!
+//! Deliveries are rows the store queued in the transaction of each change (the outbox). This
+//! loop claims due ones under a lease (the attempt count is the fencing token), posts each
+//! once, and records the attempt: a 2xx delivers it; anything else is retried with backoff
+//! (never sooner than the receiver's Retry-After) until `retry_for_seconds`, and an endpoint that
+//! failed every attempt for `disable_after_seconds` is disabled. A crash between a post and its
+//! record means the post is made again after the lease: receivers drop duplicates by
+//! `X-Herald-Event-Id`.
+//!
+//! Each account has `per_account_in_flight` posts at most outstanding (the rest wait in the
+//! table), so one slow endpoint holds back only its own account.
+
+use super::RetryPolicy;
+use crate::config::{Settings, WebhookSettings};
+use crate::domain::{AccountId, Timestamp};
+use crate::events::{self, target};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::store::events::{AttemptOutcome, DeliveryJob, NextStep};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Outcomes recorded per write at most.
+const RECORD_BATCH: usize = 1024;
+
+pub(super) struct Dispatcher {
+    store: Store,
+    settings: WebhookSettings,
+    metrics: Metrics,
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    /// Events and finished deliveries are kept this long.
+    retention: Duration,
+}
+
+/// How often old events and finished deliveries are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Claimed deliveries not yet recorded, per account, with the account's post slots.
+#[derive(Default)]
+struct Outstanding {
+    accounts: HashMap<AccountId, (usize, Arc<Semaphore>)>,
+    total: usize,
+}
+
+impl Dispatcher {
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub(super) fn new(store: Store, settings: &Settings, metrics: Metrics) -> anyhow::Result<Self> {
+        let retention = Duration::from_secs(settings.events.retention_hours.saturating_mul(3600));
+        let settings = settings.webhooks.clone();
+        let mut client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .user_agent(concat!("Herald-Webhooks/", env!("CARGO_PKG_VERSION")))
+            // A redirect could lead anywhere, a private address included: not followed, and
+            // counted as a failed attempt.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(settings.per_account_in_flight.max(1));
+        if !settings.allow_private_targets {
+            client = client.dns_resolver(Arc::new(target::PublicOnly));
+        }
+        let retry = RetryPolicy::new(
+            u32::MAX,
+            Duration::from_millis(settings.backoff_initial_ms),
+            Duration::from_millis(settings.backoff_max_ms),
+            settings.backoff_jitter,
+        );
+        Ok(Self {
+            store,
+            client: client.build()?,
+            settings,
+            metrics,
+            retry,
+            retention,
+        })
+    }
+
+    /// A claim outlives the longest a claimed delivery can take: waiting for one round of its
+    /// account's posts, then its own post.
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.settings.timeout_ms.saturating_mul(2)) + Duration::from_secs(5)
+    }
+
+    /// Runs until `shutdown`; posts in flight then get one timeout to finish and be recorded.
+    ///
+    /// # Errors
+    /// Never: database errors are logged and retried.
+    pub(super) async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let this = Arc::new(self);
+        let outstanding = Arc::new(Mutex::new(Outstanding::default()));
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<AttemptOutcome>();
+        let recorder = tokio::spawn(Arc::clone(&this).record(done_rx, Arc::clone(&outstanding)));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(this.settings.poll_interval_ms.max(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let per_account = this.settings.per_account_in_flight.max(1);
+        let most = this.settings.in_flight.max(1);
+        let mut purged = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => break,
+            }
+            if purged.elapsed() >= PURGE_EVERY {
+                purged = Instant::now();
+                if let Err(e) = this.store.purge_events(this.retention).await {
+                    tracing::warn!(error = %e, "could not purge old events");
+                }
+            }
+            // Claims while there is work and room: a full claim means more may be due.
+            loop {
+                let (room, busy) = {
+                    let o = lock(&outstanding);
+                    let busy: Vec<String> = o
+                        .accounts
+                        .iter()
+                        .filter(|(_, (n, _))| *n >= per_account)
+                        .map(|(a, _)| a.as_str().to_owned())
+                        .collect();
+                    (most.saturating_sub(o.total).min(per_account), busy)
+                };
+                if room == 0 || shutdown.is_cancelled() {
+                    break;
+                }
+                match this.store.webhook_work_due(Timestamp::now()).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not look for due webhook deliveries");
+                        break;
+                    }
+                }
+                let jobs = match this
+                    .store
+                    .claim_webhook_deliveries(room, this.lease(), busy)
+                    .await
+                {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not claim webhook deliveries");
+                        break;
+                    }
+                };
+                let full = jobs.len() >= room;
+                for job in jobs {
+                    let slots = {
+                        let mut o = lock(&outstanding);
+                        o.total += 1;
+                        let entry = o
+                            .accounts
+                            .entry(job.event.account_id.clone())
+                            .or_insert_with(|| (0, Arc::new(Semaphore::new(per_account))));
+                        entry.0 += 1;
+                        Arc::clone(&entry.1)
+                    };
+                    let this = Arc::clone(&this);
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        // Closed never: the semaphore lives as long as its entry.
+                        let _permit = slots.acquire_owned().await;
+                        let outcome = this.post(job).await;
+                        let _ = done.send(outcome);
+                    });
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        drop(done_tx);
+        let grace = Duration::from_millis(this.settings.timeout_ms) + Duration::from_secs(1);
+        if tokio::time::timeout(grace, recorder).await.is_err() {
+            // Unrecorded posts are made again once their lease ends.
+            tracing::warn!("webhook posts still in flight at shutdown");
+        }
+        Ok(())
+    }
+
+    /// Records outcomes in batches as they come, and frees their accounts' places.
+    async fn record(
+        self: Arc<Self>,
+        mut done: mpsc::UnboundedReceiver<AttemptOutcome>,
+        outstanding: Arc<Mutex<Outstanding>>,
+    ) {
+        let disable_after = Duration::from_secs(self.settings.disable_after_seconds);
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let outcomes = std::mem::take(&mut batch);
+            let accounts: Vec<AccountId> = outcomes.iter().map(|o| o.account_id.clone()).collect();
+            for o in &outcomes {
+                self.metrics
+                    .webhook_attempt(o.target.as_str(), result_label(o.next));
+            }
+            match self
+                .store
+                .record_webhook_attempts(outcomes, disable_after)
+                .await
+            {
+                Ok(disabled) => {
+                    for account in disabled {
+                        tracing::warn!(
+                            account = %account,
+                            "an account's webhook failed for too long and was disabled"
+                        );
+                    }
+                }
+                // The deliveries stay claimed until their lease ends, then are posted again.
+                Err(e) => tracing::warn!(error = %e, "could not record webhook attempts"),
+            }
+            let mut o = lock(&outstanding);
+            for account in accounts {
+                o.total = o.total.saturating_sub(1);
+                if let Some(entry) = o.accounts.get_mut(&account) {
+                    entry.0 = entry.0.saturating_sub(1);
+                    if entry.0 == 0 {
+                        o.accounts.remove(&account);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes one attempt and decides what follows.
+    async fn post(&self, job: DeliveryJob) -> AttemptOutcome {
+        let started = Instant::now();
+        let at = Timestamp::now();
+        let (response_status, error, retry_after) = match self.attempt(&job).await {
+            Attempted::Answered {
+                status,
+                retry_after,
+            } => (Some(status), None, retry_after),
+            Attempted::Failed(e) => (None, Some(e), None),
+            Attempted::Refused(e) => {
+                return self.outcome(&job, at, started, None, Some(e), NextStep::GiveUp);
+            }
+        };
+        let next = if response_status.is_some_and(|s| (200..300).contains(&s)) {
+            NextStep::Delivered
+        } else {
+            let retry_for = Duration::from_secs(self.settings.retry_for_seconds);
+            let attempt = u32::try_from(job.attempt).unwrap_or(u32::MAX);
+            let next = at.plus(self.retry.delay(attempt, retry_after));
+            if next.millis() - job.created_at.millis()
+                > i64::try_from(retry_for.as_millis()).unwrap_or(i64::MAX)
+            {
+                NextStep::GiveUp
+            } else {
+                NextStep::RetryAt(next)
+            }
+        };
+        self.outcome(&job, at, started, response_status, error, next)
+    }
+
+    fn outcome(
+        &self,
+        job: &DeliveryJob,
+        at: Timestamp,
+        started: Instant,
+        response_status: Option<u16>,
+        error: Option<String>,
+        next: NextStep,
+    ) -> AttemptOutcome {
+        AttemptOutcome {
+            delivery_id: job.delivery_id,
+            account_id: job.event.account_id.clone(),
+            target: job.target,
+            attempt: job.attempt,
+            at,
+            latency: started.elapsed(),
+            response_status,
+            error,
+            next,
+        }
+    }
+
+    async fn attempt(&self, job: &DeliveryJob) -> Attempted {
+        let Some(url) = job.url.as_deref() else {
+            return Attempted::Refused("the endpoint was removed".to_owned());
+        };
+        if let Some(why) = target::refusal(url, self.settings.allow_private_targets) {
+            return Attempted::Refused(format!("the URL {why}"));
+        }
+        let body = match serde_json::to_vec(&events::payload(&job.event)) {
+            Ok(b) => b,
+            Err(e) => return Attempted::Refused(format!("the event could not be encoded: {e}")),
+        };
+        let timestamp = Timestamp::now().millis() / 1000;
+        let sent = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Herald-Event-Id", events::event_id(job.event.seq))
+            .header("X-Herald-Event", job.event.kind.as_str())
+            .header("X-Herald-Timestamp", timestamp.to_string())
+            .header(
+                "X-Herald-Signature",
+                events::signature(&job.secret, timestamp, &body),
+            )
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Attempted::Answered {
+                    status: response.status().as_u16(),
+                    retry_after,
+                }
+            }
+            // Without the URL: it may carry a customer's token in its query.
+            Err(e) => Attempted::Failed(describe(e)),
+        }
+    }
+}
+
+enum Attempted {
+    Answered {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No answer: refused connection, timeout, TLS failure.
+    Failed(String),
+    /// Not tried, and trying again would not help.
+    Refused(String),
+}
+
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        format!("could not connect: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
+fn result_label(next: NextStep) -> &'static str {
+    match next {
+        NextStep::Delivered => "delivered",
+        NextStep::RetryAt(_) => "retry",
+        NextStep::GiveUp => "gave_up",
+    }
+}
+
+fn lock(o: &Mutex<Outstanding>) -> std::sync::MutexGuard<'_, Outstanding> {
+    o.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
