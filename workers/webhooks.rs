@@ -22,8 +22,13 @@ use crate::store::events::{AttemptOutcome, DeliveryJob, NextStep};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
+
+/// An account may have this many rounds of `per_account_in_flight` posts claimed at once:
+/// enough that claiming (a write) is not what limits a fast endpoint, few enough that a slow
+/// one holds little.
+const QUEUED_ROUNDS: u32 = 8;
 
 /// Outcomes recorded per write at most.
 const RECORD_BATCH: usize = 1024;
@@ -80,10 +85,11 @@ impl Dispatcher {
         })
     }
 
-    /// A claim outlives the longest a claimed delivery can take: waiting for one round of its
-    /// account's posts, then its own post.
+    /// A claim outlives the longest a claimed delivery can take: waiting behind the rest of
+    /// its account's share (`QUEUED_ROUNDS` rounds of posts at most), then its own post.
     fn lease(&self) -> Duration {
-        Duration::from_millis(self.settings.timeout_ms.saturating_mul(2)) + Duration::from_secs(5)
+        let timeout = Duration::from_millis(self.settings.timeout_ms);
+        timeout.saturating_mul(QUEUED_ROUNDS + 1) + Duration::from_secs(5)
     }
 
     /// Runs until `shutdown`; posts in flight then get one timeout to finish and be recorded.
@@ -94,16 +100,20 @@ impl Dispatcher {
         let this = Arc::new(self);
         let outstanding = Arc::new(Mutex::new(Outstanding::default()));
         let (done_tx, done_rx) = mpsc::unbounded_channel::<AttemptOutcome>();
-        let recorder = tokio::spawn(Arc::clone(&this).record(done_rx, Arc::clone(&outstanding)));
+        // Rung as posts are answered, so claiming goes on without waiting for the next poll.
+        let freed = Arc::new(Notify::new());
+        let recorder = tokio::spawn(Arc::clone(&this).record(done_rx));
         let mut tick =
             tokio::time::interval(Duration::from_millis(this.settings.poll_interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let per_account = this.settings.per_account_in_flight.max(1);
         let most = this.settings.in_flight.max(1);
+        let share = per_account * QUEUED_ROUNDS as usize;
         let mut purged = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                () = freed.notified() => {}
                 () = shutdown.cancelled() => break,
             }
             if purged.elapsed() >= PURGE_EVERY {
@@ -113,21 +123,29 @@ impl Dispatcher {
                 }
             }
             // Claims while there is work and room: a full claim means more may be due.
+            let mut more = false;
             loop {
                 let (room, busy) = {
                     let o = lock(&outstanding);
                     let busy: Vec<String> = o
                         .accounts
                         .iter()
-                        .filter(|(_, (n, _))| *n >= per_account)
+                        .filter(|(_, (n, _))| *n >= share / 2)
                         .map(|(a, _)| a.as_str().to_owned())
                         .collect();
-                    (most.saturating_sub(o.total).min(per_account), busy)
+                    // One claim adds at most half a share to an account below half of it, so
+                    // none has more than its share, nor waits for more than `QUEUED_ROUNDS`
+                    // rounds of posts: inside the lease.
+                    (most.saturating_sub(o.total).min(share / 2), busy)
                 };
                 if room == 0 || shutdown.is_cancelled() {
                     break;
                 }
-                match this.store.webhook_work_due(Timestamp::now()).await {
+                match if more {
+                    Ok(true)
+                } else {
+                    this.store.webhook_work_due(Timestamp::now()).await
+                } {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => {
@@ -147,6 +165,7 @@ impl Dispatcher {
                     }
                 };
                 let full = jobs.len() >= room;
+                more = full;
                 for job in jobs {
                     let slots = {
                         let mut o = lock(&outstanding);
@@ -160,10 +179,18 @@ impl Dispatcher {
                     };
                     let this = Arc::clone(&this);
                     let done = done_tx.clone();
+                    let outstanding = Arc::clone(&outstanding);
+                    let freed = Arc::clone(&freed);
                     tokio::spawn(async move {
                         // Closed never: the semaphore lives as long as its entry.
-                        let _permit = slots.acquire_owned().await;
+                        let permit = slots.acquire_owned().await;
+                        let account = job.event.account_id.clone();
                         let outcome = this.post(job).await;
+                        drop(permit);
+                        // Answered: its place is free (it stays claimed until recorded, so
+                        // nobody posts it again meanwhile).
+                        release(&outstanding, &account);
+                        freed.notify_one();
                         let _ = done.send(outcome);
                     });
                 }
@@ -181,17 +208,12 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Records outcomes in batches as they come, and frees their accounts' places.
-    async fn record(
-        self: Arc<Self>,
-        mut done: mpsc::UnboundedReceiver<AttemptOutcome>,
-        outstanding: Arc<Mutex<Outstanding>>,
-    ) {
+    /// Records outcomes in batches as they come.
+    async fn record(self: Arc<Self>, mut done: mpsc::UnboundedReceiver<AttemptOutcome>) {
         let disable_after = Duration::from_secs(self.settings.disable_after_seconds);
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
             let outcomes = std::mem::take(&mut batch);
-            let accounts: Vec<AccountId> = outcomes.iter().map(|o| o.account_id.clone()).collect();
             for o in &outcomes {
                 self.metrics
                     .webhook_attempt(o.target.as_str(), result_label(o.next));
@@ -211,16 +233,6 @@ impl Dispatcher {
                 }
                 // The deliveries stay claimed until their lease ends, then are posted again.
                 Err(e) => tracing::warn!(error = %e, "could not record webhook attempts"),
-            }
-            let mut o = lock(&outstanding);
-            for account in accounts {
-                o.total = o.total.saturating_sub(1);
-                if let Some(entry) = o.accounts.get_mut(&account) {
-                    entry.0 = entry.0.saturating_sub(1);
-                    if entry.0 == 0 {
-                        o.accounts.remove(&account);
-                    }
-                }
             }
         }
     }
@@ -350,6 +362,18 @@ fn result_label(next: NextStep) -> &'static str {
         NextStep::Delivered => "delivered",
         NextStep::RetryAt(_) => "retry",
         NextStep::GiveUp => "gave_up",
+    }
+}
+
+/// Frees an answered post's place in its account's share.
+fn release(outstanding: &Mutex<Outstanding>, account: &AccountId) {
+    let mut o = lock(outstanding);
+    o.total = o.total.saturating_sub(1);
+    if let Some(entry) = o.accounts.get_mut(account) {
+        entry.0 = entry.0.saturating_sub(1);
+        if entry.0 == 0 {
+            o.accounts.remove(account);
+        }
     }
 }
 

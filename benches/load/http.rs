@@ -61,6 +61,14 @@ impl Client {
         self.send(Method::POST, path, body).await
     }
 
+    pub(crate) async fn put(
+        &mut self,
+        path: Uri,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.send(Method::PUT, path, body).await
+    }
+
     pub(crate) async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
         self.send(Method::GET, Uri::try_from(path)?, Bytes::new())
             .await
@@ -116,6 +124,20 @@ impl Client {
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
+}
+
+/// One JSON PUT on a fresh connection; fails unless it is answered 2xx.
+pub(crate) async fn put_json(
+    target: &Target,
+    path: &'static str,
+    body: &serde_json::Value,
+) -> anyhow::Result<Bytes> {
+    let mut client = Client::connect(target.clone()).await?;
+    let (status, answer) = client
+        .put(Uri::from_static(path), Bytes::from(body.to_string()))
+        .await?;
+    anyhow::ensure!(status.is_success(), "PUT {path}: {status}");
+    Ok(answer)
 }
 
 /// How to read an answer: how many messages it accepted (`None`: the request failed).

@@ -24,8 +24,10 @@ mod inbound;
 mod process;
 mod report;
 mod scenarios;
+mod stream;
 mod sustain;
 mod twilio;
+mod webhooks;
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -65,6 +67,12 @@ enum Scenario {
     /// by the stub.
     SenderLimits,
     Inbound,
+    /// `--rate` single sends/s through `herald serve` without and with the account's
+    /// webhook pointed at a local receiver: events/s, status change → receiver, dispatch drop.
+    Webhooks,
+    /// `--clients` event-stream clients on `herald serve` while `--rate` single sends/s are
+    /// offered: frames/s and status change → client.
+    Stream,
 }
 
 /// Options shared by the scenarios; the defaults are the targets.
@@ -145,6 +153,9 @@ pub(crate) struct Args {
     /// pace-max: times to step down by `--resolution` when most confirmation runs miss.
     #[arg(long, default_value_t = 2)]
     pub(crate) confirm_retries: usize,
+    /// stream: event-stream clients.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) clients: usize,
     /// soak: offered rate of single sends, per second.
     #[arg(long, default_value_t = 1000)]
     pub(crate) soak_rate: u64,
@@ -200,6 +211,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::SenderLimits {
         twilio::sender_limits(&args).await?;
+    }
+    if args.scenario == Scenario::Stream {
+        stream::stream(&args).await?;
+    }
+    if args.scenario == Scenario::Webhooks {
+        webhooks::webhooks(&args).await?;
     }
     if args.scenario == Scenario::Inbound {
         inbound::inbound(&args).await?;

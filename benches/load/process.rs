@@ -400,6 +400,17 @@ impl Db {
         )?)
     }
 
+    /// Every event in the log (a full scan: only after the load).
+    pub(crate) async fn events(&mut self) -> anyhow::Result<u64> {
+        self.count("SELECT COUNT(*) FROM event").await
+    }
+
+    /// Webhook deliveries not yet done (the partial index's own condition).
+    pub(crate) async fn pending_deliveries(&mut self) -> anyhow::Result<u64> {
+        self.count("SELECT COUNT(*) FROM webhook_delivery WHERE state = 'pending'")
+            .await
+    }
+
     async fn count(&mut self, sql: &'static str) -> anyhow::Result<u64> {
         let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut self.conn).await?;
         Ok(u64::try_from(n)?)

@@ -620,7 +620,28 @@ pub(crate) async fn pace_run(
     rate: u64,
     duration: Duration,
 ) -> anyhow::Result<PaceRun> {
+    pace_run_with(args, &sandbox, rate, duration, None).await
+}
+
+/// As [`pace_run`], with the account's webhook pointed at `webhook` (if given) before the
+/// load; the run then also waits for every webhook delivery to be done.
+pub(crate) async fn pace_run_with(
+    args: &Args,
+    sandbox: &Sandbox,
+    rate: u64,
+    duration: Duration,
+    webhook: Option<&str>,
+) -> anyhow::Result<PaceRun> {
     let server = sandbox.serve(true).await?;
+    if let Some(url) = webhook {
+        http::put_json(
+            &sandbox.target(),
+            "/api/messaging/webhook",
+            &serde_json::json!({ "url": url }),
+        )
+        .await
+        .context("could not set the webhook")?;
+    }
     // On stderr, for profiling the server from outside while it runs.
     eprintln!("   (herald serve pid {}, {rate}/s)", server.pid());
     let mut db = sandbox.db().await?;
@@ -650,6 +671,15 @@ pub(crate) async fn pace_run(
             "the backlog did not drain after the load"
         );
         tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    if webhook.is_some() {
+        while db.pending_deliveries().await? > 0 {
+            ensure!(
+                drained.elapsed() < DRAIN_TIMEOUT,
+                "the webhook deliveries did not finish after the load"
+            );
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
     }
     let drain = drained.elapsed().as_secs_f64();
     server.stop().await?;

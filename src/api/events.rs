@@ -144,15 +144,16 @@ async fn forward(
             let received = tokio::select! {
                 received = live.recv() => received,
                 () = tx.closed() => return,
+                () = state.feed().stopping().cancelled() => return,
             };
             match received {
                 Ok(batch) => {
-                    for event in batch.iter() {
+                    for (event, data) in batch.iter() {
                         if event.seq <= after {
                             continue;
                         }
                         after = event.seq;
-                        if filter.shows(event) && tx.send(sse(event)).await.is_err() {
+                        if filter.shows(event) && tx.send(frame(event, data)).await.is_err() {
                             return;
                         }
                     }
@@ -165,8 +166,12 @@ async fn forward(
 }
 
 fn sse(event: &EventRecord) -> Event {
+    frame(event, &events::payload(event).to_string())
+}
+
+fn frame(event: &EventRecord, data: &str) -> Event {
     Event::default()
         .id(events::event_id(event.seq))
         .event(event.kind.as_str())
-        .data(events::payload(event).to_string())
+        .data(data)
 }

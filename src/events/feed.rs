@@ -18,11 +18,14 @@ pub const PAGE: usize = 1000;
 /// Batches a slow stream may fall behind by before it goes back to the log.
 const BACKLOG: usize = 256;
 
-pub type Batch = Arc<Vec<EventRecord>>;
+/// New events with their JSON, encoded once for every stream.
+pub type Batch = Arc<Vec<(EventRecord, String)>>;
 
 #[derive(Clone)]
 pub struct EventFeed {
     tx: broadcast::Sender<Batch>,
+    /// Cancelled when Herald stops: streams then end, or the server would wait for them.
+    shutdown: CancellationToken,
 }
 
 impl EventFeed {
@@ -36,7 +39,10 @@ impl EventFeed {
         shutdown: CancellationToken,
     ) -> crate::store::StoreResult<Self> {
         let (tx, _) = broadcast::channel(BACKLOG);
-        let feed = Self { tx };
+        let feed = Self {
+            tx,
+            shutdown: shutdown.clone(),
+        };
         let head = store.last_event_seq().await?;
         let tail = feed
             .clone()
@@ -47,6 +53,11 @@ impl EventFeed {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Batch> {
         self.tx.subscribe()
+    }
+
+    /// Cancelled when Herald stops.
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.shutdown
     }
 
     async fn tail(self, store: Store, mut after: i64, poll: Duration, shutdown: CancellationToken) {
@@ -82,7 +93,14 @@ impl EventFeed {
                 after = newest;
                 let full = batch.len() == PAGE;
                 // No receiver left is fine: the next tick notices.
-                let _ = self.tx.send(Arc::new(batch));
+                let encoded = batch
+                    .into_iter()
+                    .map(|e| {
+                        let data = super::payload(&e).to_string();
+                        (e, data)
+                    })
+                    .collect();
+                let _ = self.tx.send(Arc::new(encoded));
                 if !full {
                     break;
                 }

@@ -596,6 +596,18 @@ async fn an_event_stream_resumed_with_last_event_id_misses_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+
+    // Herald stops with streams open: they end instead of holding the server up.
+    let stopping = tokio::time::timeout(Duration::from_secs(15), app.stop()).await;
+    assert!(
+        stopping.is_ok(),
+        "the server waited for its open event streams"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), only.next()).await;
+    assert!(
+        matches!(end, Ok(None | Some(Err(_)))),
+        "the stream ended: {end:?}"
+    );
 }
 
 /// Events the receiver took, as (message id, status) with how often each arrived.
