@@ -405,6 +405,15 @@ impl Db {
         self.count("SELECT COUNT(*) FROM event").await
     }
 
+    /// Messages not yet at a final status (a full scan: only after the load). With the
+    /// mock's read receipts on, `read` is where a delivered message ends.
+    pub(crate) async fn unfinished(&mut self) -> anyhow::Result<u64> {
+        self.count(
+            "SELECT COUNT(*) FROM message WHERE status IN ('queued', 'sending', 'sent', 'delivered')",
+        )
+        .await
+    }
+
     /// Webhook deliveries not yet done (the partial index's own condition).
     pub(crate) async fn pending_deliveries(&mut self) -> anyhow::Result<u64> {
         self.count("SELECT COUNT(*) FROM webhook_delivery WHERE state = 'pending'")

@@ -673,7 +673,8 @@ pub(crate) async fn pace_run_with(
         tokio::time::sleep(SAMPLE_EVERY).await;
     }
     if webhook.is_some() {
-        while db.pending_deliveries().await? > 0 {
+        // Every message at its end (its last receipt is an event too), then every delivery.
+        while db.unfinished().await? > 0 || db.pending_deliveries().await? > 0 {
             ensure!(
                 drained.elapsed() < DRAIN_TIMEOUT,
                 "the webhook deliveries did not finish after the load"

@@ -4,8 +4,8 @@
 
 use crate::crash::{Herald, open_db};
 use crate::helpers::{
-    API_KEY, TestApp, bulk_items, eventually, history_statuses, number, numbers_from, send_bulk_to,
-    spawn_app, spawn_app_with, test_dir,
+    API_KEY, TestApp, bulk_items, eventually, expect_error_shape, history_statuses, number,
+    numbers_from, send_bulk_to, spawn_app, spawn_app_with, test_dir,
 };
 use crate::webhook_receiver::Receiver;
 use futures::StreamExt;
@@ -37,6 +37,16 @@ async fn hook_up(app: &TestApp, receiver: &Receiver) -> Value {
     let body: Value = response.json().await.unwrap();
     receiver.set_secret(body["secret"].as_str().expect("the secret is shown once"));
     body
+}
+
+/// A request with `key` and no body.
+async fn call(app: &TestApp, method: reqwest::Method, path: &str, key: &str) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
@@ -337,21 +347,10 @@ async fn an_endpoint_failing_too_long_is_disabled_and_its_events_can_be_sent_aga
     // Another account cannot see or retry these deliveries.
     let other = app.create_account("other", "1.00", 10).await;
     let first = failed[0]["delivery_id"].as_str().unwrap();
-    let response = app
-        .client
-        .post(app.url(&format!("/webhook/deliveries/{first}/retry")))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
-    let response = app
-        .client
-        .get(app.url("/webhook/deliveries"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/webhook/deliveries/{first}/retry");
+    let response = call(&app, reqwest::Method::POST, &path, &other).await;
+    expect_error_shape(response, 404, "not_found", "another account's delivery").await;
+    let response = call(&app, reqwest::Method::GET, "/webhook/deliveries", &other).await;
     assert_eq!(
         response.json::<Value>().await.unwrap()["deliveries"],
         json!([])
@@ -417,22 +416,10 @@ async fn rotating_the_secret_signs_what_follows_with_the_new_one() {
         (receiver.seen(|s| s.accepted.len()) > 0).then_some(())
     })
     .await;
-    let response = app
-        .client
-        .delete(app.url("/webhook"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-    let response = app
-        .client
-        .delete(app.url("/webhook"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
+    let removed = call(&app, reqwest::Method::DELETE, "/webhook", API_KEY).await;
+    assert_eq!(removed.status(), 204);
+    let again = call(&app, reqwest::Method::DELETE, "/webhook", API_KEY).await;
+    expect_error_shape(again, 404, "not_found", "no webhook to remove").await;
 }
 
 /// One SSE frame: its id, event type and data.
@@ -579,14 +566,14 @@ async fn an_event_stream_resumed_with_last_event_id_misses_nothing() {
     assert_eq!(inbound_frames[0].2["body"], "got it");
 
     // A malformed Last-Event-ID or type is a 400 in the one error shape.
-    let response = app
-        .client
-        .get(app.url("/events?types=message.nope"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+    let response = call(
+        &app,
+        reqwest::Method::GET,
+        "/events?types=message.nope",
+        API_KEY,
+    )
+    .await;
+    expect_error_shape(response, 400, "invalid_field", "an unknown event type").await;
     let response = app
         .client
         .get(app.url("/events"))
@@ -595,7 +582,7 @@ async fn an_event_stream_resumed_with_last_event_id_misses_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 400);
+    expect_error_shape(response, 400, "invalid_field", "a malformed Last-Event-ID").await;
 
     // Herald stops with streams open: they end instead of holding the server up.
     let stopping = tokio::time::timeout(Duration::from_secs(15), app.stop()).await;
