@@ -358,6 +358,62 @@ async fn an_endpoint_failing_too_long_is_disabled_and_its_events_can_be_sent_aga
 }
 
 #[tokio::test]
+async fn a_slow_endpoint_holds_back_only_its_own_account() {
+    // Arrange: the default account's endpoint takes 3 s to answer each post (inside the
+    // timeout, so nothing fails); another account's answers at once.
+    let app = spawn_app_with("[webhooks]\ntimeout_ms = 20000\n").await;
+    let slow = Receiver::start().await;
+    slow.set_delay(Duration::from_secs(3));
+    hook_up(&app, &slow).await;
+    let fast = Receiver::start().await;
+    let other_key = app.create_account("other", "10.00", 1000).await;
+    let response = put_webhook_as(&app, &other_key, &format!("{}/hooks", fast.base)).await;
+    assert_eq!(response.status(), 200);
+    fast.set_secret(
+        response.json::<Value>().await.unwrap()["secret"]
+            .as_str()
+            .unwrap(),
+    );
+
+    // Act: the slow account's events queue up first, then the other account sends.
+    let items = bulk_items(&numbers_from(7600, 40), "normal", "slow");
+    let slow_ids = app.send_bulk_ok(&items).await;
+    let others = send_bulk_to(
+        &app.client,
+        &app.address,
+        &other_key,
+        &bulk_items(&numbers_from(7700, 2), "normal", "fast"),
+    )
+    .await;
+    for id in &others {
+        app.wait_for_as(id, &other_key, |s| s == "read").await;
+    }
+
+    // Assert: the other account's events all arrive while the slow endpoint has yet to
+    // answer its first post.
+    eventually("the other account's events", PATIENCE, || async {
+        (fast.seen(|s| s.accepted.len()) == others.len() * 5).then_some(())
+    })
+    .await;
+    assert_eq!(
+        slow.seen(|s| s.accepted.len()),
+        0,
+        "the other account's events waited for the slow endpoint"
+    );
+    // The slow one gets everything in the end.
+    for id in &slow_ids {
+        app.wait_for_status(id, "read").await;
+    }
+    eventually(
+        "the slow account's events",
+        Duration::from_secs(60),
+        || async { (slow.seen(|s| s.accepted.len()) == slow_ids.len() * 5).then_some(()) },
+    )
+    .await;
+    assert_eq!(slow.seen(|s| s.forged) + fast.seen(|s| s.forged), 0);
+}
+
+#[tokio::test]
 async fn urls_on_private_addresses_are_refused_unless_allowed() {
     let app = spawn_app_with("[webhooks]\nallow_private_targets = false\n").await;
     for url in [

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -26,6 +26,8 @@ struct Shared {
     seen: Arc<Mutex<Seen>>,
     secret: Arc<Mutex<String>>,
     failing: Arc<AtomicBool>,
+    /// Milliseconds to wait before answering: a slow endpoint.
+    delay_ms: Arc<AtomicU64>,
 }
 
 pub(crate) struct Receiver {
@@ -39,6 +41,7 @@ impl Receiver {
             seen: Arc::default(),
             secret: Arc::default(),
             failing: Arc::default(),
+            delay_ms: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(receive)
@@ -57,6 +60,11 @@ impl Receiver {
 
     pub(crate) fn set_failing(&self, failing: bool) {
         self.shared.failing.store(failing, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap();
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     pub(crate) fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
@@ -86,6 +94,10 @@ async fn receive(
             .unwrap_or_default()
             .to_owned()
     };
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let secret = shared.secret.lock().unwrap().clone();
     let timestamp = header("x-herald-timestamp");
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();

@@ -659,6 +659,18 @@ async fn inbound_messages_are_stored_once_in_a_whatsapp_thread() {
     assert_eq!(thread["phone_number"], "+14155551234");
     assert_eq!(thread["unread_count"], 2, "each message once: {thread}");
     assert_eq!(thread["last_message"], "look");
+    // The photo is kept as its Graph API object, which answers its download link.
+    let pool = app.pool().await;
+    let media: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT media_urls FROM inbound_message ORDER BY provider_message_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let photo: Vec<String> = serde_json::from_str(media[1].as_deref().unwrap()).unwrap();
+    assert!(media[0].is_none(), "a text carries no media: {media:?}");
+    assert_eq!(photo.len(), 1);
+    let graph_object = format!("/{}/1003383421387256", crate::whatsapp_stub::API_VERSION);
+    assert!(photo[0].ends_with(&graph_object), "{photo:?}");
     let metrics = crate::helpers::metrics_text(&app.client, &app.address).await;
     for line in [
         "herald_inbound_total{provider=\"whatsapp_cloud\",result=\"stored\"} 2",

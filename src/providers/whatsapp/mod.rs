@@ -3,9 +3,12 @@
 //! answers the webhook verification GET, and takes signed webhook POSTs (statuses and
 //! inbound messages).
 //!
+//! Inbound media are stored as their Graph API URLs (`{base_url}/{api_version}/{media id}`),
+//! which answer a short-lived download link to a GET with the access token; Herald does not
+//! download them itself.
+//!
 //! Not supported yet: media in template headers and button parameters; uploading media to
-//! Meta (media go by link); storing inbound messages (parsed, counted and dropped until the
-//! inbound issue); per-account credentials. The Cloud API has no idempotency key, so a crash
+//! Meta (media go by link). The Cloud API has no idempotency key, so a crash
 //! between Meta's answer and our record sends the message again; and messages cannot be
 //! looked up afterwards, so a status webhook that never comes leaves a message `sent`.
 
@@ -41,6 +44,8 @@ const TYPICAL_DELIVERY: Duration = Duration::from_secs(5);
 pub struct WhatsappProvider {
     client: reqwest::Client,
     messages_url: String,
+    /// `{base_url}/{api_version}`: an inbound medium is the Graph API object under it.
+    graph_url: String,
     access_token: SecretString,
     app_secret: SecretString,
     verify_token: SecretString,
@@ -85,6 +90,7 @@ impl WhatsappProvider {
         Ok(WhatsappProvider {
             client,
             messages_url: format!("{base}/{}/{}/messages", w.api_version, w.phone_number_id),
+            graph_url: format!("{base}/{}", w.api_version),
             access_token: w.access_token.clone(),
             app_secret: w.app_secret.clone(),
             verify_token: w.verify_token.clone(),
@@ -245,14 +251,19 @@ impl WhatsappProvider {
                 let from = format!("+{}", m.from.trim_start_matches('+'));
                 let received_at =
                     unix_seconds(m.timestamp.as_deref()).unwrap_or_else(Timestamp::now);
+                // Meta gives a medium's id, not a public URL: the Graph API object, which
+                // answers the download link to a GET with the access token.
+                let media_urls = m
+                    .media_ids()
+                    .map(|id| format!("{}/{id}", self.graph_url))
+                    .collect();
                 events.inbound.push(InboundMessage {
                     provider: NAME,
                     provider_message_id,
                     from,
                     to: to.clone(),
                     body: m.body(),
-                    // WhatsApp gives media ids, fetched with the token, not public URLs.
-                    media_urls: Vec::new(),
+                    media_urls,
                     received_at,
                 });
             }

@@ -174,6 +174,8 @@ pub(super) struct InboundWire {
     pub(super) image: Option<InboundMedia>,
     pub(super) video: Option<InboundMedia>,
     pub(super) document: Option<InboundMedia>,
+    pub(super) audio: Option<InboundMedia>,
+    pub(super) sticker: Option<InboundMedia>,
     /// A template's quick-reply button.
     pub(super) button: Option<InboundButton>,
     /// An interactive message's reply button or list row.
@@ -182,6 +184,22 @@ pub(super) struct InboundWire {
 }
 
 impl InboundWire {
+    /// The ids of the media the message carries (Meta's, valid for the Graph API).
+    pub(super) fn media_ids(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.image,
+            &self.video,
+            &self.document,
+            &self.audio,
+            &self.sticker,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.id.as_deref())
+        // Ids are digits; anything else is not put into a URL.
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+    }
+
     /// What the customer said, whichever way: text, a button or list choice (its title), a
     /// reaction (its emoji), or a media caption.
     pub(super) fn body(self) -> String {
@@ -233,6 +251,7 @@ pub(super) struct InboundReaction {
 
 #[derive(Debug, Deserialize)]
 pub(super) struct InboundMedia {
+    pub(super) id: Option<String>,
     pub(super) caption: Option<String>,
 }
 
