@@ -172,18 +172,21 @@ async fn record(
     if outcomes.is_empty() {
         return Ok(Vec::new());
     }
-    let attempts: Vec<serde_json::Value> = outcomes
-        .iter()
-        .map(|o| {
-            serde_json::json!({
-                "id": o.delivery_id,
-                "attempt": o.attempt,
-                "at": o.at.millis(),
-                "latency": i64::try_from(o.latency.as_millis()).unwrap_or(i64::MAX),
-                "status": o.response_status,
-                "error": o.error,
-            })
+    let attempt = |o: &AttemptOutcome| {
+        serde_json::json!({
+            "id": o.delivery_id,
+            "attempt": o.attempt,
+            "at": o.at.millis(),
+            "latency": i64::try_from(o.latency.as_millis()).unwrap_or(i64::MAX),
+            "status": o.response_status,
+            "error": o.error,
         })
+    };
+    // Only the attempts that failed get a row; every attempt, the last on the delivery.
+    let failed: Vec<serde_json::Value> = outcomes
+        .iter()
+        .filter(|o| o.next != NextStep::Delivered)
+        .map(attempt)
         .collect();
     let moves: Vec<serde_json::Value> = outcomes
         .iter()
@@ -193,16 +196,21 @@ async fn record(
                 NextStep::GiveUp => ("failed", None, Some(o.at.millis())),
                 NextStep::RetryAt(t) => ("pending", Some(t.millis()), None),
             };
-            serde_json::json!({
-                "id": o.delivery_id, "attempt": o.attempt, "state": state, "due": due,
-                "finished": finished,
-            })
+            let mut step = attempt(o);
+            if let Some(fields) = step.as_object_mut() {
+                fields.insert("state".into(), state.into());
+                fields.insert("due".into(), due.into());
+                fields.insert("finished".into(), finished.into());
+            }
+            step
         })
         .collect();
-    sqlx::query(include_str!("queries/insert_webhook_attempts.sql"))
-        .bind(json(&attempts))
-        .execute(&mut *conn)
-        .await?;
+    if !failed.is_empty() {
+        sqlx::query(include_str!("queries/insert_webhook_attempts.sql"))
+            .bind(json(&failed))
+            .execute(&mut *conn)
+            .await?;
+    }
     sqlx::query(include_str!("queries/finish_webhook_deliveries.sql"))
         .bind(json(&moves))
         .execute(&mut *conn)
@@ -452,7 +460,7 @@ pub(in crate::store) async fn delivery(
         .bind(delivery_id)
         .fetch_all(&mut *tx)
         .await?;
-    let mut attempts = Vec::with_capacity(rows.len());
+    let mut attempts = Vec::with_capacity(rows.len() + 1);
     for row in rows {
         attempts.push(AttemptView {
             attempt: row.try_get("attempt")?,
@@ -463,5 +471,18 @@ pub(in crate::store) async fn delivery(
         });
     }
     tx.commit().await?;
+    // A success is kept on the delivery's row only.
+    let last_at: Option<i64> = row.try_get("last_attempt_at")?;
+    if let (Some(at), "delivered") = (last_at, view.state.as_str()) {
+        attempts.push(AttemptView {
+            attempt: view.attempts,
+            at: Timestamp::from_millis(at),
+            latency_ms: row
+                .try_get::<Option<i64>, _>("last_latency_ms")?
+                .unwrap_or(0),
+            response_status: row.try_get("last_response_status")?,
+            error: row.try_get("last_error")?,
+        });
+    }
     Ok(Some((view, attempts)))
 }
