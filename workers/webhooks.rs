@@ -257,9 +257,8 @@ impl Dispatcher {
             let retry_for = Duration::from_secs(self.settings.retry_for_seconds);
             let attempt = u32::try_from(job.attempt).unwrap_or(u32::MAX);
             let next = at.plus(self.retry.delay(attempt, retry_after));
-            if next.millis() - job.created_at.millis()
-                > i64::try_from(retry_for.as_millis()).unwrap_or(i64::MAX)
-            {
+            // Past the retry window (counted from the event): given up, not tried again.
+            if next > job.created_at.plus(retry_for) {
                 NextStep::GiveUp
             } else {
                 NextStep::RetryAt(next)
