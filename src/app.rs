@@ -7,6 +7,7 @@ use crate::auth;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::providers::accounts::AccountProviders;
+use crate::ratelimit::shared::SharedLimits;
 use crate::store::{NewAccount, Store};
 use crate::templates::TemplateLibrary;
 use crate::workers::Workers;
@@ -68,6 +69,7 @@ impl Application {
     /// The server or a worker task failed.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let metrics = Metrics::default();
+        let shared_limits = SharedLimits::from_settings(&self.settings.redis, metrics.clone())?;
         // One set of accounts' adapters for API and workers: a change through the API
         // reaches this process's workers at once.
         let accounts = AccountProviders::new(self.store.clone(), &self.settings)?;
@@ -78,6 +80,7 @@ impl Application {
                     self.store.clone(),
                     metrics.clone(),
                     accounts.clone(),
+                    shared_limits.clone(),
                     shutdown.clone(),
                 )
                 .await?,
@@ -97,6 +100,7 @@ impl Application {
                 shutdown.clone(),
             )
             .await?,
+            shared_limits,
         );
         let trim = state.clone();
         let trim_stop = shutdown.clone();
@@ -134,11 +138,14 @@ pub async fn run_workers_until(
 ) -> anyhow::Result<()> {
     let store = Store::open(&settings.database).await?;
     let accounts = AccountProviders::new(store.clone(), &settings)?;
+    let metrics = Metrics::default();
+    let shared_limits = SharedLimits::from_settings(&settings.redis, metrics.clone())?;
     let workers = Workers::start(
         &settings,
         store.clone(),
-        Metrics::default(),
+        metrics,
         accounts,
+        shared_limits,
         shutdown.clone(),
     )
     .await?;

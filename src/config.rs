@@ -31,6 +31,7 @@ pub struct Settings {
     pub inbound: InboundSettings,
     pub webhooks: WebhookSettings,
     pub events: EventSettings,
+    pub redis: RedisSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +137,19 @@ pub struct LimitSettings {
     pub api_requests_per_second: u32,
     pub api_burst: u32,
     pub account_per_minute: u32,
+}
+
+/// Redis, for limits that hold across every process.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// Empty: each process enforces the limits alone. A secret: it may carry a password.
+    pub url: SecretString,
+    /// The share of each limit a process keeps to while Redis cannot be reached.
+    pub local_share: f64,
+    /// How far ahead one round trip may reserve a limit's permits.
+    pub reserve_ahead_ms: u64,
+    /// Connecting and each command give up after this long.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,7 +354,15 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         crate::sealing::SealingKey::from_config(&self.credentials.key)?;
-        let checks: [(bool, &str); 11] = [
+        let checks: [(bool, &str); 13] = [
+            (
+                self.redis.local_share > 0.0 && self.redis.local_share <= 1.0,
+                "redis.local_share must be above 0 and at most 1",
+            ),
+            (
+                self.redis.timeout_ms >= 1,
+                "redis.timeout_ms must be at least 1",
+            ),
             (
                 self.server.max_body_bytes >= 1024,
                 "server.max_body_bytes must be at least 1024",

@@ -58,6 +58,7 @@ struct Inner {
     inbound: Family<Labels, Counter>,
     circuit_open: Family<Labels, Gauge>,
     webhook_attempts: Family<Labels, Counter>,
+    redis_up: Family<Labels, Gauge>,
 }
 
 /// Request latency buckets, 0.5 ms to 2.5 s: the API answers in milliseconds.
@@ -149,9 +150,17 @@ impl Default for Metrics {
              delivered (a 2xx), retry (failed, tried again later), gave_up",
             webhook_attempts.clone(),
         );
+        let redis_up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "redis_up",
+            "1 while Redis answers, 0 while it does not and each limit is kept to this \
+             process's share (redis.local_share); absent without redis.url",
+            redis_up.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 webhook_attempts,
+                redis_up,
                 registry,
                 accepted,
                 finished,
@@ -258,6 +267,13 @@ impl Metrics {
                 ("result", result.to_owned()),
             ])
             .inc();
+    }
+
+    pub fn set_redis_up(&self, up: bool) {
+        self.inner
+            .redis_up
+            .get_or_create(&vec![("use", "limits".to_owned())])
+            .set(i64::from(up));
     }
 
     pub fn set_circuit_open(&self, channel: Channel, provider: &str, open: bool) {

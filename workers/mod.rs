@@ -41,6 +41,7 @@ use crate::providers::mock::MockProvider;
 use crate::providers::twilio::TwilioProvider;
 use crate::providers::whatsapp::WhatsappProvider;
 use crate::ratelimit::DeliveryLimits;
+use crate::ratelimit::shared::SharedLimits;
 use crate::store::Store;
 use anyhow::Context;
 use apalis_core::worker::builder::WorkerBuilder;
@@ -65,6 +66,7 @@ impl Workers {
         store: Store,
         metrics: Metrics,
         accounts: AccountProviders,
+        shared_limits: Option<SharedLimits>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Workers> {
         let instance_id = format!("worker-{}", ulid::Ulid::new());
@@ -121,7 +123,7 @@ impl Workers {
         };
         let sms = route(Channel::Sms, &p.sms, &p.sms_fallback)?;
         let whatsapp = route(Channel::Whatsapp, &p.whatsapp, &p.whatsapp_fallback)?;
-        let limits = DeliveryLimits::new(settings.limits.account_per_minute);
+        let limits = DeliveryLimits::new(settings.limits.account_per_minute, shared_limits);
         for p in &providers {
             metrics.provider_started(p.name());
         }

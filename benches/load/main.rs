@@ -1,6 +1,6 @@
 //! Load benchmarks for Herald: ingest, bulk ingest, dispatch, priority and keeping pace;
 //! campaigns: CSV upload and fan-out, template rendering, a campaign's send rate; Twilio
-//! dispatch and sender limits; inbound messages.
+//! dispatch and sender limits; inbound messages; a sender limit shared through Redis.
 //!
 //! Run with `cargo bench --bench load -- <scenario> [--runs 3] [--duration 10] …`
 //! (`--help` lists the options; BENCHMARKS.md holds the figures and how to read them).
@@ -24,6 +24,7 @@ mod inbound;
 mod process;
 mod report;
 mod scenarios;
+mod shared_limit;
 mod stream;
 mod sustain;
 mod twilio;
@@ -73,6 +74,9 @@ enum Scenario {
     /// `--clients` event-stream clients on `herald serve` while `--rate` single sends/s are
     /// offered: frames/s and status change → client.
     Stream,
+    /// One mock sender limited to `--limit`/s, kept by `--processes` `herald worker`
+    /// processes together through Redis (`--redis-url`) for `--pace-duration` seconds.
+    SharedLimit,
 }
 
 /// Options shared by the scenarios; the defaults are the targets.
@@ -156,6 +160,15 @@ pub(crate) struct Args {
     /// stream: event-stream clients.
     #[arg(long, default_value_t = 100)]
     pub(crate) clients: usize,
+    /// shared-limit: the sender's limit, messages per second.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: u32,
+    /// shared-limit: worker processes sharing it.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) processes: usize,
+    /// shared-limit: the Redis the processes share.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub(crate) redis_url: String,
     /// soak: offered rate of single sends, per second.
     #[arg(long, default_value_t = 1000)]
     pub(crate) soak_rate: u64,
@@ -217,6 +230,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Webhooks {
         webhooks::webhooks(&args).await?;
+    }
+    if args.scenario == Scenario::SharedLimit {
+        shared_limit::shared_limit(&args).await?;
     }
     if args.scenario == Scenario::Inbound {
         inbound::inbound(&args).await?;

@@ -40,6 +40,8 @@ pub(crate) struct Sandbox {
     /// A configuration file for settings the environment cannot carry (maps keyed by
     /// phone numbers), written into the run's folder.
     config: Option<PathBuf>,
+    /// Settings for this run that override the harness's own (`with_env`).
+    env: Vec<(&'static str, String)>,
 }
 
 impl Sandbox {
@@ -52,6 +54,12 @@ impl Sandbox {
         Ok(self)
     }
 
+    /// Sets `HERALD__…` `key` for this run's processes, over the harness's value.
+    pub(crate) fn with_env(mut self, key: &'static str, value: String) -> Sandbox {
+        self.env.push((key, value));
+        self
+    }
+
     pub(crate) fn new(args: &Args) -> anyhow::Result<Sandbox> {
         Ok(Sandbox {
             dir: tempfile::Builder::new().prefix("herald-bench-").tempdir()?,
@@ -59,6 +67,7 @@ impl Sandbox {
             receipts: !args.no_receipts,
             mock_defaults: args.mock_defaults,
             config: None,
+            env: Vec::new(),
         })
     }
 
@@ -157,6 +166,7 @@ impl Sandbox {
                 "86400000".to_owned(),
             ));
         }
+        env.extend(self.env.iter().cloned());
         env
     }
 

@@ -141,6 +141,7 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or(ApiError::Unauthorized)?;
         state
             .check_rate(&found)
+            .await
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
         Ok(Auth(found))
     }

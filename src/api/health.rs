@@ -22,13 +22,35 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             "the database does not answer".to_owned()
         }
         (Ok(()), Some(refusal)) => format!("the database refuses writes: {}", refusal.reason()),
-        (Ok(()), None) => return (StatusCode::OK, Json(json!({"ready": true}))).into_response(),
+        (Ok(()), None) => return ready(&state),
     };
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({"ready": false, "reason": reason})),
     )
         .into_response()
+}
+
+/// Ready; and, when Redis is configured, whether it answers. A Redis that does not answer
+/// does not make Herald unready: it goes on at its local share of each limit, and says so.
+fn ready(state: &AppState) -> Response {
+    let body = match state.shared_limits() {
+        None => json!({"ready": true}),
+        Some(shared) => match shared.down_since() {
+            None => json!({"ready": true, "redis": "up"}),
+            Some(since) => json!({
+                "ready": true,
+                "redis": "unreachable",
+                "redis_unreachable_since": chrono::DateTime::<chrono::Utc>::from(since)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "limits": format!(
+                    "this process keeps to {} of each limit until Redis answers",
+                    shared.local_share()
+                ),
+            }),
+        },
+    };
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {

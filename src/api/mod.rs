@@ -36,6 +36,7 @@ use crate::providers::twilio::{self, TwilioProvider};
 use crate::providers::whatsapp::{self, WhatsappProvider};
 use crate::providers::{Provider, mock};
 use crate::ratelimit::ApiLimits;
+use crate::ratelimit::shared::SharedLimits;
 use crate::store::{AuthenticatedKey, Store};
 use crate::templates::TemplateLibrary;
 use axum::Router;
@@ -63,6 +64,8 @@ struct Shared {
     metrics: Metrics,
     pricing: Pricing,
     api_limits: ApiLimits,
+    /// Redis, when limits are shared by every process (its state is shown in `/readyz`).
+    shared_limits: Option<SharedLimits>,
     auth_cache: Mutex<HashMap<[u8; 32], (AuthenticatedKey, Instant)>>,
     /// Per channel, how long its primary provider usually takes from hand-over to the
     /// handset, for `estimated_delivery` (None: unknown, e.g. a real network's).
@@ -96,6 +99,7 @@ impl AppState {
         templates: TemplateLibrary,
         accounts: AccountProviders,
         feed: EventFeed,
+        shared_limits: Option<SharedLimits>,
     ) -> Self {
         // The mock's timing is known in advance; of the real networks only the Cloud API
         // says how long it usually takes (below), Twilio promises nothing.
@@ -145,7 +149,9 @@ impl AppState {
                 api_limits: ApiLimits::new(
                     settings.limits.api_requests_per_second,
                     settings.limits.api_burst,
+                    shared_limits.clone(),
                 ),
+                shared_limits,
                 store,
                 settings,
                 metrics,
@@ -285,8 +291,12 @@ impl AppState {
         Ok(found)
     }
 
-    fn check_rate(&self, key: &AuthenticatedKey) -> Result<(), Duration> {
-        self.inner.api_limits.check(key.api_key_id.as_str())
+    async fn check_rate(&self, key: &AuthenticatedKey) -> Result<(), Duration> {
+        self.inner.api_limits.check(key.api_key_id.as_str()).await
+    }
+
+    pub(crate) fn shared_limits(&self) -> Option<&SharedLimits> {
+        self.inner.shared_limits.as_ref()
     }
 
     /// Trims per-key limiter state; called from a timer.

@@ -25,6 +25,7 @@ mod process;
 mod rate_limit;
 mod scheduling;
 mod service;
+mod shared_limits;
 mod storage_faults;
 mod twilio;
 mod twilio_crash;

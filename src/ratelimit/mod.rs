@@ -1,15 +1,22 @@
 //! Rate limits (governor): per provider sender and per account on the delivery side, per API
 //! key on the API side.
 //!
-//! These limiters live in one process. With several worker processes each enforces its own
-//! share; a limit shared across processes needs a common store (Redis) behind this same API,
-//! which arrives with the Redis backend.
+//! Without Redis these limiters live in one process, which is exact for one process. With
+//! `redis.url` set, each limit's permits come from Redis ([`shared`]), so the limit holds for
+//! every process together; which waiter of this process gets the next permit is still
+//! decided here, in priority order.
+
+mod api;
+pub mod shared;
+
+pub use api::ApiLimits;
 
 use crate::domain::{AccountId, Channel, Priority};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use shared::{Rate, Reservation, SharedLimits};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt::Display;
 use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,7 +45,7 @@ fn per_second(rate: NonZeroU32) -> Quota {
 /// ([`crate::providers::Provider::sender_rate`]): the deployment's Twilio long codes at 1/s, a
 /// sender an account registered with its own rate, the mock unlimited. So senders that
 /// appear while Herald runs (an account's own credentials) need no registration here.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct DeliveryLimits {
     senders: Arc<Gates<String>>,
     account: Option<(Quota, Arc<Gates<AccountId>>)>,
@@ -47,11 +54,16 @@ pub struct DeliveryLimits {
 
 impl DeliveryLimits {
     /// `account_per_minute`: messages each account may hand over per minute (0: no limit).
-    pub fn new(account_per_minute: u32) -> Self {
+    /// `shared`: Redis, when the limits hold across processes.
+    pub fn new(account_per_minute: u32, shared: Option<SharedLimits>) -> Self {
         Self {
-            senders: Arc::default(),
-            account: NonZeroU32::new(account_per_minute)
-                .map(|rate| (Quota::per_minute(rate), Arc::default())),
+            senders: Arc::new(Gates::new(shared.clone().map(|s| (s, "sender")))),
+            account: NonZeroU32::new(account_per_minute).map(|rate| {
+                (
+                    Quota::per_minute(rate),
+                    Arc::new(Gates::new(shared.map(|s| (s, "account")))),
+                )
+            }),
             pauses: Arc::default(),
         }
     }
@@ -154,18 +166,30 @@ const IDLE_AFTER: Duration = Duration::from_secs(61);
 struct Gates<K> {
     gates: Mutex<HashMap<K, Arc<Gate>>>,
     tickets: AtomicU64,
+    /// Redis, and the kind of limit (the keys' namespace there).
+    shared: Option<(SharedLimits, &'static str)>,
 }
 
-impl<K> Default for Gates<K> {
-    fn default() -> Self {
+impl<K: Clone + Eq + Hash + Display> Gates<K> {
+    fn new(shared: Option<(SharedLimits, &'static str)>) -> Self {
         Self {
             gates: Mutex::new(HashMap::new()),
             tickets: AtomicU64::new(0),
+            shared,
         }
     }
-}
 
-impl<K: Clone + Eq + Hash> Gates<K> {
+    fn pacing(&self, key: &K, quota: Quota) -> Pacing {
+        match &self.shared {
+            None => Pacing::Local(RateLimiter::direct(quota)),
+            Some((limits, kind)) => Pacing::Shared(SharedPace::new(
+                limits.clone(),
+                format!("{kind}:{key}"),
+                quota,
+            )),
+        }
+    }
+
     /// Waits for the key's turn under `quota`. A key whose quota changed (an account gave
     /// its sender another rate) gets a fresh gate; waiters already at the old one finish
     /// there.
@@ -174,9 +198,9 @@ impl<K: Clone + Eq + Hash> Gates<K> {
             let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
             let gate = gates
                 .entry(key.clone())
-                .or_insert_with(|| Arc::new(Gate::new(quota)));
+                .or_insert_with(|| Arc::new(Gate::new(quota, self.pacing(key, quota))));
             if gate.quota != quota {
-                *gate = Arc::new(Gate::new(quota));
+                *gate = Arc::new(Gate::new(quota, self.pacing(key, quota)));
             }
             Arc::clone(gate)
         };
@@ -200,9 +224,112 @@ type Ticket = (Reverse<Priority>, u64);
 /// serves concurrent waiters in no particular order).
 struct Gate {
     quota: Quota,
-    limiter: DefaultDirectRateLimiter,
+    pacing: Pacing,
     line: Mutex<Line>,
     turn: Notify,
+}
+
+/// Where a gate's permits come from.
+enum Pacing {
+    /// This process alone.
+    Local(DefaultDirectRateLimiter),
+    /// Redis, for every process together.
+    Shared(SharedPace),
+}
+
+impl Pacing {
+    /// Waits for one permit; `waiting`: how many more wait behind (one Redis round trip
+    /// reserves for them too).
+    async fn until_ready(&self, waiting: usize) {
+        match self {
+            Self::Local(limiter) => limiter.until_ready().await,
+            Self::Shared(pace) => pace.until_ready(waiting).await,
+        }
+    }
+}
+
+/// A reserved permit used later than this is dropped: used, it would add to a moment that
+/// has passed, above the limit.
+const STALE_PERMIT: Duration = Duration::from_millis(50);
+
+/// Most permits one round trip asks for.
+const MAX_RESERVED: u32 = 1000;
+
+/// A limit whose permits are reserved from Redis, a batch per round trip.
+struct SharedPace {
+    limits: SharedLimits,
+    key: String,
+    rate: Rate,
+    /// Permits reserved and not yet used, in time order. Only the waiter at the limiter
+    /// takes from it.
+    reserved: Mutex<VecDeque<tokio::time::Instant>>,
+    /// This process's share of the limit, while Redis does not answer.
+    fallback: DefaultDirectRateLimiter,
+}
+
+impl SharedPace {
+    fn new(limits: SharedLimits, key: String, quota: Quota) -> Self {
+        let share = limits.local_share();
+        let rate = Rate {
+            interval: quota.replenish_interval(),
+            burst: quota.burst_size().get(),
+        };
+        // The share of the rate (and burst), never below one permit per interval ÷ share.
+        let fallback = Quota::with_period(rate.interval.div_f64(share))
+            .unwrap_or(quota)
+            .allow_burst(share_of(quota.burst_size(), share));
+        Self {
+            limits,
+            key,
+            rate,
+            reserved: Mutex::new(VecDeque::new()),
+            fallback: RateLimiter::direct(fallback),
+        }
+    }
+
+    fn next_reserved(&self) -> Option<tokio::time::Instant> {
+        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = tokio::time::Instant::now();
+        while let Some(at) = reserved.pop_front() {
+            if at + STALE_PERMIT >= now {
+                return Some(at);
+            }
+        }
+        None
+    }
+
+    async fn until_ready(&self, waiting: usize) {
+        loop {
+            if let Some(at) = self.next_reserved() {
+                tokio::time::sleep_until(at).await;
+                return;
+            }
+            let want = u32::try_from(waiting.saturating_add(1))
+                .unwrap_or(MAX_RESERVED)
+                .min(MAX_RESERVED);
+            let ahead = self.limits.reserve_ahead();
+            match self.limits.reserve(&self.key, self.rate, want, ahead).await {
+                Ok(Reservation::Granted(times)) => self
+                    .reserved
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(times),
+                Ok(Reservation::Wait(wait)) => tokio::time::sleep(wait).await,
+                Err(shared::Unreachable) => {
+                    self.fallback.until_ready().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `share` of a count, at least one.
+fn share_of(n: NonZeroU32, share: f64) -> NonZeroU32 {
+    // A share is in (0, 1], so the product fits; the cast only drops the fraction.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let part = (f64::from(n.get()) * share) as u32;
+    NonZeroU32::new(part).unwrap_or(NonZeroU32::MIN)
 }
 
 struct Line {
@@ -213,10 +340,10 @@ struct Line {
 }
 
 impl Gate {
-    fn new(quota: Quota) -> Self {
+    fn new(quota: Quota, pacing: Pacing) -> Self {
         Self {
             quota,
-            limiter: RateLimiter::direct(quota),
+            pacing,
             line: Mutex::new(Line {
                 waiting: BTreeSet::new(),
                 busy: false,
@@ -239,7 +366,7 @@ impl Gate {
             ticket,
             at_limiter: false,
         };
-        loop {
+        let behind = loop {
             let turn = self.turn.notified();
             tokio::pin!(turn);
             turn.as_mut().enable();
@@ -249,12 +376,12 @@ impl Gate {
                     line.waiting.remove(&ticket);
                     line.busy = true;
                     place.at_limiter = true;
-                    break;
+                    break line.waiting.len();
                 }
             }
             turn.await;
-        }
-        self.limiter.until_ready().await;
+        };
+        self.pacing.until_ready(behind).await;
     }
 
     fn idle_for(&self, d: Duration) -> bool {
@@ -284,42 +411,13 @@ impl Drop for Place<'_> {
     }
 }
 
-/// API requests per key.
-#[derive(Clone)]
-pub struct ApiLimits {
-    limiter: Arc<DefaultKeyedRateLimiter<String>>,
-}
-
-impl ApiLimits {
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst).unwrap_or(rate);
-        Self {
-            limiter: Arc::new(RateLimiter::keyed(
-                Quota::per_second(rate).allow_burst(burst),
-            )),
-        }
-    }
-
-    /// `Err(wait)` when the key has used its budget: how long until the next request fits.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        self.limiter
-            .check_key(&key.to_owned())
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
-    }
-
-    pub fn forget_idle(&self) {
-        self.limiter.retain_recent();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn each_sender_goes_at_the_rate_it_is_given_and_a_new_rate_applies_at_once() {
-        let limits = DeliveryLimits::new(0);
+        let limits = DeliveryLimits::new(0, None);
         let account = AccountId::from_stored("acct".to_owned());
         let pass_n = async |sender: &str, rate: u32, n: usize| {
             let started = tokio::time::Instant::now();
@@ -343,7 +441,7 @@ mod tests {
     #[tokio::test]
     async fn a_paused_sender_waits_while_other_senders_go_on() {
         const PAUSE: Duration = Duration::from_secs(2);
-        let limits = DeliveryLimits::new(0);
+        let limits = DeliveryLimits::new(0, None);
         let account = AccountId::from_stored("acct".to_owned());
         let pass = async |sender: &str| {
             let key = format!("twilio:sms:{sender}");
@@ -373,7 +471,7 @@ mod tests {
     #[tokio::test]
     async fn waiters_for_a_limited_sender_go_in_priority_order() {
         // 20 messages a second; after a first send, a low, a normal and an urgent one wait.
-        let limits = DeliveryLimits::new(0);
+        let limits = DeliveryLimits::new(0, None);
         let rate = NonZeroU32::new(20);
         let account = AccountId::generate();
         limits
@@ -396,22 +494,5 @@ mod tests {
         }
         // The low one was already first in line when the others came; after it, priority.
         assert_eq!(order, [Priority::Low, Priority::Urgent, Priority::Normal]);
-    }
-
-    #[test]
-    fn api_limit_refuses_past_the_burst_and_says_how_long_to_wait() {
-        let limits = ApiLimits::new(1, 3);
-        for _ in 0..3 {
-            assert!(limits.check("key").is_ok());
-        }
-        let wait = limits.check("key").err();
-        assert!(
-            wait.is_some_and(|w| w <= Duration::from_secs(1)),
-            "{wait:?}"
-        );
-        assert!(
-            limits.check("other key").is_ok(),
-            "keys are limited separately"
-        );
     }
 }
