@@ -17,6 +17,7 @@ mod openapi;
 mod opt_outs;
 mod phone;
 mod providers;
+mod search;
 mod send;
 mod stats;
 mod templates;
@@ -415,7 +416,12 @@ pub fn router(state: AppState) -> Router {
             "/webhook/deliveries/{delivery_id}/retry",
             post(webhook_endpoint::retry_delivery),
         )
-        .route("/events", get(events::stream_events));
+        .route("/events", get(events::stream_events))
+        .route("/messages", get(search::search_messages))
+        .route(
+            "/campaigns/{campaign_id}/export",
+            get(search::export_campaign),
+        );
 
     Router::new()
         .nest("/api/messaging", messaging)

@@ -66,6 +66,8 @@ use utoipa::{Modify, OpenApi};
         super::webhook_endpoint::get_delivery,
         super::webhook_endpoint::retry_delivery,
         super::events::stream_events,
+        super::search::search_messages,
+        super::search::export_campaign,
     ),
     modifiers(&BearerAuth)
 )]
@@ -669,6 +671,23 @@ fn query_parameter(operation: &str, name: &str) -> Option<Value> {
                 "description": "A cursor this API answered"})
         }
         ("stats", "days") => int(1, 366, 30),
+        ("search_messages", "limit") => int(1, 200, 50),
+        ("search_messages", "before") => {
+            json!({"type": "string", "pattern": "^[0-9]{1,15}\\.[A-Za-z0-9_]{1,64}$",
+                "description": "A cursor this API answered"})
+        }
+        ("search_messages", "phone_number") => phone_input(),
+        ("search_messages", "country") => region(),
+        ("search_messages", "status") => json!({"type": "string", "enum": [
+            "queued", "sending", "sent", "delivered", "read", "failed", "undelivered",
+            "expired", "canceled"]}),
+        ("search_messages", "channel") => channel(),
+        ("search_messages", "campaign_id") => {
+            json!({"type": "string", "minLength": 1, "maxLength": 128})
+        }
+        ("search_messages", "created_from" | "created_to") => {
+            json!({"type": "string", "format": "date-time", "example": "2026-12-05T10:00:00Z"})
+        }
         ("list_deliveries", "limit") => int(1, 1000, 100),
         ("list_deliveries", "state") => {
             json!({"type": "string", "enum": ["pending", "delivered", "failed"]})
@@ -725,6 +744,7 @@ fn links(operation: &str) -> Option<(&'static str, Value)> {
         "resume_campaign",
         "cancel_campaign",
         "campaign_rejections",
+        "export_campaign",
     ];
     match operation {
         "send_message" => Some((

@@ -14,6 +14,7 @@ mod campaigns;
 pub mod credentials;
 pub mod events;
 pub mod inbound;
+pub mod search;
 mod sqlite;
 
 use crate::config::DatabaseSettings;

@@ -24,6 +24,8 @@ mod prism;
 mod process;
 mod rate_limit;
 mod scheduling;
+mod schema_parity;
+mod search;
 mod service;
 mod shared_limits;
 mod storage_faults;
