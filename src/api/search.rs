@@ -63,20 +63,17 @@ fn search_from(
     account: &AccountId,
     q: SearchQuery,
 ) -> Result<MessageSearch, ApiError> {
-    let phone_number = match q.phone_number.as_deref() {
-        None => None,
-        Some(raw) => {
-            let region = match q.country.as_deref() {
-                None => state.region_of(account),
-                Some(c) => {
-                    Region::parse(c).map_err(|e| ApiError::invalid("country", e.to_string()))?
-                }
-            };
-            let number =
-                E164::parse(raw, region).map_err(|e| ApiError::phone("phone_number", &e))?;
-            Some(number.as_str().to_owned())
-        }
+    // Checked even without a number: a bad value is refused wherever it stands.
+    let region = match q.country.as_deref() {
+        None => state.region_of(account),
+        Some(c) => Region::parse(c).map_err(|e| ApiError::invalid("country", e.to_string()))?,
     };
+    let phone_number = q
+        .phone_number
+        .as_deref()
+        .map(|raw| E164::parse(raw, region).map_err(|e| ApiError::phone("phone_number", &e)))
+        .transpose()?
+        .map(|number| number.as_str().to_owned());
     let status = q
         .status
         .as_deref()

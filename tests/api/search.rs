@@ -189,6 +189,7 @@ async fn bad_search_input_is_a_400_in_the_error_shape() {
             vec![("phone_number", "4155550123"), ("country", "ZZ")],
             "invalid_field",
         ),
+        (vec![("country", "null")], "invalid_field"),
     ] {
         let response = app
             .client
