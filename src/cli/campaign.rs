@@ -2,57 +2,12 @@
 //! The list is streamed from disk as it uploads, and the campaign is followed with a
 //! progress bar until it completes, is canceled, or pauses.
 
+use super::client::{Client, at};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Where the API is and how to call it.
-pub(super) struct Client {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-}
-
-impl Client {
-    pub(super) fn new(base: &str, key: String) -> anyhow::Result<Client> {
-        if key.is_empty() {
-            bail!("give the API key with --api-key or the HERALD_API_KEY environment variable");
-        }
-        Ok(Client {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .build()?,
-            base: format!("{}/api/messaging", base.trim_end_matches('/')),
-            key,
-        })
-    }
-
-    async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let error = at(&body, "error")
-                .as_str()
-                .unwrap_or("no explanation given");
-            let code = at(&body, "code").as_str().unwrap_or("unknown");
-            bail!("Herald answered {status}: {error} ({code})");
-        }
-        Ok(body)
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .with_context(|| format!("could not reach Herald at {}", self.base))?;
-        Self::answer(response).await
-    }
-}
 
 /// What `campaign launch` takes.
 #[derive(Debug, clap::Args)]
@@ -156,10 +111,6 @@ pub(super) async fn status(client: &Client, id: &str, keep_following: bool) -> a
 }
 
 /// A field of an answer; absent fields read as null (the server may be another version).
-fn at<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or(&Value::Null)
-}
-
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }

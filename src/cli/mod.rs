@@ -1,7 +1,9 @@
 //! The command line: `serve`, `worker`, `migrate`, `accounts create`, `keys create`,
-//! `campaign launch|status`.
+//! `campaign launch|status`, `send`.
 
 mod campaign;
+mod client;
+mod send;
 
 use crate::app::{self, Application};
 use crate::auth;
@@ -50,19 +52,65 @@ enum Command {
     },
     /// Launch and follow campaigns on a running Herald.
     Campaign {
-        /// Herald's address; by default the `server.listen` of the configuration.
-        #[arg(long, global = true)]
-        url: Option<String>,
-        /// An API key of the account (or set HERALD_API_KEY).
-        #[arg(long, global = true, env = "HERALD_API_KEY", hide_env_values = true)]
-        api_key: Option<String>,
-        /// No server needed: run Herald (API and workers) inside this command, on the
-        /// configured database, for as long as the command runs.
-        #[arg(long, global = true, conflicts_with = "url")]
-        local: bool,
+        #[command(flatten)]
+        remote: Remote,
         #[command(subcommand)]
         command: CampaignCommand,
     },
+    /// Send one message through a running Herald, print its id, and with --follow each
+    /// status it reaches.
+    Send {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        send: send::OneMessage,
+    },
+}
+
+/// Which Herald an API command talks to.
+#[derive(Debug, clap::Args)]
+struct Remote {
+    /// Herald's address; by default the `server.listen` of the configuration.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// An API key of the account (or set HERALD_API_KEY).
+    #[arg(long, global = true, env = "HERALD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// No server needed: run Herald (API and workers) inside this command, on the
+    /// configured database, for as long as the command runs.
+    #[arg(long, global = true, conflicts_with = "url")]
+    local: bool,
+}
+
+impl Remote {
+    /// Runs `command` with a client of the Herald this names.
+    async fn run<F, Fut>(self, settings: Settings, command: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(client::Client) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        let key = self.api_key.unwrap_or_default();
+        if !self.local {
+            let url = self
+                .url
+                .unwrap_or_else(|| format!("http://{}", settings.server.listen));
+            return command(client::Client::new(&url, key)?).await;
+        }
+        // The same client, talking to a Herald started here on a free loopback port, so
+        // the local path is the API path (validation, limits, idempotency) and nothing
+        // is written twice. Another process on the same database may deliver too: claims
+        // are leased, so they share the work.
+        let mut settings = settings;
+        settings.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let app = Application::build(settings, true).await?;
+        let client = client::Client::new(&format!("http://127.0.0.1:{}", app.port()), key)?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let herald = tokio::spawn(app.run_until(stop.clone()));
+        let result = command(client).await;
+        stop.cancel();
+        herald.await??;
+        result
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,40 +192,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             result
         }
-        Command::Campaign {
-            url,
-            api_key,
-            local,
-            command,
-        } => {
-            let key = api_key.unwrap_or_default();
-            let run = |client: campaign::Client| async move {
-                match command {
-                    CampaignCommand::Launch(launch) => campaign::launch(&client, launch).await,
-                    CampaignCommand::Status {
-                        campaign_id,
-                        follow,
-                    } => campaign::status(&client, &campaign_id, follow).await,
-                }
-            };
-            if !local {
-                let url = url.unwrap_or_else(|| format!("http://{}", settings.server.listen));
-                return run(campaign::Client::new(&url, key)?).await;
-            }
-            // The same client, talking to a Herald started here on a free loopback port, so
-            // the local path is the API path (validation, limits, idempotency) and nothing
-            // is written twice. Another process on the same database may deliver too: claims
-            // are leased, so they share the work.
-            let mut settings = settings;
-            settings.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let app = Application::build(settings, true).await?;
-            let client = campaign::Client::new(&format!("http://127.0.0.1:{}", app.port()), key)?;
-            let stop = tokio_util::sync::CancellationToken::new();
-            let herald = tokio::spawn(app.run_until(stop.clone()));
-            let result = run(client).await;
-            stop.cancel();
-            herald.await??;
-            result
+        Command::Campaign { remote, command } => {
+            remote
+                .run(settings, |client| async move {
+                    match command {
+                        CampaignCommand::Launch(launch) => campaign::launch(&client, launch).await,
+                        CampaignCommand::Status {
+                            campaign_id,
+                            follow,
+                        } => campaign::status(&client, &campaign_id, follow).await,
+                    }
+                })
+                .await
+        }
+        Command::Send { remote, send } => {
+            remote
+                .run(
+                    settings,
+                    |client| async move { send::send(&client, send).await },
+                )
+                .await
         }
         Command::Keys {
             command: KeysCommand::Create { account },
@@ -197,5 +231,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             result
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_line_is_well_formed() {
+        // clap checks its definitions only when a command is parsed; this checks all of
+        // them (a clash between two commands' options would otherwise surface to a user).
+        Cli::command().debug_assert();
     }
 }

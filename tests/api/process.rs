@@ -332,3 +332,76 @@ async fn campaign_launch_local_needs_no_server() {
         1
     );
 }
+
+#[tokio::test]
+async fn herald_send_prints_the_id_and_follows_the_message_to_its_final_status() {
+    // Arrange: a running Herald (the test's app) and the CLI pointed at it.
+    let app = spawn_app().await;
+    let dir = app.dir.path().to_owned();
+    let address = app.address.clone();
+    let send = |to: String| {
+        let (dir, address) = (dir.clone(), address.clone());
+        tokio::task::spawn_blocking(move || {
+            herald(&dir)
+                .args(["send", "--url", &address, "--api-key", API_KEY, "--to", &to])
+                .args([
+                    "-m",
+                    "hello from the command line",
+                    "--follow",
+                    "--timeout",
+                    "30",
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+
+    // Act: one that is read, one the network refuses.
+    let read = send(number("7001")).await.unwrap();
+    let failed = send(number("0000")).await.unwrap();
+
+    // Assert: the id first, then every status the API's history holds, in order.
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let out = String::from_utf8_lossy(&read.stdout).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    let id = lines.first().copied().unwrap_or_default();
+    let view = app.status(id).await;
+    assert_eq!(view["status"], "read", "{out}");
+    let printed: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap_or_default())
+        .collect();
+    let history: Vec<&str> = view["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(printed, history, "{out}");
+    assert_eq!(history, ["queued", "sending", "sent", "delivered", "read"]);
+
+    assert_eq!(failed.status.code(), Some(1), "a failed message exits 1");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("failed"), "{stderr}");
+    let failed_id = String::from_utf8_lossy(&failed.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(app.status(&failed_id).await["status"], "failed");
+
+    // A refused send prints the API's reason and exits non-zero, with no id.
+    let refused = send("12".to_owned()).await.unwrap();
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("invalid_phone_number"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    app.stop().await;
+}
