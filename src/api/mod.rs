@@ -7,6 +7,7 @@ mod campaign_status;
 mod campaign_upload;
 mod campaigns;
 mod compat_odoo;
+mod docs;
 mod error;
 mod events;
 mod extract;
@@ -429,6 +430,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/", get(docs::root))
+        .route("/docs", get(docs::page))
+        .route("/docs/", get(docs::page))
+        .route("/docs/docs.js", get(docs::init_script))
+        .route("/docs/swagger-ui-bundle.js", get(docs::bundle))
+        .route("/docs/swagger-ui.css", get(docs::style))
         .route(twilio::STATUS_PATH, post(webhooks::twilio_status))
         .route(twilio::INBOUND_PATH, post(webhooks::twilio_inbound))
         .route(

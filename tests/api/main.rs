@@ -10,6 +10,7 @@ mod campaigns;
 mod compat;
 mod contract;
 mod crash;
+mod docs;
 mod events;
 mod failover;
 mod faults;
