@@ -22,6 +22,7 @@ mod search;
 mod send;
 mod stats;
 mod templates;
+mod twilio_compat;
 mod webhook_endpoint;
 mod webhooks;
 
@@ -430,6 +431,14 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route(
+            "/2010-04-01/Accounts/{account_sid}/Messages.json",
+            get(twilio_compat::list_messages).post(twilio_compat::create_message),
+        )
+        .route(
+            "/2010-04-01/Accounts/{account_sid}/Messages/{sid}",
+            get(twilio_compat::fetch_message),
+        )
         .route("/", get(docs::root))
         .route("/docs", get(docs::page))
         .route("/docs/", get(docs::page))

@@ -118,6 +118,7 @@ fn search_from(
         status,
         campaign_id: q.campaign_id,
         channel,
+        sender_id: None,
         created_from,
         created_to,
         before: parse_cursor("before", q.before.as_deref())?,

@@ -14,6 +14,8 @@ pub struct MessageSearch {
     pub status: Option<MessageStatus>,
     pub campaign_id: Option<String>,
     pub channel: Option<Channel>,
+    /// The sender id the message was sent with.
+    pub sender_id: Option<String>,
     /// Created at or after.
     pub created_from: Option<Timestamp>,
     /// Created before.
@@ -53,5 +55,17 @@ impl Store {
         search: &MessageSearch,
     ) -> StoreResult<Vec<MessageSummary>> {
         sql::search_messages(self.sqlite.reads(), account_id, search).await
+    }
+
+    /// One of the account's messages as search lists it; None for another account's.
+    ///
+    /// # Errors
+    /// The database failed the read.
+    pub async fn message_summary(
+        &self,
+        account_id: &AccountId,
+        message_id: &MessageId,
+    ) -> StoreResult<Option<MessageSummary>> {
+        sql::message_summary(self.sqlite.reads(), account_id, message_id).await
     }
 }

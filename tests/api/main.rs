@@ -32,6 +32,7 @@ mod shared_limits;
 mod storage_faults;
 mod twilio;
 mod twilio_crash;
+mod twilio_library;
 mod twilio_prism;
 mod twilio_stub;
 mod webhook_receiver;

@@ -19,6 +19,7 @@ pub(in crate::store) async fn search_messages(
         (search.status.is_some(), "AND status = ?3\n"),
         (search.campaign_id.is_some(), "AND campaign_id = ?4\n"),
         (search.channel.is_some(), "AND channel = ?5\n"),
+        (search.sender_id.is_some(), "AND sender_id = ?10\n"),
         (search.created_from.is_some(), "AND created_at >= ?6\n"),
         (search.created_to.is_some(), "AND created_at < ?7\n"),
         (
@@ -31,7 +32,9 @@ pub(in crate::store) async fn search_messages(
             sql.push_str(fragment);
         }
     }
-    sql.push_str("ORDER BY created_at DESC, message_id DESC LIMIT ?10");
+    // The limit has the highest number and is always there, so every lower one may be bound
+    // unused.
+    sql.push_str("ORDER BY created_at DESC, message_id DESC LIMIT ?11");
     let (before_at, before_id) = match &search.before {
         Some((at, id)) => (Some(at.millis()), Some(id.as_str())),
         None => (None, None),
@@ -47,10 +50,24 @@ pub(in crate::store) async fn search_messages(
         .bind(search.created_to.map(Timestamp::millis))
         .bind(before_at)
         .bind(before_id)
+        .bind(search.sender_id.as_deref())
         .bind(i64::try_from(search.limit).unwrap_or(i64::MAX))
         .fetch_all(pool)
         .await?;
     rows.iter().map(summary).collect()
+}
+
+pub(in crate::store) async fn message_summary(
+    pool: &SqlitePool,
+    account_id: &AccountId,
+    message_id: &MessageId,
+) -> StoreResult<Option<MessageSummary>> {
+    let row = sqlx::query(include_str!("queries/load_message_summary.sql"))
+        .bind(account_id.as_str())
+        .bind(message_id.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(summary).transpose()
 }
 
 fn summary(row: &SqliteRow) -> StoreResult<MessageSummary> {

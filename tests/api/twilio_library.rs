@@ -1,0 +1,83 @@
+//! The official `twilio` Python library (PyPI) sends, fetches and lists messages through
+//! Herald's Twilio-compatible API, changing only its base URL and credentials
+//! (`tests/twilio_library/check.py`). The library is installed into `target/twilio-venv`
+//! the first time (pinned), as the contract step installs schemathesis.
+
+use crate::helpers::{API_KEY, spawn_app};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The library version the check was written against.
+const TWILIO: &str = "twilio==9.13.0";
+
+fn python() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/twilio-venv");
+    let python = venv.join("bin/python");
+    let installed = Command::new(&python)
+        .args(["-c", "import twilio; print(twilio.__version__)"])
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "9.13.0");
+    if !installed {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(made.success(), "python3 -m venv {}", venv.display());
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", TWILIO])
+            .status()
+            .expect("pip runs");
+        assert!(pip.success(), "pip install {TWILIO} (PyPI)");
+    }
+    python
+}
+
+#[tokio::test]
+async fn the_official_twilio_library_sends_fetches_and_lists_through_herald() {
+    // Arrange
+    let app = spawn_app().await;
+    let account = app
+        .store
+        .find_account(herald::app::BOOTSTRAP_ACCOUNT)
+        .await
+        .expect("the bootstrap account");
+    let other_key = app.create_account("other", "10", 1000).await;
+    let other = app
+        .store
+        .find_account("other")
+        .await
+        .expect("the other account");
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/twilio_library/check.py");
+
+    // Act
+    let address = app.address.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("HERALD_URL", address)
+            .env("HERALD_ACCOUNT", account.as_str())
+            .env("HERALD_KEY", API_KEY)
+            .env("HERALD_OTHER_ACCOUNT", other.as_str())
+            .env("HERALD_OTHER_KEY", other_key)
+            .output()
+            .expect("the check runs")
+    })
+    .await
+    .unwrap();
+
+    // Assert: the script asserts each step; its last line counts them.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("twilio library: 5 checks passed"),
+        "{stdout}"
+    );
+    app.stop().await;
+}
