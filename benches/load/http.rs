@@ -25,6 +25,8 @@ pub(crate) struct Target {
     addr: SocketAddr,
     host: HeaderValue,
     auth: HeaderValue,
+    /// What request bodies are: JSON, or a form for the Twilio-compatible API.
+    content_type: HeaderValue,
 }
 
 impl Target {
@@ -33,6 +35,19 @@ impl Target {
             addr,
             host: HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header"),
             auth: HeaderValue::from_str(&format!("Bearer {api_key}")).expect("the key is ASCII"),
+            content_type: HeaderValue::from_static("application/json"),
+        }
+    }
+
+    /// The same server as a Twilio client calls it: Basic auth (account id and key), forms.
+    pub(crate) fn twilio(&self, account_id: &str, api_key: &str) -> Target {
+        use base64::Engine;
+        let pair =
+            base64::engine::general_purpose::STANDARD.encode(format!("{account_id}:{api_key}"));
+        Target {
+            auth: HeaderValue::from_str(&format!("Basic {pair}")).expect("base64 is ASCII"),
+            content_type: HeaderValue::from_static("application/x-www-form-urlencoded"),
+            ..self.clone()
         }
     }
 }
@@ -92,8 +107,8 @@ impl Client {
         path: Uri,
         body: Bytes,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
-        let json = HeaderValue::from_static("application/json");
-        self.send_as(method, path, body, json, None).await
+        let content_type = self.target.content_type.clone();
+        self.send_as(method, path, body, content_type, None).await
     }
 
     async fn send_as(
@@ -141,21 +156,26 @@ pub(crate) async fn put_json(
 }
 
 /// How to read an answer: how many messages it accepted (`None`: the request failed).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Expect {
     /// `POST /send-message/`: one message per 202.
     Single,
     /// `POST /send-bulk/`: the answer's `accepted` count.
     Bulk,
+    /// The Twilio-compatible `Messages.json`: one message per 201.
+    TwilioCreated,
 }
 
 impl Expect {
     fn accepted(self, status: StatusCode, body: &[u8]) -> Option<u64> {
+        if self == Expect::TwilioCreated {
+            return (status == StatusCode::CREATED).then_some(1);
+        }
         if status != StatusCode::ACCEPTED {
             return None;
         }
         match self {
-            Expect::Single => Some(1),
+            Expect::Single | Expect::TwilioCreated => Some(1),
             // The count sits near the start of the answer; a substring search is far cheaper
             // than parsing 100 results, and the generator must stay light.
             Expect::Bulk => {
@@ -556,6 +576,21 @@ pub(crate) fn single_bodies(count: usize, priority: &str) -> Arc<Vec<Bytes>> {
                 "priority": priority,
             });
             Bytes::from(body.to_string())
+        })
+        .collect();
+    Arc::new(bodies)
+}
+
+/// `count` Twilio-compatible send forms, the same numbers and texts as `single_bodies`.
+pub(crate) fn twilio_forms(count: usize) -> Arc<Vec<Bytes>> {
+    let bodies = (0..count)
+        .map(|i| {
+            let form = [
+                ("To", phone_number(i)),
+                ("From", "HERALD".to_owned()),
+                ("Body", format!("Herald load test {i}: your code is 482913")),
+            ];
+            Bytes::from(serde_urlencoded::to_string(form).unwrap_or_default())
         })
         .collect();
     Arc::new(bodies)

@@ -24,10 +24,12 @@ mod inbound;
 mod process;
 mod report;
 mod scenarios;
+mod search;
 mod shared_limit;
 mod stream;
 mod sustain;
 mod twilio;
+mod twilio_compat;
 mod webhooks;
 
 use clap::{Parser, ValueEnum};
@@ -77,6 +79,10 @@ enum Scenario {
     /// One mock sender limited to `--limit`/s, kept by `--processes` `herald worker`
     /// processes together through Redis (`--redis-url`) for `--pace-duration` seconds.
     SharedLimit,
+    /// `GET /messages` with each filter, `--recipients` messages in the store.
+    Search,
+    /// Sends through the Twilio-compatible API beside Herald's own, same server and load.
+    TwilioCompat,
 }
 
 /// Options shared by the scenarios; the defaults are the targets.
@@ -233,6 +239,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::SharedLimit {
         shared_limit::shared_limit(&args).await?;
+    }
+    if args.scenario == Scenario::TwilioCompat {
+        twilio_compat::twilio_compat(&args).await?;
+    }
+    if args.scenario == Scenario::Search {
+        search::search(&args).await?;
     }
     if args.scenario == Scenario::Inbound {
         inbound::inbound(&args).await?;

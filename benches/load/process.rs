@@ -366,6 +366,13 @@ impl Db {
     }
 
     /// Every stored message (a full scan: only after the load).
+    /// The bootstrap account's id (the only account in a run).
+    pub(crate) async fn account_id(&mut self) -> anyhow::Result<String> {
+        Ok(sqlx::query_scalar("SELECT account_id FROM account LIMIT 1")
+            .fetch_one(&mut self.conn)
+            .await?)
+    }
+
     pub(crate) async fn messages(&mut self) -> anyhow::Result<u64> {
         self.count("SELECT COUNT(*) FROM message").await
     }

@@ -152,7 +152,7 @@ pub(crate) async fn bulk(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mode(args: &Args) -> &'static str {
+pub(crate) fn mode(args: &Args) -> &'static str {
     if args.workers {
         "herald serve (workers delivering)"
     } else {

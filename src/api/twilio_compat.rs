@@ -74,8 +74,10 @@ impl From<ApiError> for TwilioError {
             ("unauthorized", _) => AUTHENTICATE,
             ("not_found", _) => 20404,
             ("service_unavailable", _) => 20503,
-            ("internal_error", _) => 20500,
-            _ => 21000 + u32::from(e.status().as_u16() == 400),
+            ("whatsapp_window_closed", _) => 63016,
+            // Twilio's "invalid parameter" family has no closer code for the rest.
+            _ if e.status().is_client_error() => 20001,
+            _ => 20500,
         };
         Self {
             status: e.status(),
