@@ -502,10 +502,10 @@ async fn list(
     let start = page.saturating_mul(page_size as u64);
     let messages: Vec<Value> = found.iter().map(|m| resource(&account, m)).collect();
     Ok(json!({
-        "end": (start + messages.len() as u64).saturating_sub(1),
+        "end": start.saturating_add(messages.len() as u64).saturating_sub(1),
         "first_page_uri": link(0, None),
         "messages": messages,
-        "next_page_uri": next.as_deref().map(|token| link(page + 1, Some(token))),
+        "next_page_uri": next.as_deref().map(|token| link(page.saturating_add(1), Some(token))),
         "page": page,
         "page_size": page_size,
         "previous_page_uri": Value::Null,

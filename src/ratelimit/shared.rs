@@ -181,10 +181,19 @@ impl SharedLimits {
                 self.answered();
                 let granted = u32::try_from(granted).unwrap_or(0);
                 if granted == 0 {
-                    return Ok(Reservation::Wait(from_micros(offset)));
+                    return Ok(Reservation::Wait(
+                        from_micros(offset).min(Duration::from_secs(60)),
+                    ));
                 }
+                // Saturating, and capped at a minute out: the numbers come from Redis, and
+                // a corrupted key must not overflow an Instant.
                 let times = (0..i64::from(granted))
-                    .map(|i| received + from_micros(offset + i * interval - tolerance))
+                    .map(|i| {
+                        let at = offset
+                            .saturating_add(i.saturating_mul(interval))
+                            .saturating_sub(tolerance);
+                        received + from_micros(at).min(Duration::from_secs(60))
+                    })
                     .collect();
                 Ok(Reservation::Granted(times))
             }

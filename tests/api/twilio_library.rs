@@ -81,3 +81,55 @@ async fn the_official_twilio_library_sends_fetches_and_lists_through_herald() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn bad_paging_and_credentials_get_twilio_shaped_answers_never_a_500() {
+    let app = spawn_app().await;
+    let account = app
+        .store
+        .find_account(herald::app::BOOTSTRAP_ACCOUNT)
+        .await
+        .expect("the bootstrap account");
+    let url = format!(
+        "{}/2010-04-01/Accounts/{account}/Messages.json",
+        app.address
+    );
+    let get = async |query: &str, password: &str| {
+        let response = app
+            .client
+            .get(format!("{url}?{query}"))
+            .basic_auth(account.as_str(), Some(password))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    };
+
+    // A page number at the top of the range, on a full page, still pages (no overflow
+    // computing `end` or the next page's number).
+    app.send_ok(&crate::helpers::number("7100"), "one").await;
+    let (status, page) = get("Page=18446744073709551615&PageSize=1", API_KEY).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(1), "{page}");
+    assert!(page["next_page_uri"].is_string(), "{page}");
+    for (query, code) in [
+        ("PageSize=0", 20001),
+        ("PageSize=1001", 20001),
+        ("PageToken=nonsense", 20001),
+        ("DateSent=yesterday", 20001),
+        ("To=12", 21211),
+    ] {
+        let (status, body) = get(query, API_KEY).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["code"], code, "{query}: {body}");
+        assert_eq!(body["status"], 400, "{query}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (status, body) = get("", "wrong").await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (401, serde_json::json!(20003))
+    );
+    app.stop().await;
+}
