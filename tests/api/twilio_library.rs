@@ -133,3 +133,55 @@ async fn bad_paging_and_credentials_get_twilio_shaped_answers_never_a_500() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn validity_period_shortens_how_long_a_message_may_wait() {
+    // Arrange
+    let app = spawn_app().await;
+    let account = app
+        .store
+        .find_account(herald::app::BOOTSTRAP_ACCOUNT)
+        .await
+        .expect("the bootstrap account");
+    let url = format!(
+        "{}/2010-04-01/Accounts/{account}/Messages.json",
+        app.address
+    );
+    let send = async |validity: &str| {
+        let response = app
+            .client
+            .post(&url)
+            .basic_auth(account.as_str(), Some(API_KEY))
+            .form(&[
+                ("To", crate::helpers::number("7200").as_str()),
+                ("From", "HERALD"),
+                ("Body", "short-lived"),
+                ("ValidityPeriod", validity),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    };
+
+    // Act
+    let (status, created) = send("5").await;
+    let (refused, body) = send("0").await;
+
+    // Assert: stored to expire 5 s after it became due (the default is hours).
+    assert_eq!(status, 201, "{created}");
+    let pool = app.pool().await;
+    let (due, expires): (i64, i64) =
+        sqlx::query_as("SELECT due_at, expires_at FROM message WHERE message_id = ?")
+            .bind(created["sid"].as_str().unwrap())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(expires - due, 5_000);
+    assert_eq!(
+        (refused, body["code"].clone()),
+        (400, serde_json::json!(20001))
+    );
+    app.stop().await;
+}
