@@ -34,15 +34,25 @@ fn python() -> PathBuf {
     python
 }
 
-#[tokio::test]
-async fn the_official_twilio_library_sends_fetches_and_lists_through_herald() {
-    // Arrange
-    let app = spawn_app().await;
+/// The bootstrap account and its Twilio-compatible `Messages.json` URL.
+async fn twilio_messages(app: &crate::helpers::TestApp) -> (herald::domain::AccountId, String) {
     let account = app
         .store
         .find_account(herald::app::BOOTSTRAP_ACCOUNT)
         .await
         .expect("the bootstrap account");
+    let url = format!(
+        "{}/2010-04-01/Accounts/{account}/Messages.json",
+        app.address
+    );
+    (account, url)
+}
+
+#[tokio::test]
+async fn the_official_twilio_library_sends_fetches_and_lists_through_herald() {
+    // Arrange
+    let app = spawn_app().await;
+    let (account, _) = twilio_messages(&app).await;
     let other_key = app.create_account("other", "10", 1000).await;
     let other = app
         .store
@@ -85,15 +95,7 @@ async fn the_official_twilio_library_sends_fetches_and_lists_through_herald() {
 #[tokio::test]
 async fn bad_paging_and_credentials_get_twilio_shaped_answers_never_a_500() {
     let app = spawn_app().await;
-    let account = app
-        .store
-        .find_account(herald::app::BOOTSTRAP_ACCOUNT)
-        .await
-        .expect("the bootstrap account");
-    let url = format!(
-        "{}/2010-04-01/Accounts/{account}/Messages.json",
-        app.address
-    );
+    let (account, url) = twilio_messages(&app).await;
     let get = async |query: &str, password: &str| {
         let response = app
             .client
@@ -138,15 +140,7 @@ async fn bad_paging_and_credentials_get_twilio_shaped_answers_never_a_500() {
 async fn validity_period_shortens_how_long_a_message_may_wait() {
     // Arrange
     let app = spawn_app().await;
-    let account = app
-        .store
-        .find_account(herald::app::BOOTSTRAP_ACCOUNT)
-        .await
-        .expect("the bootstrap account");
-    let url = format!(
-        "{}/2010-04-01/Accounts/{account}/Messages.json",
-        app.address
-    );
+    let (account, url) = twilio_messages(&app).await;
     let send = async |validity: &str| {
         let response = app
             .client
