@@ -135,6 +135,7 @@ impl Receiver {
                 due_at: now,
                 expires_at: now.plus(self.validity),
                 status_callback: None,
+                twilio_callback_signer: None,
                 metadata: None,
             };
             KeywordReply {

@@ -2,7 +2,7 @@
 //! messages it holds, so none of them is claimed again while it waits), recovery of messages whose worker died
 //! mid-delivery (at start, and whenever a process goes silent; they are released *in doubt*,
 //! so the next worker asks the provider whether that attempt arrived before sending again), purging idempotency records
-//! past their 24 hours, dropping held receipts that matched no message within an hour, and
+//! past their 24 hours and the overview's status tallies past theirs, dropping held receipts that matched no message within an hour, and
 //! trimming idle rate-limiter keys.
 
 use crate::metrics::Metrics;
@@ -67,5 +67,6 @@ async fn sweep(
         );
         metrics.receipts_dropped(dropped);
     }
+    store.purge_tallies().await?;
     Ok(())
 }

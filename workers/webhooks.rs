@@ -1,5 +1,6 @@
 //! Posts events to customers' webhooks (SPEC §7): the account's URL and each message's
-//! `status_callback`, signed with the account's secret.
+//! `status_callback`, signed with the account's secret (or, for a callback asked for through
+//! the Twilio-compatible API, form-encoded and signed as Twilio signs: `twilio_format`).
 //!
 //! Deliveries are rows the store queued in the transaction of each change (the outbox). This
 //! loop claims due ones under a lease (the attempt count is the fencing token), posts each
@@ -15,10 +16,11 @@
 use super::RetryPolicy;
 use crate::config::{Settings, WebhookSettings};
 use crate::domain::{AccountId, Timestamp};
-use crate::events::{self, target};
+use crate::events::{self, target, twilio_format};
 use crate::metrics::Metrics;
+use crate::sealing::SealingKey;
 use crate::store::Store;
-use crate::store::events::{AttemptOutcome, DeliveryJob, NextStep};
+use crate::store::events::{AttemptOutcome, DeliveryJob, NextStep, TwilioCallback};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +43,8 @@ pub(super) struct Dispatcher {
     retry: RetryPolicy,
     /// Events and finished deliveries are kept this long.
     retention: Duration,
+    /// Opens the keys that sign Twilio-format status callbacks (None: no credentials.key).
+    sealing: Option<SealingKey>,
 }
 
 /// How often old events and finished deliveries are purged.
@@ -58,6 +62,7 @@ impl Dispatcher {
     /// The HTTP client cannot be built.
     pub(super) fn new(store: Store, settings: &Settings, metrics: Metrics) -> anyhow::Result<Self> {
         let retention = Duration::from_secs(settings.events.retention_hours.saturating_mul(3600));
+        let sealing = SealingKey::from_config(&settings.credentials.key)?;
         let settings = settings.webhooks.clone();
         let mut client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
@@ -82,6 +87,7 @@ impl Dispatcher {
             metrics,
             retry,
             retention,
+            sealing,
         })
     }
 
@@ -296,26 +302,17 @@ impl Dispatcher {
         if let Some(why) = target::refusal(url, self.settings.allow_private_targets) {
             return Attempted::Refused(format!("the URL {why}"));
         }
-        let body = match serde_json::to_vec(&events::payload(&job.event)) {
-            Ok(b) => b,
-            Err(e) => return Attempted::Refused(format!("the event could not be encoded: {e}")),
+        let request = match &job.twilio {
+            Some(twilio) => match self.twilio_callback(url, job, twilio) {
+                Ok(request) => request,
+                Err(refused) => return refused,
+            },
+            None => match self.herald_event(url, job) {
+                Ok(request) => request,
+                Err(refused) => return refused,
+            },
         };
-        let timestamp = Timestamp::now().millis() / 1000;
-        let sent = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Herald-Event-Id", events::event_id(job.event.seq))
-            .header("X-Herald-Event", job.event.kind.as_str())
-            .header("X-Herald-Timestamp", timestamp.to_string())
-            .header(
-                "X-Herald-Signature",
-                events::signature(&job.secret, timestamp, &body),
-            )
-            .body(body)
-            .send()
-            .await;
-        match sent {
+        match request.send().await {
             Ok(response) => {
                 let retry_after = response
                     .headers()
@@ -331,6 +328,66 @@ impl Dispatcher {
             // Without the URL: it may carry a customer's token in its query.
             Err(e) => Attempted::Failed(describe(e)),
         }
+    }
+
+    /// The event as Herald's JSON, signed with the account's webhook secret (SPEC §7).
+    fn herald_event(
+        &self,
+        url: &str,
+        job: &DeliveryJob,
+    ) -> Result<reqwest::RequestBuilder, Attempted> {
+        let body = match serde_json::to_vec(&events::payload(&job.event)) {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(Attempted::Refused(format!(
+                    "the event could not be encoded: {e}"
+                )));
+            }
+        };
+        let timestamp = Timestamp::now().millis() / 1000;
+        Ok(self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Herald-Event-Id", events::event_id(job.event.seq))
+            .header("X-Herald-Event", job.event.kind.as_str())
+            .header("X-Herald-Timestamp", timestamp.to_string())
+            .header(
+                "X-Herald-Signature",
+                events::signature(&job.secret, timestamp, &body),
+            )
+            .body(body))
+    }
+
+    /// A status in Twilio's form-encoded format, signed as Twilio signs
+    /// (`X-Twilio-Signature`) with the API key the message was sent with.
+    fn twilio_callback(
+        &self,
+        url: &str,
+        job: &DeliveryJob,
+        twilio: &TwilioCallback,
+    ) -> Result<reqwest::RequestBuilder, Attempted> {
+        let Some(sealing) = &self.sealing else {
+            return Err(Attempted::Refused(
+                "credentials.key is no longer set: the callback cannot be signed".to_owned(),
+            ));
+        };
+        let token =
+            twilio_format::open_signer(sealing, &twilio.sealed_signer, &job.event.message_id)
+                .map_err(|e| Attempted::Refused(format!("the callback cannot be signed: {e}")))?;
+        let fields = twilio_format::callback_fields(&job.event, twilio.from.as_deref());
+        let signature = crate::providers::twilio::signature::sign(&token, url, &fields);
+        let body = serde_urlencoded::to_string(&fields)
+            .map_err(|e| Attempted::Refused(format!("the callback could not be encoded: {e}")))?;
+        Ok(self
+            .client
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header("X-Twilio-Signature", signature)
+            .body(body))
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::extract::Auth;
 use super::{ApiError, AppState};
+use crate::store::Balance;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -34,13 +35,19 @@ pub(crate) async fn balance(
     Auth(key): Auth,
 ) -> Result<Json<BalanceResponse>, ApiError> {
     let b = state.store().balance(&key.account_id).await?;
-    Ok(Json(BalanceResponse {
-        balance: b.available.to_f64(),
-        currency: b.currency,
-        messages_sent_today: b.sent_today,
-        messages_limit_daily: b.daily_limit,
-        // The daily limit counts accepted messages (queued ones included), so this is what
-        // can still be accepted today.
-        messages_remaining: (b.daily_limit - b.accepted_today).max(0),
-    }))
+    Ok(Json(BalanceResponse::from(b)))
+}
+
+impl From<Balance> for BalanceResponse {
+    fn from(b: Balance) -> Self {
+        BalanceResponse {
+            balance: b.available.to_f64(),
+            currency: b.currency,
+            messages_sent_today: b.sent_today,
+            messages_limit_daily: b.daily_limit,
+            // The daily limit counts accepted messages (queued ones included), so this is
+            // what can still be accepted today.
+            messages_remaining: (b.daily_limit - b.accepted_today).max(0),
+        }
+    }
 }

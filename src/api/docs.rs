@@ -1,9 +1,8 @@
 //! `/docs`: the interactive API page, Swagger UI (vendored in `assets/swagger-ui/`, embedded
-//! in the binary, so it works with no network) on Herald's own `/openapi.json`. `/` leads
-//! there too.
+//! in the binary, so it works with no network) on Herald's own `/openapi.json`.
 
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 
 const PAGE: &str = include_str!("../../assets/docs.html");
 const INIT: &str = include_str!("../../assets/docs.js");
@@ -60,9 +59,4 @@ pub(crate) async fn bundle() -> Response {
 
 pub(crate) async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
-}
-
-/// Until the dashboard takes `/`, it leads to the API page.
-pub(crate) async fn root() -> Redirect {
-    Redirect::temporary("/docs")
 }

@@ -7,6 +7,7 @@ mod campaign_status;
 mod campaign_upload;
 mod campaigns;
 mod compat_odoo;
+mod dashboard;
 mod docs;
 mod error;
 mod events;
@@ -16,6 +17,7 @@ mod inbox;
 mod messages;
 mod openapi;
 mod opt_outs;
+mod overview;
 mod phone;
 mod providers;
 mod search;
@@ -336,6 +338,7 @@ pub fn router(state: AppState) -> Router {
             post(campaigns::create_campaign_send),
         )
         .route("/stats/", get(stats::stats))
+        .route("/overview", get(overview::overview))
         .route("/stats", get(stats::stats))
         .route(
             "/campaigns",
@@ -439,7 +442,8 @@ pub fn router(state: AppState) -> Router {
             "/2010-04-01/Accounts/{account_sid}/Messages/{sid}",
             get(twilio_compat::fetch_message),
         )
-        .route("/", get(docs::root))
+        .route("/", get(dashboard::page))
+        .route("/dashboard/{asset}", get(dashboard::asset))
         .route("/docs", get(docs::page))
         .route("/docs/", get(docs::page))
         .route("/docs/docs.js", get(docs::init_script))

@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         super::compat_odoo::sms_status,
         super::campaigns::create_campaign_send,
         super::stats::stats,
+        super::overview::overview,
         super::campaigns::create_campaign,
         super::campaign_upload::upload_campaign,
         super::campaign_status::list_campaigns,

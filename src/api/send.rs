@@ -169,6 +169,7 @@ pub(crate) fn prepare(
         due_at,
         expires_at: due_at.plus(state.settings().validity_period()),
         status_callback,
+        twilio_callback_signer: None,
         metadata,
     };
     Ok(Prepared {

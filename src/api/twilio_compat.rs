@@ -11,6 +11,8 @@ use super::inbox::{cursor, parse_cursor};
 use super::send;
 use super::{ApiError, AppState};
 use crate::domain::{AccountId, Channel, MessageId, MessageStatus, Timestamp};
+use crate::events::twilio_format;
+use crate::sealing::SealingKey;
 use crate::store::search::{MessageSearch, MessageSummary};
 use crate::store::{AcceptOutcome, AcceptRequest, ItemOutcome, StoredResponse};
 use axum::body::Bytes;
@@ -103,12 +105,13 @@ fn json_answer(status: StatusCode, body: String) -> Response {
 }
 
 /// Checks Basic auth against the path's account: the user must be the account id the API
-/// key (the password) belongs to.
+/// key (the password) belongs to. Returns the account and the key (which signs the
+/// account's Twilio-format status callbacks).
 async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     account_sid: &str,
-) -> Result<AccountId, TwilioError> {
+) -> Result<(AccountId, String), TwilioError> {
     let (user, key) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -136,15 +139,7 @@ async fn authorize(
         .check_rate(&found)
         .await
         .map_err(|retry_after| TwilioError::from(ApiError::RateLimited { retry_after }))?;
-    Ok(found.account_id)
-}
-
-/// Herald's status as Twilio names it (an expired message is one Twilio would call failed).
-fn twilio_status(status: MessageStatus) -> &'static str {
-    match status {
-        MessageStatus::Expired => "failed",
-        other => other.as_str(),
-    }
+    Ok((found.account_id, key))
 }
 
 fn rfc2822(t: Timestamp) -> String {
@@ -153,22 +148,8 @@ fn rfc2822(t: Timestamp) -> String {
         .unwrap_or_default()
 }
 
-/// Twilio's error codes are numbers: a provider's own code passes through, Herald's names
-/// map to the nearest Twilio code.
 fn error_code(code: Option<&str>) -> Value {
-    match code {
-        None => Value::Null,
-        Some(c) => match c.parse::<u32>() {
-            Ok(n) => json!(n),
-            Err(_) => json!(match c {
-                "recipient_opted_out" => 21610,
-                "unreachable" => 30003,
-                "undelivered" => 30005,
-                "expired" => 30001,
-                _ => 30008,
-            }),
-        },
-    }
+    code.map_or(Value::Null, |c| json!(twilio_format::error_code(c)))
 }
 
 /// One message as Twilio's Message resource.
@@ -203,7 +184,7 @@ fn resource(account: &AccountId, m: &MessageSummary) -> Value {
         "price": handed_over.then(|| format!("-{:.5}", m.cost.to_f64())),
         "price_unit": "USD",
         "sid": m.message_id.as_str(),
-        "status": twilio_status(m.status),
+        "status": twilio_format::status_name(m.status),
         "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
         "to": address(&m.phone_number),
         "uri": uri,
@@ -246,22 +227,30 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, TwilioError> {
-    let account = authorize(state, headers, account_sid).await?;
+    let (account, api_key) = authorize(state, headers, account_sid).await?;
     let fields = form(body)?;
-    // Twilio posts status callbacks form-encoded and signed with the auth token; Herald
-    // would have to keep the API key to sign them so, and keeps only its hash. Refused
-    // rather than ignored, so no application waits for callbacks that never come.
-    if first(&fields, "StatusCallback").is_some() {
-        return Err(TwilioError {
-            status: StatusCode::BAD_REQUEST,
-            code: 21609,
-            message: "StatusCallback is not supported by Herald's Twilio-compatible API: \
-                      receive status changes through the account's webhook \
-                      (PUT /api/messaging/webhook)"
-                .to_owned(),
-            source: None,
-        });
-    }
+    // Twilio posts status callbacks form-encoded and signed with the auth token (here, the
+    // API key, which Herald keeps only hashed): the message carries the key sealed with
+    // credentials.key. Without one the callback is refused rather than ignored, so no
+    // application waits for callbacks that never come.
+    let callback = first(&fields, "StatusCallback");
+    let sealing = match callback {
+        None => None,
+        Some(_) => Some(
+            SealingKey::from_config(&state.settings().credentials.key)
+                .ok()
+                .flatten()
+                .ok_or_else(|| TwilioError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: 21609,
+                    message: "StatusCallback needs this Herald to have credentials.key set \
+                              (it seals the key that signs callbacks); receive status changes \
+                              through the account's webhook (PUT /api/messaging/webhook) instead"
+                        .to_owned(),
+                    source: None,
+                })?,
+        ),
+    };
     let validity = match first(&fields, "ValidityPeriod") {
         None => None,
         Some(v) => Some(
@@ -299,7 +288,18 @@ async fn create(
     if let Some(at) = first(&fields, "SendAt") {
         send.insert("scheduled_at".into(), json!(at));
     }
+    if let Some(url) = callback {
+        send.insert("status_callback".into(), json!(url));
+    }
     let mut prepared = send::prepare_value(state, &account, Value::Object(send), "")?;
+    if let Some(sealing) = &sealing {
+        let m = &mut prepared.message;
+        m.twilio_callback_signer = Some(twilio_format::seal_signer(
+            sealing,
+            &api_key,
+            m.message_id.as_str(),
+        ));
+    }
     if let Some(seconds) = validity {
         let m = &mut prepared.message;
         let until = Timestamp::from_millis(m.due_at.millis().saturating_add(seconds * 1000));
@@ -369,7 +369,7 @@ pub(crate) async fn fetch_message(
     let found = async {
         let axum::extract::Path((account_sid, sid)) =
             path.map_err(|_| TwilioError::not_found("path"))?;
-        let account = authorize(&state, &headers, &account_sid).await?;
+        let (account, _) = authorize(&state, &headers, &account_sid).await?;
         let sid = sid.strip_suffix(".json").unwrap_or(&sid);
         let id = MessageId::parse(sid).ok_or_else(|| TwilioError::not_found(sid))?;
         let summary = state
@@ -429,7 +429,7 @@ async fn list(
     headers: &HeaderMap,
     query: &str,
 ) -> Result<Value, TwilioError> {
-    let account = authorize(state, headers, account_sid).await?;
+    let (account, _) = authorize(state, headers, account_sid).await?;
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|_| TwilioError::from(ApiError::invalid("query", "must be URL-encoded")))?;
     let get = |name: &str| first(&params, name);

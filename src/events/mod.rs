@@ -6,6 +6,7 @@
 
 pub mod feed;
 pub mod target;
+pub mod twilio_format;
 
 use crate::store::events::{EventKind, EventRecord};
 use hmac::{Hmac, KeyInit, Mac};

@@ -111,8 +111,17 @@ pub struct DeliveryJob {
     /// None: the endpoint was removed meanwhile (or the message has no callback).
     pub url: Option<String>,
     pub secret: String,
+    /// A status_callback to post in Twilio's format: the sealed key that signs it
+    /// (`events::twilio_format`), and the sender the message went out from.
+    pub twilio: Option<TwilioCallback>,
     pub created_at: Timestamp,
     pub event: EventRecord,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwilioCallback {
+    pub sealed_signer: String,
+    pub from: Option<String>,
 }
 
 /// What one attempt came to.

@@ -14,6 +14,7 @@ mod campaigns;
 pub mod credentials;
 pub mod events;
 pub mod inbound;
+pub mod overview;
 pub mod search;
 mod sqlite;
 
@@ -51,6 +52,9 @@ pub struct NewMessage {
     pub due_at: Timestamp,
     pub expires_at: Timestamp,
     pub status_callback: Option<String>,
+    /// Set when `status_callback` gets Twilio's format (the Twilio-compatible API): the API
+    /// key that signs it, sealed for this message (`events::twilio_format`).
+    pub twilio_callback_signer: Option<String>,
     pub metadata: Option<String>,
 }
 

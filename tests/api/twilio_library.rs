@@ -3,9 +3,13 @@
 //! (`tests/twilio_library/check.py`). The library is installed into `target/twilio-venv`
 //! the first time (pinned), as the contract step installs schemathesis.
 
-use crate::helpers::{API_KEY, spawn_app};
+use crate::helpers::{API_KEY, spawn_app, spawn_app_with};
 use std::path::PathBuf;
 use std::process::Command;
+
+/// Settings for Twilio-format status callbacks to an endpoint on loopback.
+const SIGNING: &str = "[credentials]\nkey = \"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\"\n\
+    [webhooks]\nallow_private_targets = true\n";
 
 /// The library version the check was written against.
 const TWILIO: &str = "twilio==9.13.0";
@@ -50,8 +54,9 @@ async fn twilio_messages(app: &crate::helpers::TestApp) -> (herald::domain::Acco
 
 #[tokio::test]
 async fn the_official_twilio_library_sends_fetches_and_lists_through_herald() {
-    // Arrange
-    let app = spawn_app().await;
+    // Arrange: a credentials.key (it seals the key that signs status callbacks), and the
+    // application's callback endpoint on loopback allowed.
+    let app = spawn_app_with(SIGNING).await;
     let (account, _) = twilio_messages(&app).await;
     let other_key = app.create_account("other", "10", 1000).await;
     let other = app
@@ -86,7 +91,7 @@ async fn the_official_twilio_library_sends_fetches_and_lists_through_herald() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("twilio library: 5 checks passed"),
+        stdout.contains("twilio library: 6 checks passed"),
         "{stdout}"
     );
     app.stop().await;
@@ -178,4 +183,75 @@ async fn validity_period_shortens_how_long_a_message_may_wait() {
         (400, serde_json::json!(20001))
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_status_callback_is_refused_where_it_cannot_be_signed_or_sent() {
+    // Arrange: one Herald without credentials.key, one with it but private targets refused.
+    let unsealed = spawn_app().await;
+    let sealed = spawn_app_with(
+        "[credentials]\nkey = \"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\"\n\
+         [webhooks]\nallow_private_targets = false\n",
+    )
+    .await;
+    let send = async |app: &crate::helpers::TestApp, callback: &str| {
+        let (account, url) = twilio_messages(app).await;
+        let response = app
+            .client
+            .post(&url)
+            .basic_auth(account.as_str(), Some(API_KEY))
+            .form(&[
+                ("To", crate::helpers::number("7300").as_str()),
+                ("From", "HERALD"),
+                ("Body", "callback"),
+                ("StatusCallback", callback),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    };
+
+    // Act
+    let (no_key, no_key_body) = send(&unsealed, "https://example.com/cb").await;
+    let (private, private_body) = send(&sealed, "http://127.0.0.1:9/cb").await;
+    let (fine, fine_body) = send(&sealed, "https://example.com/cb").await;
+
+    // Assert: refused, not ignored, and nothing stored for either.
+    assert_eq!(
+        (no_key, no_key_body["code"].clone()),
+        (400, serde_json::json!(21609))
+    );
+    assert!(
+        no_key_body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("credentials.key")),
+        "{no_key_body}"
+    );
+    assert_eq!(private, 400, "{private_body}");
+    assert_eq!(fine, 201, "{fine_body}");
+    let pool = sealed.pool().await;
+    let stored: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT status_callback, twilio_callback_signer FROM message")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 1, "only the accepted one");
+    let (callback, signer) = &stored[0];
+    assert_eq!(callback.as_deref(), Some("https://example.com/cb"));
+    let signer = signer.as_deref().expect("a sealed signer");
+    assert!(
+        !signer.contains(API_KEY),
+        "the key is never stored in the clear"
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM message")
+            .fetch_one(&unsealed.pool().await)
+            .await
+            .unwrap(),
+        0
+    );
+    unsealed.stop().await;
+    sealed.stop().await;
 }

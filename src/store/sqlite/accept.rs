@@ -280,7 +280,8 @@ impl Batch {
                         .push_bind(m.metadata.as_deref())
                         .push_bind(now.millis())
                         .push_bind(now.millis())
-                        .push_bind(m.whatsapp_template.as_ref().map(template_json));
+                        .push_bind(m.whatsapp_template.as_ref().map(template_json))
+                        .push_bind(m.twilio_callback_signer.as_deref());
                 });
                 insert.build().execute(&mut *conn).await?;
             }

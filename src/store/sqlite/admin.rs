@@ -92,5 +92,13 @@ pub(super) async fn run(conn: &mut SqliteConnection, m: Maintenance) -> StoreRes
                 .await?;
             Ok(done.rows_affected())
         }
+        Maintenance::PurgeTallies(minutes_before, hours_before) => {
+            let done = sqlx::query(include_str!("queries/purge_tallies.sql"))
+                .bind(minutes_before)
+                .bind(hours_before)
+                .execute(&mut *conn)
+                .await?;
+            Ok(done.rows_affected())
+        }
     }
 }

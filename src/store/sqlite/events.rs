@@ -4,7 +4,7 @@ use crate::domain::{AccountId, Timestamp};
 use crate::store::StoreResult;
 use crate::store::events::{
     AttemptOutcome, AttemptView, DeliveryJob, DeliveryView, EventKind, EventRecord, InboundDetail,
-    NextStep, Target, WebhookEndpoint,
+    NextStep, Target, TwilioCallback, WebhookEndpoint,
 };
 use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
@@ -390,12 +390,22 @@ pub(in crate::store) async fn delivery_jobs(
             continue;
         };
         let target: String = row.try_get("target")?;
+        let target = Target::parse(&target);
+        let signer: Option<String> = row.try_get("twilio_callback_signer")?;
+        let twilio = match (target, signer) {
+            (Target::StatusCallback, Some(sealed_signer)) => Some(TwilioCallback {
+                sealed_signer,
+                from: row.try_get("sender_id")?,
+            }),
+            _ => None,
+        };
         jobs.push(DeliveryJob {
             delivery_id: row.try_get("delivery_id")?,
             attempt: row.try_get("attempt")?,
-            target: Target::parse(&target),
+            target,
             url: row.try_get("url")?,
             secret: row.try_get("webhook_secret")?,
+            twilio,
             created_at: Timestamp::from_millis(row.try_get("created_at")?),
             event: event.clone(),
         });

@@ -9,6 +9,7 @@ pub(super) mod credentials;
 mod delivery;
 pub(super) mod events;
 pub(super) mod inbound;
+pub(super) mod overview;
 mod reads;
 pub(super) mod search;
 mod writer;
@@ -188,6 +189,15 @@ impl SqliteStore {
     pub(super) async fn purge_idempotency_keys(&self, max_age: Duration) -> StoreResult<u64> {
         self.call(|reply| Op::Maintenance(Maintenance::PurgeIdempotency(max_age), reply))
             .await
+    }
+
+    pub(super) async fn purge_tallies(
+        &self,
+        minutes_before: i64,
+        hours_before: i64,
+    ) -> StoreResult<u64> {
+        let maintenance = Maintenance::PurgeTallies(minutes_before, hours_before);
+        self.call(|reply| Op::Maintenance(maintenance, reply)).await
     }
 
     pub(super) async fn authenticate(

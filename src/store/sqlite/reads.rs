@@ -31,11 +31,14 @@ pub(super) async fn authenticate(
     }))
 }
 
-pub(super) async fn balance(pool: &SqlitePool, account_id: &AccountId) -> StoreResult<Balance> {
+pub(super) async fn balance<'c>(
+    db: impl sqlx::SqliteExecutor<'c>,
+    account_id: &AccountId,
+) -> StoreResult<Balance> {
     let row = sqlx::query(include_str!("queries/load_balance.sql"))
         .bind(account_id.as_str())
         .bind(Timestamp::now().day())
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?
         .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
     Ok(Balance {

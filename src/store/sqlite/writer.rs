@@ -61,6 +61,8 @@ pub(super) enum Maintenance {
     ReleaseOrphans(Duration),
     PurgeIdempotency(Duration),
     PurgePendingReceipts(Duration),
+    /// Minute tallies before the first, hour tallies before the second (Unix ms).
+    PurgeTallies(i64, i64),
 }
 
 /// An answer computed inside the transaction, sent once the commit is known.

@@ -1,0 +1,86 @@
+// Talking to Herald's API with the signed-in key. The key lives in sessionStorage: this tab
+// keeps it until it is closed or the user signs out; other tabs and later visits do not.
+
+const KEY_NAME = "herald.api_key";
+const BASE = "/api/messaging";
+
+export function storedKey() {
+  return sessionStorage.getItem(KEY_NAME);
+}
+
+export function storeKey(key) {
+  sessionStorage.setItem(KEY_NAME, key);
+}
+
+export function forgetKey() {
+  sessionStorage.removeItem(KEY_NAME);
+}
+
+/** An API answer that is not a success, with Herald's `code` and sentence. */
+export class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+/**
+ * Herald's errors are `{"success": false, "error": "<sentence>", "code": "…", "field": "…"}`;
+ * `{"error": {"code", "message"}}` is read too, and anything else (a proxy's HTML page) is
+ * reported by its HTTP status.
+ */
+function errorFrom(status, body) {
+  const nested = body && typeof body.error === "object" && body.error !== null ? body.error : null;
+  const code = (nested ? nested.code : body && body.code) || `http_${status}`;
+  let sentence = nested ? nested.message : body && body.error;
+  if (typeof sentence !== "string" || !sentence) {
+    sentence = `The server answered HTTP ${status}.`;
+  }
+  const field = (nested ? nested.field : body && body.field) || null;
+  const where = field ? ` (field: ${field})` : "";
+  return new ApiError(status, code, `${sentence}${where} [${code}]`, field);
+}
+
+/**
+ * Calls `path` under /api/messaging. `query` entries that are empty are left out. Resolves
+ * with the parsed JSON answer; rejects with an ApiError. A 401 also fires `herald:signed-out`
+ * so the app can ask for a key again.
+ */
+export async function api(path, { method = "GET", query, body, contentType, headers, key } = {}) {
+  const url = new URL(BASE + path, location.origin);
+  for (const [name, value] of Object.entries(query || {})) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
+  }
+  const sendHeaders = { Accept: "application/json", ...headers };
+  sendHeaders.Authorization = `Bearer ${key || storedKey() || ""}`;
+  let sendBody = body;
+  if (body !== undefined && contentType === undefined) {
+    sendHeaders["Content-Type"] = "application/json";
+    sendBody = JSON.stringify(body);
+  } else if (contentType) {
+    sendHeaders["Content-Type"] = contentType;
+  }
+  let response;
+  try {
+    response = await fetch(url, { method, headers: sendHeaders, body: sendBody });
+  } catch (e) {
+    throw new ApiError(0, "network", `Herald could not be reached (${e.message}).`, null);
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = errorFrom(response.status, data);
+    if (response.status === 401 && !key) {
+      window.dispatchEvent(new CustomEvent("herald:signed-out", { detail: error }));
+    }
+    throw error;
+  }
+  return data;
+}
