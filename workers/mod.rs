@@ -24,6 +24,7 @@ mod reconcile;
 mod retry;
 mod route;
 mod sweeper;
+mod tally;
 mod webhooks;
 
 pub use deliver::Deliverer;
@@ -156,6 +157,7 @@ impl Workers {
             }
             .run_until(shutdown.clone()),
         );
+        tasks.spawn(tally::run_until(store.clone(), shutdown.clone()));
         tasks.spawn(sweeper::run_until(
             store.clone(),
             metrics.clone(),

@@ -84,8 +84,10 @@ export function messagesPage(root, params) {
       next = page.next_before;
       more.hidden = !next;
       results.hidden = false;
-      summary.textContent = count === 0 ? "No message matches." :
-        `${count} message${count === 1 ? "" : "s"} shown${next ? "; older ones follow" : ""}.`;
+      // A rare status may give a short page with more to examine after it.
+      summary.textContent = count === 0
+        ? (next ? "No match among the newest messages yet: look further with Older messages." : "No message matches.")
+        : `${count} message${count === 1 ? "" : "s"} shown${next ? "; older ones follow" : ""}.`;
     } catch (e) {
       showError(error, e);
     }

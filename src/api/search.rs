@@ -50,7 +50,9 @@ pub(crate) struct MessageItem {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MessageList {
     pub messages: Vec<MessageItem>,
-    /// Pass as `before` for the next page; null on the last.
+    /// Pass as `before` for the next page; null on the last. A page examines at most 20,000
+    /// messages when `status` or `channel` filter them, so a rare status may give a short
+    /// (even empty) page that still has a `next_before`.
     pub next_before: Option<String>,
 }
 
@@ -168,20 +170,13 @@ pub(crate) async fn search_messages(
 ) -> Result<Json<MessageList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let search = search_from(&state, &key.account_id, query)?;
-    let found = state
+    let page = state
         .store()
         .search_messages(&key.account_id, &search)
         .await?;
-    let next_before = (found.len() == search.limit)
-        .then(|| {
-            found
-                .last()
-                .map(|m| cursor(m.created_at, m.message_id.as_str()))
-        })
-        .flatten();
     Ok(Json(MessageList {
-        messages: found.into_iter().map(item).collect(),
-        next_before,
+        next_before: page.next.map(|(at, id)| cursor(at, &id)),
+        messages: page.messages.into_iter().map(item).collect(),
     }))
 }
 
@@ -232,20 +227,18 @@ pub(crate) async fn export_campaign(
         let account = account.clone();
         async move {
             let mut search = next?;
-            let rows = match store.search_messages(&account, &search).await {
-                Ok(rows) => rows,
+            let page = match store.search_messages(&account, &search).await {
+                Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "a campaign export stopped: the read failed");
                     return Some((Err(std::io::Error::other("the read failed")), (None, false)));
                 }
             };
-            let last = rows
-                .last()
-                .map(|m| (m.created_at, m.message_id.to_string()));
-            let full = rows.len() == search.limit;
-            let chunk = csv_rows(header, rows);
-            search.before = last;
-            let next = full.then_some(search);
+            let chunk = csv_rows(header, page.messages);
+            let next = page.next.map(|before| {
+                search.before = Some(before);
+                search
+            });
             Some((chunk, (next, false)))
         }
     });

@@ -467,11 +467,12 @@ async fn list(
     if let Some(day) = get("DateSent>") {
         search.created_from = Some(day_of("DateSent>", day)?.0);
     }
-    let found = state
+    let page_found = state
         .store()
         .search_messages(&account, &search)
         .await
         .map_err(|e| TwilioError::from(ApiError::from(e)))?;
+    let found = page_found.messages;
     // Paging links repeat the filters; the token carries the position.
     let filters: Vec<(&str, &str)> = params
         .iter()
@@ -492,13 +493,7 @@ async fn list(
             serde_urlencoded::to_string(&pairs).unwrap_or_default()
         )
     };
-    let next = (found.len() == page_size)
-        .then(|| {
-            found
-                .last()
-                .map(|m| cursor(m.created_at, m.message_id.as_str()))
-        })
-        .flatten();
+    let next = page_found.next.map(|(at, id)| cursor(at, &id));
     let start = page.saturating_mul(page_size as u64);
     let messages: Vec<Value> = found.iter().map(|m| resource(&account, m)).collect();
     Ok(json!({

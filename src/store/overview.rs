@@ -1,7 +1,8 @@
 //! The account at a glance (the dashboard's overview): statuses reached per minute for the
 //! last hour and per window (24 h, 30 days), the backlog by priority and the balance, read in
-//! one snapshot from the status tallies the history's trigger keeps (so the cost does not
-//! grow with the number of messages).
+//! one snapshot from the status tallies (so the cost does not grow with the number of
+//! messages). The workers fold the event log into the tallies about once a second
+//! ([`Store::fold_tallies`]), off the delivery path.
 
 use super::sqlite::overview as sql;
 use super::{Balance, Store, StoreResult};
@@ -65,6 +66,17 @@ impl Store {
         windows: Windows,
     ) -> StoreResult<Overview> {
         sql::overview(self.sqlite.reads(), account_id, windows).await
+    }
+
+    /// Counts up to `limit` events committed since the last fold into the tallies; returns
+    /// how many it took (fewer than `limit`: caught up).
+    ///
+    /// # Errors
+    /// The database refused the write.
+    pub async fn fold_tallies(&self, limit: usize) -> StoreResult<u64> {
+        self.sqlite
+            .fold_tallies(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
     }
 
     /// Forgets minute tallies older than [`MINUTES_KEPT`] and hour tallies older than

@@ -289,3 +289,72 @@ async fn a_campaigns_results_export_as_csv_to_its_account_only() {
     expect_error_shape(theirs, 404, "not_found", "another account's campaign").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_rare_status_gives_short_pages_that_go_on_until_it_is_found() {
+    // Arrange: 20,100 messages waiting (no workers), the oldest of them failed: a status
+    // behind more messages than one page examines.
+    let app = crate::helpers::spawn_in(
+        crate::helpers::test_dir(),
+        "[messaging]\nmax_messages_per_batch = 1000\n",
+        false,
+    )
+    .await;
+    let mut all = Vec::new();
+    for batch in 0..21_u32 {
+        let size = if batch == 20 { 100 } else { 1000 };
+        let numbers: Vec<String> = (0..size)
+            .map(|i| format!("+1415{:07}", 2_000_000 + batch * 1000 + i))
+            .collect();
+        let items = bulk_items(&numbers, "normal", "scan");
+        all.extend(send_bulk_to(&app.client, &app.address, &app.api_key, &items).await);
+    }
+    assert_eq!(all.len(), 20_100);
+    let oldest = all.first().expect("the first message").clone();
+    let pool = app.pool().await;
+    sqlx::query("UPDATE message SET status = 'failed' WHERE message_id = ?1")
+        .bind(&oldest)
+        .execute(&pool)
+        .await
+        .expect("one message failed");
+    let key = app.api_key.clone();
+
+    // Act: follow next_before from the first page.
+    let mut pages = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut query = vec![("status", "failed".to_owned())];
+        if let Some(b) = &before {
+            query.push(("before", b.clone()));
+        }
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = search_as(&app, &key, &query).await;
+        pages.push(ids(&page));
+        match page["next_before"].as_str() {
+            Some(next) => before = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(
+            pages.len() <= 3,
+            "no more pages than the scan needs: {pages:?}"
+        );
+    }
+
+    // Assert: the first page examined its share and came back empty with a cursor; the next
+    // found the failed message; nothing else matched.
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages[0].is_empty(), "{pages:?}");
+    assert_eq!(pages[1], vec![oldest]);
+    // A filter the indexes serve alone is not bounded: a full page of the newest; and a
+    // common status gives exactly the newest that have it, in order, page after page.
+    let newest = search_as(&app, &key, &[("limit", "200")]).await;
+    assert_eq!(ids(&newest).len(), 200);
+    let queued = search_as(&app, &key, &[("limit", "200"), ("status", "queued")]).await;
+    assert_eq!(ids(&queued), ids(&newest));
+    let next = queued["next_before"].as_str().expect("more pages");
+    let older = search_as(&app, &key, &[("status", "queued"), ("before", next)]).await;
+    let older_all = search_as(&app, &key, &[("before", next)]).await;
+    assert_eq!(ids(&older), ids(&older_all));
+    assert_eq!(ids(&older).len(), 50);
+    app.stop().await;
+}

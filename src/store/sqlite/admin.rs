@@ -92,6 +92,24 @@ pub(super) async fn run(conn: &mut SqliteConnection, m: Maintenance) -> StoreRes
                 .await?;
             Ok(done.rows_affected())
         }
+        Maintenance::FoldTallies { from, to, counts } => {
+            // The cursor is the fence: a fold that lost the race adds nothing.
+            let moved = sqlx::query(
+                "UPDATE status_tally_cursor SET event_seq = ?2 WHERE id = 1 AND event_seq = ?1",
+            )
+            .bind(from)
+            .bind(to)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if moved == 1 {
+                sqlx::query(include_str!("queries/fold_tallies.sql"))
+                    .bind(counts)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(moved)
+        }
         Maintenance::PurgeTallies(minutes_before, hours_before) => {
             let done = sqlx::query(include_str!("queries/purge_tallies.sql"))
                 .bind(minutes_before)

@@ -200,6 +200,38 @@ impl SqliteStore {
         self.call(|reply| Op::Maintenance(maintenance, reply)).await
     }
 
+    /// Counts the next `limit` events on a read connection (the aggregate never holds the
+    /// writer), then has the writer add the sums and move the cursor. Returns how many
+    /// events were folded.
+    pub(super) async fn fold_tallies(&self, limit: i64) -> StoreResult<u64> {
+        let from: i64 =
+            sqlx::query_scalar("SELECT event_seq FROM status_tally_cursor WHERE id = 1")
+                .fetch_one(&self.read)
+                .await?;
+        let (upto, events): (Option<i64>, i64) =
+            sqlx::query_as(include_str!("queries/events_to_fold.sql"))
+                .bind(from)
+                .bind(limit)
+                .fetch_one(&self.read)
+                .await?;
+        let Some(to) = upto else { return Ok(0) };
+        let rows: Vec<(String, i64, String, i64)> =
+            sqlx::query_as(include_str!("queries/count_events_to_fold.sql"))
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.read)
+                .await?;
+        let counts = serde_json::to_string(&rows)
+            .map_err(|e| StoreError::Invalid(format!("tallies could not be encoded: {e}")))?;
+        let fold = Maintenance::FoldTallies { from, to, counts };
+        let moved = self.call(|reply| Op::Maintenance(fold, reply)).await?;
+        Ok(if moved == 1 {
+            u64::try_from(events).unwrap_or(0)
+        } else {
+            0
+        })
+    }
+
     pub(super) async fn authenticate(
         &self,
         key_hash: [u8; 32],

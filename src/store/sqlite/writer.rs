@@ -63,6 +63,14 @@ pub(super) enum Maintenance {
     PurgePendingReceipts(Duration),
     /// Minute tallies before the first, hour tallies before the second (Unix ms).
     PurgeTallies(i64, i64),
+    /// Moves the tally cursor from `from` to `to` (only if it is still at `from`) and adds
+    /// `counts`, a JSON array of [account_id, minute_start, status, n]; answers 1 if it
+    /// did, 0 if another fold got there first.
+    FoldTallies {
+        from: i64,
+        to: i64,
+        counts: String,
+    },
 }
 
 /// An answer computed inside the transaction, sent once the commit is known.

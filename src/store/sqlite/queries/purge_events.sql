@@ -19,5 +19,7 @@ DELETE FROM event WHERE event_seq IN (
         COALESCE((SELECT event_seq FROM event WHERE created_at >= ?1
                   ORDER BY event_seq LIMIT 1), 9223372036854775807),
         COALESCE((SELECT MIN(event_seq) FROM webhook_delivery WHERE state = 'pending'),
+                 9223372036854775807),
+        COALESCE((SELECT event_seq + 1 FROM status_tally_cursor WHERE id = 1),
                  9223372036854775807))
     ORDER BY event_seq LIMIT 50000);
