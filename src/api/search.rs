@@ -50,7 +50,7 @@ pub(crate) struct MessageItem {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MessageList {
     pub messages: Vec<MessageItem>,
-    /// Pass as `before` for the next page; null on the last. A page examines at most 20,000
+    /// Pass as `before` for the next page; null on the last. A page examines at most 10,000
     /// messages when `status` or `channel` filter them, so a rare status may give a short
     /// (even empty) page that still has a `next_before`.
     pub next_before: Option<String>,

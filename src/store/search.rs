@@ -33,7 +33,7 @@ pub struct MessageSearch {
 }
 
 /// Messages a page examines at most when status, channel or sender filter them.
-pub const SCAN_LIMIT: usize = 20_000;
+pub const SCAN_LIMIT: usize = 10_000;
 
 /// A page of results.
 #[derive(Debug, Clone)]

@@ -292,24 +292,24 @@ async fn a_campaigns_results_export_as_csv_to_its_account_only() {
 
 #[tokio::test]
 async fn a_rare_status_gives_short_pages_that_go_on_until_it_is_found() {
-    // Arrange: 20,100 messages waiting (no workers), the oldest of them failed: a status
-    // behind more messages than one page examines.
+    // Arrange: a page's window and 100 more messages waiting (no workers), the oldest of
+    // them failed: a status behind more messages than one page examines.
     let app = crate::helpers::spawn_in(
         crate::helpers::test_dir(),
         "[messaging]\nmax_messages_per_batch = 1000\n",
         false,
     )
     .await;
+    let total = herald::store::search::SCAN_LIMIT + 100;
     let mut all = Vec::new();
-    for batch in 0..21_u32 {
-        let size = if batch == 20 { 100 } else { 1000 };
-        let numbers: Vec<String> = (0..size)
-            .map(|i| format!("+1415{:07}", 2_000_000 + batch * 1000 + i))
+    for first in (0..total).step_by(1000) {
+        let numbers: Vec<String> = (first..total.min(first + 1000))
+            .map(|i| format!("+1415{:07}", 2_000_000 + i))
             .collect();
         let items = bulk_items(&numbers, "normal", "scan");
         all.extend(send_bulk_to(&app.client, &app.address, &app.api_key, &items).await);
     }
-    assert_eq!(all.len(), 20_100);
+    assert_eq!(all.len(), total);
     let oldest = all.first().expect("the first message").clone();
     let pool = app.pool().await;
     sqlx::query("UPDATE message SET status = 'failed' WHERE message_id = ?1")
