@@ -84,3 +84,44 @@ export async function api(path, { method = "GET", query, body, contentType, head
   }
   return data;
 }
+
+/**
+ * Follows the account's event stream (`GET /events`, Server-Sent Events) with the key in the
+ * Authorization header (EventSource cannot send one, so this reads the stream with fetch).
+ * Calls `onOpen()` once it is open and `onEvent(event)` for each event's JSON; resolves when
+ * the stream ends; rejects when it cannot be opened or `signal` aborts.
+ */
+export async function followEvents(query, onOpen, onEvent, signal) {
+  const url = new URL(`${BASE}/events`, location.origin);
+  for (const [name, value] of Object.entries(query || {})) {
+    if (value) url.searchParams.set(name, value);
+  }
+  const response = await fetch(url, {
+    headers: { Accept: "text/event-stream", Authorization: `Bearer ${storedKey() || ""}` },
+    signal,
+  });
+  if (!response.ok || !response.body) {
+    throw new ApiError(response.status, `http_${response.status}`, "The event stream did not open.", null);
+  }
+  onOpen();
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    // Frames end with a blank line; `data:` lines carry the event's JSON.
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = frame.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+      if (!data) continue;
+      try {
+        onEvent(JSON.parse(data));
+      } catch {
+        // A frame that is not JSON (a comment, a keep-alive) carries no event.
+      }
+    }
+  }
+}

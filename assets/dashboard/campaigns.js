@@ -1,13 +1,18 @@
 // Campaigns: the list, launching one from a CSV file (a dry run first, showing its cost and
 // rejected rows, then a confirmation), and one campaign's live progress with its controls.
 
-import { api } from "./api.js";
+import { api, followEvents } from "./api.js";
 import {
   badge, errorBox, facts, fill, formatMoney, formatNumber, formatTime, h, randomKey, showError, table,
 } from "./dom.js";
 
-/** How often an open campaign is read again while it sends. */
+/** How often an open campaign is read again while it sends, with no event stream. */
 const POLL_MS = 1500;
+/** With the event stream live, its events drive the refreshes; this catches the rest (the
+ * campaign's own state: paused, completed). */
+const POLL_STREAMING_MS = 4000;
+/** Events arriving together cause one refresh at most this often. */
+const REFRESH_MS = 300;
 /** Once it is finished, receipts may still arrive: read it less often. */
 const POLL_FINISHED_MS = 5000;
 
@@ -254,6 +259,36 @@ export function campaignPage(root, id) {
   let timer = null;
   let stopped = false;
   let polls = 0;
+  // Live progress: the campaign's events from the event stream; polling alone if it fails.
+  const live = h("span", { class: "muted", id: "campaign-live" }, "");
+  const stream = new AbortController();
+  let streaming = false;
+  let refreshTimer = null;
+  function refreshSoon(repliesToo) {
+    if (repliesToo) loadReplies();
+    if (refreshTimer || stopped) return;
+    refreshTimer = setTimeout(async () => {
+      refreshTimer = null;
+      try {
+        const c = await api(path);
+        if (!stopped) render(c);
+      } catch {
+        // The next poll tries again and shows the error.
+      }
+    }, REFRESH_MS);
+  }
+  async function follow() {
+    try {
+      await followEvents({ campaign_id: id }, () => {
+        streaming = true;
+        live.textContent = "Live: updated as messages move.";
+      }, (e) => refreshSoon(e.event === "message.inbound"), stream.signal);
+    } catch {
+      // Not available (or aborted): polling carries on alone.
+    }
+    streaming = false;
+    if (!stopped) live.textContent = "Updated every few seconds.";
+  }
 
   function render(c) {
     title.textContent = c.name;
@@ -335,7 +370,8 @@ export function campaignPage(root, id) {
     } catch (e) {
       if (!stopped) showError(error, e);
     }
-    if (!stopped) timer = setTimeout(poll, final ? POLL_FINISHED_MS : POLL_MS);
+    const every = final ? POLL_FINISHED_MS : streaming ? POLL_STREAMING_MS : POLL_MS;
+    if (!stopped) timer = setTimeout(poll, every);
   }
 
   async function command(name, button) {
@@ -362,15 +398,18 @@ export function campaignPage(root, id) {
     error,
     h("div", { class: "actions", role: "group", "aria-label": "Campaign controls" }, pause, resume, cancel),
     h("section", { class: "card wide", "aria-label": "Progress" },
-      h("label", { for: "campaign-progress" }, "Progress"), progress, progressLabel, numbers),
+      h("label", { for: "campaign-progress" }, "Progress"), progress, progressLabel, live, numbers),
     counters,
     h("p", null, h("a", { href: `#/messages?campaign_id=${encodeURIComponent(id)}` }, "This campaign's messages")),
     rejections,
     replies);
   poll();
+  follow();
   loadRejections();
   return () => {
     stopped = true;
     clearTimeout(timer);
+    clearTimeout(refreshTimer);
+    stream.abort();
   };
 }

@@ -126,6 +126,8 @@ def main():
         # 3. Confirm, and watch it complete.
         page.get_by_role("button", name="Confirm and send to 5 recipients").click()
         expect(page.get_by_role("heading", level=1)).to_have_text(CAMPAIGN_NAME)
+        # Progress follows the event stream (fetch with the key; EventSource cannot send it).
+        expect(page.locator("#campaign-live")).to_have_text("Live: updated as messages move.")
         expect(page.locator("#campaign-status")).to_have_text("completed")
         expect(page.locator("#campaign-progress-text")).to_contain_text("5 of 5 delivered")
         expect(page.locator("#campaign-progress-text")).to_contain_text("0 waiting")
@@ -133,7 +135,7 @@ def main():
         expect(page.get_by_role("button", name="Pause")).to_be_disabled()
         small_id = page.url.rsplit("/", 1)[1]
         shot(page, "campaign-completed")
-        check("the campaign completes, all 5 delivered, cost as estimated")
+        check("the campaign completes, all 5 delivered, cost as estimated, live from the event stream")
 
         # 4. Pause and resume a big campaign while it sends, then cancel it.
         big = call("POST", "/campaigns", {"name": "Everyone", "template_name": "welcome",
