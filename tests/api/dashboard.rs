@@ -178,27 +178,14 @@ async fn in_chromium_a_user_signs_in_launches_watches_pauses_searches_and_reads_
     let script = root().join("tests/dashboard/drive.py");
     let shots = root().join("target/test-output/dashboard");
 
-    // Act
-    let address = app.address.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(address)
-            .arg(API_KEY)
-            .arg(&shots)
-            .output()
-            .expect("the script runs")
-    })
-    .await
-    .unwrap();
-
-    // Assert: the script asserts each step on what the page shows; its last line counts them.
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("dashboard: 11 checks passed"), "{stdout}");
+    // Act and assert: the script asserts each step on what the page shows; its last line
+    // counts them.
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .arg(&app.address)
+        .arg(API_KEY)
+        .arg(&shots);
+    crate::helpers::run_check_script(command, "dashboard: 11 checks passed").await;
     app.stop().await;
 }

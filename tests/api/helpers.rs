@@ -168,14 +168,19 @@ impl TestApp {
     }
 
     pub(crate) async fn balance_as(&self, key: &str) -> Value {
+        self.get_ok_as("/account/balance/", key).await
+    }
+
+    /// GETs `path` under `/api/messaging` with `key`; asserts a 200 and returns its JSON.
+    pub(crate) async fn get_ok_as(&self, path: &str, key: &str) -> Value {
         let response = self
             .client
-            .get(self.url("/account/balance/"))
+            .get(self.url(path))
             .bearer_auth(key)
             .send()
             .await
             .expect("the request is sent");
-        assert_eq!(response.status(), 200);
+        assert_eq!(response.status(), 200, "GET {path}");
         response.json().await.expect("JSON")
     }
 
@@ -536,4 +541,19 @@ pub(crate) async fn metric(client: &reqwest::Client, base: &str, series: &str) -
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+/// Runs a check script (Python against a running Herald) to its end; asserts it succeeded
+/// and printed `passed` (its count of checks), showing its output otherwise.
+pub(crate) async fn run_check_script(mut command: std::process::Command, passed: &str) {
+    let output = tokio::task::spawn_blocking(move || command.output().expect("the script runs"))
+        .await
+        .expect("the script's thread");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(passed), "{stdout}");
 }

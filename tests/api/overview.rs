@@ -8,15 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 async fn overview_as(app: &TestApp, key: &str) -> Value {
-    let response = app
-        .client
-        .get(app.url("/overview"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("the request is sent");
-    assert_eq!(response.status(), 200);
-    response.json().await.expect("JSON")
+    app.get_ok_as("/overview", key).await
 }
 
 /// How many of `ids` reached each status, from their histories.

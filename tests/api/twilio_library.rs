@@ -67,33 +67,16 @@ async fn the_official_twilio_library_sends_fetches_and_lists_through_herald() {
     let python = tokio::task::spawn_blocking(python).await.unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/twilio_library/check.py");
 
-    // Act
-    let address = app.address.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("HERALD_URL", address)
-            .env("HERALD_ACCOUNT", account.as_str())
-            .env("HERALD_KEY", API_KEY)
-            .env("HERALD_OTHER_ACCOUNT", other.as_str())
-            .env("HERALD_OTHER_KEY", other_key)
-            .output()
-            .expect("the check runs")
-    })
-    .await
-    .unwrap();
-
-    // Assert: the script asserts each step; its last line counts them.
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        stdout.contains("twilio library: 6 checks passed"),
-        "{stdout}"
-    );
+    // Act and assert: the script asserts each step; its last line counts them.
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .env("HERALD_URL", &app.address)
+        .env("HERALD_ACCOUNT", account.as_str())
+        .env("HERALD_KEY", API_KEY)
+        .env("HERALD_OTHER_ACCOUNT", other.as_str())
+        .env("HERALD_OTHER_KEY", other_key);
+    crate::helpers::run_check_script(command, "twilio library: 6 checks passed").await;
     app.stop().await;
 }
 
