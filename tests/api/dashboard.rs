@@ -21,31 +21,7 @@ fn root() -> PathBuf {
 
 /// The venv's python, with Playwright installed in it (once).
 fn python() -> PathBuf {
-    let venv = root().join("target/browser-venv");
-    let python = venv.join("bin/python");
-    let installed = Command::new(&python)
-        .args([
-            "-c",
-            "import importlib.metadata as m; print(m.version('playwright'))",
-        ])
-        .output()
-        .is_ok_and(|o| {
-            o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == PLAYWRIGHT
-        });
-    if !installed {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs");
-        assert!(made.success(), "python3 -m venv {}", venv.display());
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", &format!("playwright=={PLAYWRIGHT}")])
-            .status()
-            .expect("pip runs");
-        assert!(pip.success(), "pip install playwright=={PLAYWRIGHT} (PyPI)");
-    }
-    python
+    crate::helpers::python_with("browser-venv", "playwright", PLAYWRIGHT)
 }
 
 /// Same-origin files a text refers to: `src`/`href` attributes of the page, `from "./x.js"`
@@ -122,12 +98,10 @@ async fn the_dashboard_and_everything_it_loads_are_served_by_herald_itself_under
             "{path}"
         );
         let kind = asset.headers()["content-type"].to_str().unwrap().to_owned();
-        let expected = if path.ends_with(".css") {
-            "text/css"
-        } else {
-            "text/javascript"
-        };
-        assert!(kind.starts_with(expected), "{path}: {kind}");
+        assert!(
+            kind.starts_with(crate::helpers::asset_type(&path)),
+            "{path}: {kind}"
+        );
         let body = asset.text().await.unwrap();
         assert!(
             !body.contains("innerHTML"),

@@ -39,12 +39,10 @@ async fn the_api_page_and_everything_it_loads_are_served_by_herald_itself() {
             .unwrap();
         assert_eq!(asset.status(), 200, "{path}");
         let kind = asset.headers()["content-type"].to_str().unwrap().to_owned();
-        let expected = if path.ends_with(".css") {
-            "text/css"
-        } else {
-            "text/javascript"
-        };
-        assert!(kind.starts_with(expected), "{path}: {kind}");
+        assert!(
+            kind.starts_with(crate::helpers::asset_type(path)),
+            "{path}: {kind}"
+        );
         assert!(
             asset.bytes().await.unwrap().len() > 100,
             "{path} has content"

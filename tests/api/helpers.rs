@@ -557,3 +557,43 @@ pub(crate) async fn run_check_script(mut command: std::process::Command, passed:
     );
     assert!(stdout.contains(passed), "{stdout}");
 }
+
+/// The python of a virtualenv under `target/` with `package` at exactly `version` installed
+/// from PyPI (made the first time; reused while the version matches).
+pub(crate) fn python_with(venv: &str, package: &str, version: &str) -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(venv);
+    let python = venv.join("bin/python");
+    let installed = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(format!(
+            "import importlib.metadata as m; print(m.version('{package}'))"
+        ))
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == version);
+    if !installed {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(made.success(), "python3 -m venv {}", venv.display());
+        let requirement = format!("{package}=={version}");
+        let pip = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", &requirement])
+            .status()
+            .expect("pip runs");
+        assert!(pip.success(), "pip install {requirement} (PyPI)");
+    }
+    python
+}
+
+/// The content type a dashboard or API-page asset must be served with.
+pub(crate) fn asset_type(path: &str) -> &'static str {
+    if path.ends_with(".css") {
+        "text/css"
+    } else {
+        "text/javascript"
+    }
+}

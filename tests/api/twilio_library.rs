@@ -12,30 +12,10 @@ const SIGNING: &str = "[credentials]\nkey = \"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ
     [webhooks]\nallow_private_targets = true\n";
 
 /// The library version the check was written against.
-const TWILIO: &str = "twilio==9.13.0";
+const TWILIO: &str = "9.13.0";
 
 fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/twilio-venv");
-    let python = venv.join("bin/python");
-    let installed = Command::new(&python)
-        .args(["-c", "import twilio; print(twilio.__version__)"])
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "9.13.0");
-    if !installed {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs");
-        assert!(made.success(), "python3 -m venv {}", venv.display());
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", TWILIO])
-            .status()
-            .expect("pip runs");
-        assert!(pip.success(), "pip install {TWILIO} (PyPI)");
-    }
-    python
+    crate::helpers::python_with("twilio-venv", "twilio", TWILIO)
 }
 
 /// The bootstrap account and its Twilio-compatible `Messages.json` URL.
