@@ -125,3 +125,30 @@ export async function followEvents(query, onOpen, onEvent, signal) {
     }
   }
 }
+
+/**
+ * Downloads `path` (under /api/messaging) as the file `filename`: fetched with the key (a
+ * plain link cannot send it), then handed to the browser as a blob.
+ */
+export async function download(path, filename) {
+  const response = await fetch(new URL(BASE + path, location.origin), {
+    headers: { Authorization: `Bearer ${storedKey() || ""}` },
+  });
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    throw errorFrom(response.status, body);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}

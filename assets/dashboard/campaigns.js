@@ -1,7 +1,7 @@
 // Campaigns: the list, launching one from a CSV file (a dry run first, showing its cost and
 // rejected rows, then a confirmation), and one campaign's live progress with its controls.
 
-import { api, followEvents } from "./api.js";
+import { api, download, followEvents } from "./api.js";
 import {
   badge, errorBox, facts, fill, formatMoney, formatNumber, formatTime, h, randomKey, showError, table,
 } from "./dom.js";
@@ -387,6 +387,15 @@ export function campaignPage(root, id) {
       button.disabled = false;
     }
   }
+  const exportButton = h("button", { type: "button", class: "secondary" }, "Download results (CSV)");
+  exportButton.addEventListener("click", async () => {
+    showError(error, null);
+    try {
+      await download(`${path}/export`, `${id}.csv`);
+    } catch (e) {
+      showError(error, e);
+    }
+  });
   pause.addEventListener("click", () => command("pause", pause));
   resume.addEventListener("click", () => command("resume", resume));
   cancel.addEventListener("click", () => command("cancel", cancel));
@@ -400,7 +409,9 @@ export function campaignPage(root, id) {
     h("section", { class: "card wide", "aria-label": "Progress" },
       h("label", { for: "campaign-progress" }, "Progress"), progress, progressLabel, live, numbers),
     counters,
-    h("p", null, h("a", { href: `#/messages?campaign_id=${encodeURIComponent(id)}` }, "This campaign's messages")),
+    h("p", { class: "actions" },
+      h("a", { href: `#/messages?campaign_id=${encodeURIComponent(id)}` }, "This campaign's messages"),
+      exportButton),
     rejections,
     replies);
   poll();

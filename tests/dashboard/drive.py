@@ -134,8 +134,16 @@ def main():
         expect(page.locator("#cost-so-far")).to_contain_text(f"{dry['estimated_cost']:.4f}")
         expect(page.get_by_role("button", name="Pause")).to_be_disabled()
         small_id = page.url.rsplit("/", 1)[1]
+        # Its results as CSV, downloaded with the key: a header and one row per recipient.
+        with page.expect_download() as fetched:
+            page.get_by_role("button", name="Download results (CSV)").click()
+        csv_lines = pathlib.Path(fetched.value.path()).read_text().strip().splitlines()
+        assert csv_lines[0].startswith("message_id,phone_number,status"), csv_lines[0]
+        assert len(csv_lines) == 6 and all(",delivered," in l or ",read," in l for l in csv_lines[1:]), csv_lines
+        assert fetched.value.suggested_filename == f"{small_id}.csv", fetched.value.suggested_filename
         shot(page, "campaign-completed")
-        check("the campaign completes, all 5 delivered, cost as estimated, live from the event stream")
+        check("the campaign completes, all 5 delivered, cost as estimated, live from the "
+              "event stream, its results downloaded as CSV")
 
         # 4. Pause and resume a big campaign while it sends, then cancel it.
         big = call("POST", "/campaigns", {"name": "Everyone", "template_name": "welcome",
