@@ -77,6 +77,8 @@ impl From<ApiError> for TwilioError {
             ("not_found", _) => 20404,
             ("service_unavailable", _) => 20503,
             ("whatsapp_window_closed", _) => 63016,
+            // Twilio's "Invalid StatusCallback": not a URL, or one Herald may not post to.
+            (_, Some("status_callback")) if e.status().is_client_error() => 21609,
             // Twilio's "invalid parameter" family has no closer code for the rest.
             _ if e.status().is_client_error() => 20001,
             _ => 20500,

@@ -192,7 +192,11 @@ async fn a_status_callback_is_refused_where_it_cannot_be_signed_or_sent() {
             .is_some_and(|m| m.contains("credentials.key")),
         "{no_key_body}"
     );
-    assert_eq!(private, 400, "{private_body}");
+    assert_eq!(
+        (private, private_body["code"].clone()),
+        (400, serde_json::json!(21609)),
+        "{private_body}"
+    );
     assert_eq!(fine, 201, "{fine_body}");
     let pool = sealed.pool().await;
     let stored: Vec<(Option<String>, Option<String>)> =
