@@ -94,14 +94,12 @@ pub(super) async fn run(conn: &mut SqliteConnection, m: Maintenance) -> StoreRes
         }
         Maintenance::FoldTallies { from, to, counts } => {
             // The cursor is the fence: a fold that lost the race adds nothing.
-            let moved = sqlx::query(
-                "UPDATE status_tally_cursor SET event_seq = ?2 WHERE id = 1 AND event_seq = ?1",
-            )
-            .bind(from)
-            .bind(to)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            let moved = sqlx::query(include_str!("queries/move_tally_cursor.sql"))
+                .bind(from)
+                .bind(to)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
             if moved == 1 {
                 sqlx::query(include_str!("queries/fold_tallies.sql"))
                     .bind(counts)

@@ -204,10 +204,9 @@ impl SqliteStore {
     /// writer), then has the writer add the sums and move the cursor. Returns how many
     /// events were folded.
     pub(super) async fn fold_tallies(&self, limit: i64) -> StoreResult<u64> {
-        let from: i64 =
-            sqlx::query_scalar("SELECT event_seq FROM status_tally_cursor WHERE id = 1")
-                .fetch_one(&self.read)
-                .await?;
+        let from: i64 = sqlx::query_scalar(include_str!("queries/tally_cursor.sql"))
+            .fetch_one(&self.read)
+            .await?;
         let (upto, events): (Option<i64>, i64) =
             sqlx::query_as(include_str!("queries/events_to_fold.sql"))
                 .bind(from)
