@@ -303,14 +303,12 @@ impl Dispatcher {
             return Attempted::Refused(format!("the URL {why}"));
         }
         let request = match &job.twilio {
-            Some(twilio) => match self.twilio_callback(url, job, twilio) {
-                Ok(request) => request,
-                Err(refused) => return refused,
-            },
-            None => match self.herald_event(url, job) {
-                Ok(request) => request,
-                Err(refused) => return refused,
-            },
+            Some(twilio) => self.twilio_callback(url, job, twilio),
+            None => self.herald_event(url, job),
+        };
+        let request = match request {
+            Ok(request) => request,
+            Err(refused) => return refused,
         };
         match request.send().await {
             Ok(response) => {
@@ -336,14 +334,8 @@ impl Dispatcher {
         url: &str,
         job: &DeliveryJob,
     ) -> Result<reqwest::RequestBuilder, Attempted> {
-        let body = match serde_json::to_vec(&events::payload(&job.event)) {
-            Ok(b) => b,
-            Err(e) => {
-                return Err(Attempted::Refused(format!(
-                    "the event could not be encoded: {e}"
-                )));
-            }
-        };
+        let body = serde_json::to_vec(&events::payload(&job.event))
+            .map_err(|e| Attempted::Refused(format!("the event could not be encoded: {e}")))?;
         let timestamp = Timestamp::now().millis() / 1000;
         Ok(self
             .client
