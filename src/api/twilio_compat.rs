@@ -12,7 +12,6 @@ use super::send;
 use super::{ApiError, AppState};
 use crate::domain::{AccountId, Channel, MessageId, MessageStatus, Timestamp};
 use crate::events::twilio_format;
-use crate::sealing::SealingKey;
 use crate::store::search::{MessageSearch, MessageSummary};
 use crate::store::{AcceptOutcome, AcceptRequest, ItemOutcome, StoredResponse};
 use axum::body::Bytes;
@@ -238,20 +237,17 @@ async fn create(
     let callback = first(&fields, "StatusCallback");
     let sealing = match callback {
         None => None,
-        Some(_) => Some(
-            SealingKey::from_config(&state.settings().credentials.key)
-                .ok()
-                .flatten()
-                .ok_or_else(|| TwilioError {
-                    status: StatusCode::BAD_REQUEST,
-                    code: 21609,
-                    message: "StatusCallback needs this Herald to have credentials.key set \
+        Some(_) => Some(state.accounts().sealing_key().ok_or_else(|| {
+            TwilioError {
+                status: StatusCode::BAD_REQUEST,
+                code: 21609,
+                message: "StatusCallback needs this Herald to have credentials.key set \
                               (it seals the key that signs callbacks); receive status changes \
                               through the account's webhook (PUT /api/messaging/webhook) instead"
-                        .to_owned(),
-                    source: None,
-                })?,
-        ),
+                    .to_owned(),
+                source: None,
+            }
+        })?),
     };
     let validity = match first(&fields, "ValidityPeriod") {
         None => None,

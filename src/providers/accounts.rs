@@ -181,6 +181,12 @@ impl AccountProviders {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The deployment's `credentials.key`, if it has one (it also seals the keys that sign
+    /// Twilio-format status callbacks).
+    pub fn sealing_key(&self) -> Option<&SealingKey> {
+        self.inner.key.as_ref()
+    }
+
     fn key(&self) -> Result<&SealingKey, CredentialError> {
         self.inner.key.as_ref().ok_or(CredentialError::NoKey)
     }

@@ -54,13 +54,7 @@ pub(in crate::store) async fn search_messages(
         .fetch_all(pool)
         .await?;
         let messages = rows.iter().map(summary).collect::<StoreResult<Vec<_>>>()?;
-        let next = (messages.len() == search.limit)
-            .then(|| {
-                messages
-                    .last()
-                    .map(|m| (m.created_at, m.message_id.to_string()))
-            })
-            .flatten();
+        let next = full_page_cursor(&messages, search.limit);
         return Ok(SearchPage { messages, next });
     }
     // The window (the newest SCAN_LIMIT messages the indexes give) is a co-routine that yields
@@ -90,10 +84,8 @@ pub(in crate::store) async fn search_messages(
     messages.sort_by(|a, b| {
         (b.created_at, b.message_id.as_str()).cmp(&(a.created_at, a.message_id.as_str()))
     });
-    let next = if messages.len() == search.limit {
-        messages
-            .last()
-            .map(|m| (m.created_at, m.message_id.to_string()))
+    let next = if let Some(cursor) = full_page_cursor(&messages, search.limit) {
+        Some(cursor)
     } else {
         // A short page: the next one starts after the window's oldest message, if the
         // window was full (fewer than SCAN_LIMIT left: the search is over).
@@ -118,6 +110,15 @@ pub(in crate::store) async fn search_messages(
     };
     conn.commit().await?;
     Ok(SearchPage { messages, next })
+}
+
+/// A full page goes on after its last message; a short one (None) may still go on, when
+/// the scan stopped at its window.
+fn full_page_cursor(messages: &[MessageSummary], limit: usize) -> Option<(Timestamp, String)> {
+    (messages.len() == limit)
+        .then(|| messages.last())
+        .flatten()
+        .map(|m| (m.created_at, m.message_id.to_string()))
 }
 
 /// Binds ?1 to ?10 (the filters and the cursor), ?11, and ?12 when given.
