@@ -10,8 +10,10 @@
 //! connection to connection costs milliseconds of busy-waiting, while one transaction holding
 //! a hundred requests costs about as much as one holding a single request.
 
+pub(crate) mod accept;
 mod campaigns;
 pub mod credentials;
+pub(crate) mod delivery;
 pub mod events;
 pub mod inbound;
 pub mod overview;

@@ -1,10 +1,11 @@
 //! Campaign writes: staging a list, finishing it, the fan-out step, state changes, and the
 //! opt-out and template writes that go with them. All run inside the writer's transaction.
 
-use super::accept::{self, Batch};
+use super::accept;
 use crate::domain::{
     AccountId, CampaignId, CampaignStatus, Channel, IdBlock, PauseReason, Priority, Timestamp,
 };
+use crate::store::accept::Batch;
 use crate::store::{
     AcceptOutcome, FanOutRequest, FanOutResult, FinishCampaign, HELD, NewCampaign, Rejection,
     StagedRecipient, StoreResult,

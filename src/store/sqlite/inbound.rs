@@ -2,7 +2,6 @@
 //! accepts of the same batch, so a STOP's confirmation is queued with it); the reads on the
 //! read pool.
 
-use super::accept;
 use crate::domain::{AccountId, Channel, Keyword, MessageId, ThreadId, Timestamp};
 use crate::store::inbound::{
     CampaignReply, InboundOutcome, KeywordReplies, KeywordReply, NewInbound, ThreadMessage,
@@ -15,7 +14,7 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 /// Stores one inbound message (once), in its thread, with its keyword's effect.
 pub(super) async fn record(
     conn: &mut SqliteConnection,
-    accepts: &mut accept::Batch,
+    accepts: &mut crate::store::accept::Batch,
     inbound: NewInbound,
 ) -> StoreResult<InboundOutcome> {
     if let Some(reference) = &inbound.provider_message_id {

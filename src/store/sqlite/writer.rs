@@ -9,7 +9,7 @@
 
 use super::campaign::{self, CampaignWrite};
 use super::events::{EventWrite, EventWritten};
-use super::{accept, admin, delivery, events, inbound};
+use super::{admin, events, inbound};
 use crate::domain::{AccountId, ApiKeyId};
 use crate::store::inbound::{InboundOutcome, NewInbound};
 use crate::store::{
@@ -233,11 +233,11 @@ async fn commit_batch(
         // IMMEDIATE takes the write lock up front, so the reads inside see what we write
         // against, and another process cannot slip in between.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let mut accepts = accept::Batch::default();
+        let mut accepts = crate::store::accept::Batch::default();
         for op in ops.by_ref() {
             match op {
                 Op::Accept(request, reply) => {
-                    let outcome = accepts.add(&mut tx, request).await;
+                    let outcome = accepts.add(&mut *tx, request).await;
                     pending.push(Pending::Accept(reply, outcome));
                 }
                 Op::Claim {
@@ -247,8 +247,14 @@ async fn commit_batch(
                     fair,
                     reply,
                 } => {
-                    let claimed =
-                        delivery::claim_due(&mut tx, &instance_id, limit, lease, fair).await;
+                    let claimed = crate::store::delivery::claim_due(
+                        &mut *tx,
+                        &instance_id,
+                        limit,
+                        lease,
+                        fair,
+                    )
+                    .await;
                     pending.push(Pending::Claim(reply, claimed.map_err(StoreError::from)));
                 }
                 Op::Outcomes(batch, reply) => {
@@ -304,21 +310,25 @@ async fn commit_batch(
             }
         }
         if !outcomes.is_empty() {
-            delivery::record_outcomes(&mut tx, std::mem::take(&mut outcomes)).await?;
+            crate::store::delivery::record_outcomes(&mut *tx, std::mem::take(&mut outcomes))
+                .await?;
         }
         for reply in outcome_replies.drain(..) {
             pending.push(Pending::Outcomes(reply, Ok(())));
         }
         if !updates.is_empty() {
-            let mut results =
-                delivery::apply_status_updates(&mut tx, std::mem::take(&mut updates)).await?;
+            let mut results = crate::store::delivery::apply_status_updates(
+                &mut *tx,
+                std::mem::take(&mut updates),
+            )
+            .await?;
             for (len, reply) in update_replies.drain(..) {
                 let rest = results.split_off(len.min(results.len()));
                 pending.push(Pending::StatusUpdates(reply, Ok(results)));
                 results = rest;
             }
         }
-        accepts.flush(&mut tx).await?;
+        accepts.flush(&mut *tx).await?;
         tx.commit().await?;
         Ok::<(), sqlx::Error>(())
     }

@@ -1,0 +1,337 @@
+//! Accepting messages: idempotency, balance reservation and the daily limit, decided inside
+//! one transaction so that concurrent requests cannot both spend the same money or both
+//! claim the same idempotency key. The rules are here once; each dialect supplies the
+//! statements ([`AcceptSql`]) and a transaction in which the account's figures cannot change
+//! under it (SQLite: its single writer; PostgreSQL: the account row locked first).
+
+use crate::domain::{AccountId, Timestamp, WhatsappTemplate};
+use crate::store::delivery::{DeliverySql, json_array};
+use crate::store::{
+    AcceptOutcome, AcceptRequest, IdempotencyRecord, ItemOutcome, NewMessage, StoreError,
+    StoreResult, StoredResponse,
+};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// A template as stored in `message.whatsapp_template` (read back by the claim).
+pub(crate) fn template_json(template: &WhatsappTemplate) -> String {
+    // Strings only: serializing cannot fail.
+    serde_json::to_string(template).unwrap_or_default()
+}
+
+/// An account's figures as an accept starts from them.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AccountFigures {
+    available: i64,
+    daily_limit: i64,
+    accepted_today: i64,
+    any_opt_out: bool,
+}
+
+/// An idempotency record as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StoredKey {
+    request_hash: Vec<u8>,
+    response_status: i64,
+    response_body: String,
+}
+
+/// The statements of the accept path, one per query file, run inside the caller's
+/// transaction.
+pub(crate) trait AcceptSql: DeliverySql {
+    /// The account's figures on `day`; on a shared database also the lock that keeps them
+    /// until the transaction ends.
+    fn load_account(
+        &mut self,
+        account_id: &str,
+        day: &str,
+    ) -> impl Future<Output = sqlx::Result<Option<AccountFigures>>> + Send;
+    /// Whether the number is on the account's opt-out list.
+    fn opted_out(
+        &mut self,
+        account_id: &str,
+        phone_number: &str,
+    ) -> impl Future<Output = sqlx::Result<bool>> + Send;
+    fn find_key(
+        &mut self,
+        account_id: &str,
+        key: &str,
+        since: i64,
+    ) -> impl Future<Output = sqlx::Result<Option<StoredKey>>> + Send;
+    fn insert_messages(
+        &mut self,
+        account_id: &str,
+        messages: &[NewMessage],
+        now: i64,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    /// Reserves `reserve` of the balance and counts `accepted` messages on `day`.
+    fn reserve(
+        &mut self,
+        account_id: &str,
+        reserve: i64,
+        now: i64,
+        day: &str,
+        accepted: i64,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    fn store_key(
+        &mut self,
+        account_id: &str,
+        key: &str,
+        hash: &[u8],
+        response: &StoredResponse,
+        at: i64,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+}
+
+/// Idempotency records are honoured for 24 hours (SPEC §1).
+pub(crate) const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+struct AccountState {
+    available: i64,
+    daily_limit: i64,
+    accepted_today: i64,
+    any_opt_out: bool,
+    reserve: i64,
+    accepted: Vec<NewMessage>,
+    /// Messages this transaction accepted by other means (a campaign's fan-out inserts its
+    /// own); their cost is in `reserve`.
+    accepted_elsewhere: i64,
+}
+
+impl AccountState {
+    /// Messages this transaction accepted for the account so far.
+    fn accepted(&self) -> i64 {
+        self.accepted.len() as i64 + self.accepted_elsewhere
+    }
+}
+
+/// What the accepts of one transaction will write when it is flushed.
+#[derive(Default)]
+pub(crate) struct Batch {
+    // Ordered, so the flush visits accounts in one order in every transaction.
+    accounts: BTreeMap<AccountId, AccountState>,
+    keys: BTreeMap<(AccountId, String), ([u8; 32], StoredResponse, Timestamp)>,
+}
+
+impl Batch {
+    pub(crate) async fn add(
+        &mut self,
+        conn: &mut impl AcceptSql,
+        request: AcceptRequest,
+    ) -> StoreResult<AcceptOutcome> {
+        let now = Timestamp::now();
+        let AcceptRequest {
+            account_id,
+            idempotency,
+            messages,
+            render,
+        } = request;
+
+        if let Some(record) = &idempotency {
+            let earlier = self.find_key(conn, &account_id, &record.key, now).await?;
+            if let Some((hash, response)) = earlier {
+                return Ok(if hash == record.request_hash {
+                    AcceptOutcome::Replayed(response)
+                } else {
+                    AcceptOutcome::Conflict
+                });
+            }
+        }
+
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for message in messages {
+            let opted_out = self
+                .opted_out(conn, &account_id, &message.phone_number)
+                .await?;
+            let outcome = if opted_out {
+                ItemOutcome::OptedOut
+            } else {
+                self.offer(conn, &account_id, message).await?
+            };
+            outcomes.push(outcome);
+        }
+        let response = render(&outcomes);
+        // A request that created nothing is not remembered: retried after a top-up, it
+        // should be tried again, not answered with the old 402.
+        let created = outcomes.contains(&ItemOutcome::Accepted);
+        if let Some(record) = idempotency.filter(|_| created) {
+            self.remember(account_id, record, response.clone(), now);
+        }
+        Ok(AcceptOutcome::Done(response))
+    }
+
+    /// The account's figures as this transaction sees them (loaded once per transaction).
+    async fn account(
+        &mut self,
+        conn: &mut impl AcceptSql,
+        account_id: &AccountId,
+    ) -> StoreResult<&mut AccountState> {
+        if !self.accounts.contains_key(account_id) {
+            let row = conn
+                .load_account(account_id.as_str(), &Timestamp::now().day())
+                .await?
+                .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
+            self.accounts.insert(
+                account_id.clone(),
+                AccountState {
+                    available: row.available,
+                    daily_limit: row.daily_limit,
+                    accepted_today: row.accepted_today,
+                    any_opt_out: row.any_opt_out,
+                    reserve: 0,
+                    accepted: Vec::new(),
+                    accepted_elsewhere: 0,
+                },
+            );
+        }
+        self.accounts
+            .get_mut(account_id)
+            .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))
+    }
+
+    /// What the account can still take in this transaction: (available balance, messages
+    /// left today).
+    pub(crate) async fn headroom(
+        &mut self,
+        conn: &mut impl AcceptSql,
+        account_id: &AccountId,
+    ) -> StoreResult<(i64, i64)> {
+        let state = self.account(conn, account_id).await?;
+        Ok((
+            state.available - state.reserve,
+            (state.daily_limit - state.accepted_today - state.accepted()).max(0),
+        ))
+    }
+
+    /// Counts `messages` costing `cost` that the caller inserted itself against the
+    /// account, so later accepts in this transaction see the money as taken and the flush
+    /// reserves it. The account must have been loaded (by [`Batch::headroom`]).
+    pub(crate) fn reserve_elsewhere(&mut self, account_id: &AccountId, cost: i64, messages: i64) {
+        if let Some(state) = self.accounts.get_mut(account_id) {
+            state.reserve += cost;
+            state.accepted_elsewhere += messages;
+        }
+    }
+
+    /// The account just got an opt-out in this transaction: later accepts in it check for
+    /// one (the cached "no opt-outs at all" no longer holds).
+    pub(crate) fn note_opt_out(&mut self, account_id: &AccountId) {
+        if let Some(state) = self.accounts.get_mut(account_id) {
+            state.any_opt_out = true;
+        }
+    }
+
+    /// Keeps `response` under the idempotency key, written with the rest at flush.
+    pub(crate) fn remember(
+        &mut self,
+        account_id: AccountId,
+        record: IdempotencyRecord,
+        response: StoredResponse,
+        at: Timestamp,
+    ) {
+        self.keys.insert(
+            (account_id, record.key),
+            (record.request_hash, response, at),
+        );
+    }
+
+    /// Whether `phone_number` opted out of the account. Most accounts have no opt-out at
+    /// all, and then this costs no lookup.
+    pub(crate) async fn opted_out(
+        &mut self,
+        conn: &mut impl AcceptSql,
+        account_id: &AccountId,
+        phone_number: &str,
+    ) -> StoreResult<bool> {
+        if !self.account(conn, account_id).await?.any_opt_out {
+            return Ok(false);
+        }
+        Ok(conn.opted_out(account_id.as_str(), phone_number).await?)
+    }
+
+    /// Accepts `message` if the daily limit and the available balance (after everything
+    /// this transaction already accepted) allow it.
+    pub(crate) async fn offer(
+        &mut self,
+        conn: &mut impl AcceptSql,
+        account_id: &AccountId,
+        message: NewMessage,
+    ) -> StoreResult<ItemOutcome> {
+        let state = self.account(conn, account_id).await?;
+        let cost = message.cost.units();
+        let accepted_today = state.accepted_today + state.accepted();
+        Ok(if accepted_today >= state.daily_limit {
+            ItemOutcome::DailyLimitExceeded
+        } else if state.available - state.reserve < cost {
+            ItemOutcome::InsufficientBalance
+        } else {
+            state.reserve += cost;
+            state.accepted.push(message);
+            ItemOutcome::Accepted
+        })
+    }
+
+    pub(crate) async fn find_key(
+        &self,
+        conn: &mut impl AcceptSql,
+        account_id: &AccountId,
+        key: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<([u8; 32], StoredResponse)>> {
+        if let Some((hash, response, _)) = self.keys.get(&(account_id.clone(), key.to_owned())) {
+            return Ok(Some((*hash, response.clone())));
+        }
+        let row = conn
+            .find_key(
+                account_id.as_str(),
+                key,
+                now.minus(IDEMPOTENCY_TTL).millis(),
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((
+            row.request_hash.try_into().unwrap_or([0; 32]),
+            StoredResponse {
+                status: u16::try_from(row.response_status).unwrap_or(500),
+                body: row.response_body,
+            },
+        )))
+    }
+
+    /// Writes everything the batch accepted. Called once, just before the commit.
+    pub(crate) async fn flush(self, conn: &mut impl AcceptSql) -> sqlx::Result<()> {
+        let now = Timestamp::now();
+        let day = now.day();
+        for (account_id, state) in &self.accounts {
+            if state.accepted() == 0 {
+                continue;
+            }
+            conn.insert_messages(account_id.as_str(), &state.accepted, now.millis())
+                .await?;
+            let ids: Vec<&str> = state
+                .accepted
+                .iter()
+                .map(|m| m.message_id.as_str())
+                .collect();
+            if !ids.is_empty() {
+                conn.insert_status_events(json_array(&ids), "queued", now.millis())
+                    .await?;
+            }
+            conn.reserve(
+                account_id.as_str(),
+                state.reserve,
+                now.millis(),
+                &day,
+                state.accepted(),
+            )
+            .await?;
+        }
+
+        for ((account_id, key), (hash, response, at)) in &self.keys {
+            conn.store_key(account_id.as_str(), key, &hash[..], response, at.millis())
+                .await?;
+        }
+        Ok(())
+    }
+}

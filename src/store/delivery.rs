@@ -1,0 +1,758 @@
+//! The delivery side of the queue, as rules over whatever database holds it: claiming due
+//! messages by priority lane, recording what the provider said, and applying receipts.
+//! Every status change is a conditional UPDATE that names the allowed predecessors
+//! (domain::status), so a move the table forbids simply matches no row. Each dialect
+//! supplies the statements ([`DeliverySql`], one query file each); the decisions are made
+//! here once.
+
+use crate::domain::{
+    AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp, WhatsappTemplate,
+};
+use crate::store::{
+    ClaimToken, ClaimedMessage, DeliveryOutcome, DeliveryReport, HELD, StatusUpdate, UpdateResult,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+/// Which priority lanes have a claimable message, and whether any account has an opt-out.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DueLanes {
+    pub urgent: bool,
+    pub high: bool,
+    pub normal: bool,
+    pub low: bool,
+    pub any_opt_out: bool,
+}
+
+/// A claimed row as the claim statement returns it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ClaimRow {
+    message_id: String,
+    account_id: String,
+    campaign_id: Option<String>,
+    channel: String,
+    phone_number: String,
+    sender_id: Option<String>,
+    body: String,
+    attachment_url: Option<String>,
+    priority: i64,
+    attempts: i64,
+    expires_at: i64,
+    cost: i64,
+    claim_seq: i64,
+    provider: Option<String>,
+    in_doubt_since: Option<i64>,
+    whatsapp_template: Option<String>,
+}
+
+/// A message marked sent: whose it is, what it cost, and when it changed.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SentRow {
+    pub message_id: String,
+    pub account_id: String,
+    pub cost: i64,
+    pub provider_message_id: String,
+    pub updated_at: i64,
+}
+
+/// A message a receipt moved.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ReceiptMove {
+    pub message_id: String,
+    pub provider_message_id: String,
+    pub updated_at: i64,
+}
+
+/// A message ended unsent: the reservation to release.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UnsentRow {
+    pub account_id: String,
+    pub cost: i64,
+    pub updated_at: i64,
+}
+
+/// A receipt held until the send it reports on was recorded.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct HeldReceipt {
+    pub provider_message_id: String,
+    pub status: String,
+    pub at: i64,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// A message going back to the queue to be tried again.
+pub(crate) struct Retry {
+    pub due_at: Timestamp,
+    pub error_code: String,
+    pub error_message: String,
+    pub bound_to: Option<&'static str>,
+    pub in_doubt_since: Option<Timestamp>,
+}
+
+/// The statements of the delivery side, one per query file, run inside the caller's
+/// transaction. JSON arrays carry a batch in one parameter on every dialect.
+pub(crate) trait DeliverySql: Send {
+    fn due_lanes(&mut self, now: i64) -> impl Future<Output = sqlx::Result<DueLanes>> + Send;
+    fn claim_lane(
+        &mut self,
+        lease_until: i64,
+        instance_id: &str,
+        now: i64,
+        rank: i64,
+        quota: i64,
+    ) -> impl Future<Output = sqlx::Result<Vec<ClaimRow>>> + Send;
+    /// Adds `status` at `at` to the history of each message in the JSON array `ids`.
+    fn insert_status_events(
+        &mut self,
+        ids: String,
+        status: &'static str,
+        at: i64,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    /// The same, with each message's own time: `events` is a JSON array of [id, at].
+    fn insert_status_events_at(
+        &mut self,
+        events: String,
+        status: &'static str,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    fn claimed_opted_out(
+        &mut self,
+        ids: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<String>>> + Send;
+    /// (campaign_id, status) of each campaign in the JSON array `ids`.
+    fn campaign_states(
+        &mut self,
+        ids: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<(String, String)>>> + Send;
+    fn park_claim(
+        &mut self,
+        id: &str,
+        held: i64,
+        now: i64,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    fn schedule_retry(
+        &mut self,
+        id: &str,
+        claim: ClaimToken,
+        retry: Retry,
+        now: i64,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    fn mark_unsent(
+        &mut self,
+        id: &str,
+        status: &'static str,
+        error_code: String,
+        error_message: String,
+        at: i64,
+        claim: ClaimToken,
+    ) -> impl Future<Output = sqlx::Result<Option<UnsentRow>>> + Send;
+    fn hold_claim(
+        &mut self,
+        id: &str,
+        held: i64,
+        now: i64,
+        claim: ClaimToken,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    fn release_claim(
+        &mut self,
+        id: &str,
+        now: i64,
+        claim: ClaimToken,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    /// `sent`: a JSON array of {id, claim, provider, ref, at}.
+    fn mark_sent(
+        &mut self,
+        sent: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<SentRow>>> + Send;
+    /// Charges `charged` for `sent` messages: balance, ledger line, day's sent count.
+    fn settle(
+        &mut self,
+        account_id: &str,
+        charged: i64,
+        now: i64,
+        sent: i64,
+        day: &str,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    fn release_reservation(
+        &mut self,
+        account_id: &str,
+        released: i64,
+        now: i64,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    fn take_pending_receipts(
+        &mut self,
+        provider: &str,
+        references: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<HeldReceipt>>> + Send;
+    /// Moves the messages the receipts in `payload` (JSON {ref, at, code, message}) name to
+    /// `status`, from one of the `allowed` (JSON array) statuses; returns the moved ones.
+    fn apply_status_update(
+        &mut self,
+        provider: &str,
+        status: &'static str,
+        payload: String,
+        allowed: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<ReceiptMove>>> + Send;
+    fn find_by_provider_refs(
+        &mut self,
+        provider: &str,
+        references: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<String>>> + Send;
+    /// Orders holding receipts (`exclusive`) against taking held ones (shared) where other
+    /// processes write at the same time: without it, a receipt that found no message could
+    /// be held just after the send it reports on was recorded and its held receipts taken,
+    /// and wait forever. Answers whether the caller must look again for the messages it
+    /// missed (they may have been committed while it waited); a database with one writer
+    /// has no such race and answers `false` without a statement.
+    fn guard_receipt_hand_over(
+        &mut self,
+        exclusive: bool,
+    ) -> impl Future<Output = sqlx::Result<bool>> + Send;
+    /// `held`: a JSON array of {ref, status, at, code, message}.
+    fn hold_pending_receipts(
+        &mut self,
+        provider: &str,
+        held: String,
+        now: i64,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+}
+
+/// Share of a claim each lower lane gets first when it has work, so a flood of urgent
+/// traffic slows `low` down but never stops it (SPEC §4: no starvation).
+fn floor(priority: Priority, batch: usize) -> usize {
+    match priority {
+        Priority::Urgent => 0,
+        Priority::High => batch / 4,
+        Priority::Normal => batch / 8,
+        Priority::Low => (batch / 16).max(1),
+    }
+}
+
+/// How many to ask of `priority`'s lane: its floor in the first pass of a fair claim, then
+/// everything left, highest lane first.
+fn lane_quota(pass: usize, priority: Priority, remaining: usize, batch: usize) -> usize {
+    if pass == 0 {
+        floor(priority, batch).min(remaining)
+    } else {
+        remaining
+    }
+}
+
+pub(crate) async fn claim_due(
+    conn: &mut impl DeliverySql,
+    instance_id: &str,
+    limit: usize,
+    lease: Duration,
+    fair: bool,
+) -> sqlx::Result<Vec<ClaimedMessage>> {
+    let now = Timestamp::now();
+    let lease_until = now.plus(lease);
+    let mut claimed = Vec::with_capacity(limit);
+    // One probe tells which lanes have work; asking an empty lane costs a statement (a round
+    // trip) for nothing, and most traffic sits in one lane.
+    let due = conn.due_lanes(now.millis()).await?;
+    let mut exhausted: Vec<Priority> = [
+        (Priority::Urgent, due.urgent),
+        (Priority::High, due.high),
+        (Priority::Normal, due.normal),
+        (Priority::Low, due.low),
+    ]
+    .into_iter()
+    .filter(|(_, has_work)| !has_work)
+    .map(|(priority, _)| priority)
+    .collect();
+    if exhausted.len() == Priority::DESCENDING.len() {
+        return Ok(claimed);
+    }
+    // A fair claim gives lower lanes their floors first; others follow priority strictly
+    // (small top-ups, where a floor of one would be the whole claim, taken from urgent).
+    // With a single lane due there is nothing to share.
+    let single_lane = exhausted.len() + 1 == Priority::DESCENDING.len();
+    let first_pass = if fair && !single_lane { 0 } else { 1 };
+    for pass in first_pass..2 {
+        for priority in Priority::DESCENDING {
+            let remaining = limit.saturating_sub(claimed.len());
+            let quota = lane_quota(pass, priority, remaining, limit);
+            if quota == 0 || exhausted.contains(&priority) {
+                continue;
+            }
+            let rows = conn
+                .claim_lane(
+                    lease_until.millis(),
+                    instance_id,
+                    now.millis(),
+                    priority.rank(),
+                    i64::try_from(quota).unwrap_or(i64::MAX),
+                )
+                .await?;
+            if rows.len() < quota {
+                exhausted.push(priority);
+            }
+            for row in rows {
+                claimed.push(claimed_message(row)?);
+            }
+        }
+    }
+    let claimed = screen(conn, claimed, now, due.any_opt_out).await?;
+    if !claimed.is_empty() {
+        let ids: Vec<&str> = claimed.iter().map(|m| m.message_id.as_str()).collect();
+        conn.insert_status_events(
+            json_array(&ids),
+            MessageStatus::Sending.as_str(),
+            now.millis(),
+        )
+        .await?;
+    }
+    Ok(claimed)
+}
+
+/// A batch as one JSON parameter (strings and numbers only: encoding cannot fail).
+pub(crate) fn json_array<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_default()
+}
+
+/// Takes out of a fresh claim, before its `sending` is recorded, what must not be sent: messages
+/// to numbers that opted out after they were accepted (failed, `recipient_opted_out`), and
+/// messages of paused (held again) or canceled campaigns.
+/// `any_opt_out`: whether any account has any opt-out (when none has, no lookup is needed).
+async fn screen(
+    conn: &mut impl DeliverySql,
+    claimed: Vec<ClaimedMessage>,
+    now: Timestamp,
+    any_opt_out: bool,
+) -> sqlx::Result<Vec<ClaimedMessage>> {
+    if claimed.is_empty() {
+        return Ok(claimed);
+    }
+    let mut unsent = Vec::new();
+    let mut opted: HashSet<String> = HashSet::new();
+    if any_opt_out {
+        let ids: Vec<&str> = claimed.iter().map(|m| m.message_id.as_str()).collect();
+        opted = conn
+            .claimed_opted_out(json_array(&ids))
+            .await?
+            .into_iter()
+            .collect();
+    }
+    let campaigns: HashSet<&str> = claimed
+        .iter()
+        .filter_map(|m| m.campaign_id.as_deref())
+        .filter(|id| id.starts_with("cmp_"))
+        .collect();
+    let mut states: HashMap<String, String> = HashMap::new();
+    if !campaigns.is_empty() {
+        let ids: Vec<&str> = campaigns.into_iter().collect();
+        states = conn
+            .campaign_states(json_array(&ids))
+            .await?
+            .into_iter()
+            .collect();
+    }
+    if opted.is_empty() && states.values().all(|s| s != "paused" && s != "canceled") {
+        return Ok(claimed);
+    }
+    let mut keep = Vec::with_capacity(claimed.len());
+    for mut m in claimed {
+        let campaign = m
+            .campaign_id
+            .as_deref()
+            .and_then(|id| states.get(id))
+            .map(String::as_str);
+        // A message in doubt may have been sent already: it must not be ended unsent here.
+        // The worker asks the provider first, then applies the opt-out or the cancellation
+        // (a pause only parks it, which ends nothing).
+        if m.in_doubt_since.is_some() && campaign != Some("paused") {
+            m.opted_out = opted.contains(m.message_id.as_str());
+            keep.push(m);
+            continue;
+        }
+        let (status, code, message) = if opted.contains(m.message_id.as_str()) {
+            (
+                MessageStatus::Failed,
+                "recipient_opted_out",
+                "the recipient opted out after the message was accepted",
+            )
+        } else if campaign == Some("canceled") {
+            (
+                MessageStatus::Canceled,
+                "campaign_canceled",
+                "the campaign was canceled before this message was sent",
+            )
+        } else if campaign == Some("paused") {
+            conn.park_claim(m.message_id.as_str(), HELD, now.millis())
+                .await?;
+            continue;
+        } else {
+            keep.push(m);
+            continue;
+        };
+        let outcome = DeliveryOutcome::Unsent {
+            status,
+            error_code: code.to_owned(),
+            error_message: message.to_owned(),
+            at: now,
+        };
+        unsent.push(DeliveryReport::of(&m, outcome));
+    }
+    record_outcomes(conn, unsent).await?;
+    Ok(keep)
+}
+
+/// A stored template (JSON written by the accept path from a parsed one).
+fn stored_template(json: Option<String>) -> sqlx::Result<Option<WhatsappTemplate>> {
+    json.map(|j| serde_json::from_str(&j).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .transpose()
+}
+
+fn claimed_message(row: ClaimRow) -> sqlx::Result<ClaimedMessage> {
+    Ok(ClaimedMessage {
+        message_id: MessageId::from_stored(row.message_id),
+        account_id: AccountId::from_stored(row.account_id),
+        channel: Channel::parse(&row.channel).unwrap_or(Channel::Sms),
+        phone_number: row.phone_number,
+        sender_id: row.sender_id,
+        body: row.body,
+        attachment_url: row.attachment_url,
+        whatsapp_template: stored_template(row.whatsapp_template)?,
+        priority: Priority::from_rank(row.priority).unwrap_or(Priority::Normal),
+        campaign_id: row.campaign_id,
+        attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+        expires_at: Timestamp::from_millis(row.expires_at),
+        cost: Money::from_units(row.cost),
+        claim: ClaimToken::from_stored(row.claim_seq),
+        bound_to: row.provider,
+        in_doubt_since: row.in_doubt_since.map(Timestamp::from_millis),
+        opted_out: false,
+    })
+}
+
+/// Per-account money moved by one batch of outcomes.
+#[derive(Default)]
+struct Settlement {
+    charged: i64,
+    sent: i64,
+    released: i64,
+}
+
+pub(crate) async fn record_outcomes(
+    conn: &mut impl DeliverySql,
+    reports: Vec<DeliveryReport>,
+) -> sqlx::Result<()> {
+    let now = Timestamp::now();
+    // Ordered by account: concurrent batches (other processes, on a shared database) then
+    // lock account rows in the same order and cannot deadlock on them.
+    let mut accounts: BTreeMap<String, Settlement> = BTreeMap::new();
+    let mut sent = Vec::new();
+    let mut providers: Vec<&'static str> = Vec::new();
+    for DeliveryReport {
+        message_id,
+        claim,
+        outcome,
+    } in reports
+    {
+        let id = message_id.as_str();
+        match outcome {
+            DeliveryOutcome::Sent {
+                provider,
+                provider_message_id,
+                at,
+            } => {
+                if !providers.contains(&provider) {
+                    providers.push(provider);
+                }
+                sent.push(serde_json::json!({
+                    "id": id,
+                    "claim": claim.value(),
+                    "provider": provider,
+                    "ref": provider_message_id,
+                    "at": at.millis(),
+                }));
+            }
+            DeliveryOutcome::Retry {
+                due_at,
+                error_code,
+                error_message,
+                bound_to,
+                in_doubt_since,
+            } => {
+                let retry = Retry {
+                    due_at,
+                    error_code,
+                    error_message,
+                    bound_to,
+                    in_doubt_since,
+                };
+                conn.schedule_retry(id, claim, retry, now.millis()).await?;
+            }
+            DeliveryOutcome::Unresolved {
+                due_at,
+                in_doubt_since,
+                error_code,
+                error_message,
+            } => {
+                // Not bound: the lookup did not say which provider has it.
+                let retry = Retry {
+                    due_at,
+                    error_code,
+                    error_message,
+                    bound_to: None,
+                    in_doubt_since: Some(in_doubt_since),
+                };
+                conn.schedule_retry(id, claim, retry, now.millis()).await?;
+            }
+            DeliveryOutcome::Unsent {
+                status,
+                error_code,
+                error_message,
+                at,
+            } => {
+                let row = conn
+                    .mark_unsent(
+                        id,
+                        status.as_str(),
+                        error_code,
+                        error_message,
+                        at.millis(),
+                        claim,
+                    )
+                    .await?;
+                if let Some(row) = row {
+                    accounts.entry(row.account_id).or_default().released += row.cost;
+                    insert_events(conn, status, &[(id, row.updated_at)]).await?;
+                }
+            }
+            DeliveryOutcome::Held => {
+                conn.hold_claim(id, HELD, now.millis(), claim).await?;
+            }
+            DeliveryOutcome::Released => {
+                conn.release_claim(id, now.millis(), claim).await?;
+            }
+        }
+    }
+
+    if !sent.is_empty() {
+        let rows = conn
+            .mark_sent(serde_json::Value::Array(sent).to_string())
+            .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        let mut references = Vec::with_capacity(rows.len());
+        for row in rows {
+            let settlement = accounts.entry(row.account_id).or_default();
+            settlement.charged += row.cost;
+            settlement.sent += 1;
+            events.push((row.message_id, row.updated_at));
+            references.push(row.provider_message_id);
+        }
+        let events: Vec<(&str, i64)> = events.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+        insert_events(conn, MessageStatus::Sent, &events).await?;
+        if !references.is_empty() {
+            conn.guard_receipt_hand_over(false).await?;
+            apply_held_receipts(conn, &providers, &references).await?;
+        }
+    }
+
+    let day = now.day();
+    for (account, s) in accounts {
+        if s.sent > 0 {
+            conn.settle(&account, s.charged, now.millis(), s.sent, &day)
+                .await?;
+        }
+        if s.released > 0 {
+            conn.release_reservation(&account, s.released, now.millis())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the receipts that overtook the sends just recorded (held in `pending_receipt`).
+/// A provider id is unique per provider, so only the providers of this batch are asked.
+async fn apply_held_receipts(
+    conn: &mut impl DeliverySql,
+    providers: &[&'static str],
+    references: &[String],
+) -> sqlx::Result<()> {
+    let references = json_array(references);
+    for provider in providers {
+        let rows = conn
+            .take_pending_receipts(provider, references.clone())
+            .await?;
+        let held: Vec<StatusUpdate> = rows
+            .into_iter()
+            .filter_map(|row| {
+                // Only statuses a receipt can carry were ever held.
+                let status = MessageStatus::parse(&row.status)?;
+                Some(StatusUpdate {
+                    provider,
+                    provider_message_id: row.provider_message_id,
+                    status,
+                    at: Timestamp::from_millis(row.at),
+                    error_code: row.error_code,
+                    error_message: row.error_message,
+                })
+            })
+            .collect();
+        if !held.is_empty() {
+            apply_status_updates(conn, held).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_events(
+    conn: &mut impl DeliverySql,
+    status: MessageStatus,
+    events: &[(&str, i64)],
+) -> sqlx::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    conn.insert_status_events_at(json_array(events), status.as_str())
+        .await
+}
+
+pub(crate) async fn apply_status_updates(
+    conn: &mut impl DeliverySql,
+    updates: Vec<StatusUpdate>,
+) -> sqlx::Result<Vec<UpdateResult>> {
+    let mut results = vec![UpdateResult::Held; updates.len()];
+    // Lifecycle order, so a `delivered` and a `read` in the same batch both apply.
+    let mut order: Vec<usize> = (0..updates.len()).collect();
+    order.sort_by_key(|i| updates.get(*i).map(|u| (u.provider, u.status.order())));
+    let mut groups: Vec<(&'static str, MessageStatus, Vec<usize>)> = Vec::new();
+    for i in order {
+        let Some(u) = updates.get(i) else { continue };
+        match groups.last_mut() {
+            Some((p, s, members)) if *p == u.provider && *s == u.status => members.push(i),
+            _ => groups.push((u.provider, u.status, vec![i])),
+        }
+    }
+
+    for (provider, status, members) in groups {
+        let receipt = |u: &StatusUpdate| {
+            serde_json::json!({
+                "ref": u.provider_message_id,
+                "at": u.at.millis(),
+                "code": u.error_code,
+                "message": u.error_message,
+            })
+        };
+        let payload: Vec<serde_json::Value> = members
+            .iter()
+            .filter_map(|i| updates.get(*i))
+            .map(receipt)
+            .collect();
+        let allowed = json_array(
+            &status
+                .predecessors()
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+        );
+        let mut rows = conn
+            .apply_status_update(
+                provider,
+                status.as_str(),
+                serde_json::Value::Array(payload).to_string(),
+                allowed.clone(),
+            )
+            .await?;
+        let mut applied: HashSet<String> = rows
+            .iter()
+            .map(|row| row.provider_message_id.clone())
+            .collect();
+        // Receipts that moved nothing: one lookup for all of them (one per receipt made a
+        // writer that fell behind, and so saw many, fall further behind).
+        let missed: Vec<&StatusUpdate> = members
+            .iter()
+            .filter_map(|i| updates.get(*i))
+            .filter(|u| !applied.contains(&u.provider_message_id))
+            .collect();
+        if !missed.is_empty() && conn.guard_receipt_hand_over(true).await? {
+            let again: Vec<serde_json::Value> = missed.iter().map(|u| receipt(u)).collect();
+            let late = conn
+                .apply_status_update(
+                    provider,
+                    status.as_str(),
+                    serde_json::Value::Array(again).to_string(),
+                    allowed,
+                )
+                .await?;
+            applied.extend(late.iter().map(|row| row.provider_message_id.clone()));
+            rows.extend(late);
+        }
+        let events: Vec<(&str, i64)> = rows
+            .iter()
+            .map(|row| (row.message_id.as_str(), row.updated_at))
+            .collect();
+        insert_events(conn, status, &events).await?;
+
+        let missed: Vec<&str> = missed
+            .iter()
+            .map(|u| u.provider_message_id.as_str())
+            .filter(|r| !applied.contains(*r))
+            .collect();
+        let known: HashSet<String> = if missed.is_empty() {
+            HashSet::new()
+        } else {
+            conn.find_by_provider_refs(provider, json_array(&missed))
+                .await?
+                .into_iter()
+                .collect()
+        };
+        let mut unmatched = Vec::new();
+        for i in members {
+            let Some(u) = updates.get(i) else { continue };
+            let result = if applied.remove(&u.provider_message_id) {
+                UpdateResult::Applied
+            } else if known.contains(&u.provider_message_id) {
+                UpdateResult::Stale
+            } else {
+                unmatched.push(serde_json::json!({
+                    "ref": u.provider_message_id,
+                    "status": u.status.as_str(),
+                    "at": u.at.millis(),
+                    "code": u.error_code,
+                    "message": u.error_message,
+                }));
+                UpdateResult::Held
+            };
+            if let Some(slot) = results.get_mut(i) {
+                *slot = result;
+            }
+        }
+        if !unmatched.is_empty() {
+            conn.hold_pending_receipts(
+                provider,
+                serde_json::Value::Array(unmatched).to_string(),
+                Timestamp::now().millis(),
+            )
+            .await?;
+        }
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lower_lanes_get_their_floor_first_then_the_rest_goes_top_down() {
+        let batch = 256;
+        assert_eq!(lane_quota(0, Priority::Urgent, batch, batch), 0);
+        assert_eq!(lane_quota(0, Priority::High, batch, batch), 64);
+        assert_eq!(lane_quota(0, Priority::Low, batch, batch), 16);
+        assert_eq!(
+            lane_quota(0, Priority::Low, 3, batch),
+            3,
+            "never more than what is left"
+        );
+        assert_eq!(lane_quota(1, Priority::Urgent, 240, batch), 240);
+        assert!(
+            floor(Priority::Low, 4) >= 1,
+            "low keeps a slot even in tiny batches"
+        );
+    }
+}
