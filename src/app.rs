@@ -8,7 +8,7 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::providers::accounts::AccountProviders;
 use crate::ratelimit::shared::SharedLimits;
-use crate::store::{NewAccount, Store};
+use crate::store::{NewAccount, Store, StoreError};
 use crate::templates::TemplateLibrary;
 use crate::workers::Workers;
 use anyhow::Context;
@@ -162,14 +162,20 @@ pub async fn run_workers_until(
 async fn bootstrap(store: &Store, settings: &Settings) -> anyhow::Result<Option<String>> {
     let configured = settings.auth.bootstrap_api_key.expose_secret().to_owned();
     let account = if store.account_count().await? == 0 {
-        let account = store
+        let created = store
             .create_account(NewAccount {
                 name: BOOTSTRAP_ACCOUNT.to_owned(),
                 balance: settings.accounts.bootstrap_balance,
                 currency: settings.accounts.default_currency.clone(),
                 daily_limit: settings.accounts.daily_limit,
             })
-            .await?;
+            .await;
+        let account = match created {
+            Ok(account) => account,
+            // Another process sharing the database bootstrapped it a moment ago.
+            Err(StoreError::AccountExists(_)) => store.find_account(BOOTSTRAP_ACCOUNT).await?,
+            Err(e) => return Err(e.into()),
+        };
         if configured.is_empty() {
             let key = auth::generate_key();
             store.insert_api_key(&account, auth::hash_key(&key)).await?;

@@ -149,15 +149,24 @@ impl Workers {
             .context("could not register the worker process")?;
 
         let mut tasks = JoinSet::new();
-        tasks.spawn(
-            campaign::Fanout {
-                store: store.clone(),
-                batch: settings.campaigns.fanout_batch,
-                validity: settings.validity_period(),
-            }
-            .run_until(shutdown.clone()),
-        );
-        tasks.spawn(tally::run_until(store.clone(), shutdown.clone()));
+        // Campaigns, the overview's tallies and customer webhooks run on SQLite only so far;
+        // on PostgreSQL the API refuses what would need them.
+        let sqlite_only = store.is_postgres();
+        if sqlite_only {
+            tracing::info!(
+                "on PostgreSQL: delivering, receipts and housekeeping run; campaigns, overview tallies and customer webhooks run on SQLite only so far"
+            );
+        } else {
+            tasks.spawn(
+                campaign::Fanout {
+                    store: store.clone(),
+                    batch: settings.campaigns.fanout_batch,
+                    validity: settings.validity_period(),
+                }
+                .run_until(shutdown.clone()),
+            );
+            tasks.spawn(tally::run_until(store.clone(), shutdown.clone()));
+        }
         tasks.spawn(sweeper::run_until(
             store.clone(),
             metrics.clone(),
@@ -188,11 +197,13 @@ impl Workers {
             .run_until(shutdown.clone()),
         );
 
-        tasks.spawn(
-            webhooks::Dispatcher::new(store.clone(), settings, metrics.clone())
-                .context("the webhook dispatcher could not start")?
-                .run_until(shutdown.clone()),
-        );
+        if !sqlite_only {
+            tasks.spawn(
+                webhooks::Dispatcher::new(store.clone(), settings, metrics.clone())
+                    .context("the webhook dispatcher could not start")?
+                    .run_until(shutdown.clone()),
+            );
+        }
 
         let queue = MessageQueue::new(
             store,

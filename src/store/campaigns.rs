@@ -200,7 +200,7 @@ const CHUNK: usize = 5_000;
 impl Store {
     /// Writes a new campaign in status `loading`.
     pub async fn insert_campaign(&self, campaign: NewCampaign) -> StoreResult<()> {
-        self.sqlite
+        self.sqlite()?
             .campaign_write(CampaignWrite::Insert(campaign))
             .await?;
         Ok(())
@@ -213,7 +213,7 @@ impl Store {
         recipients: Vec<StagedRecipient>,
         rejections: Vec<Rejection>,
     ) -> StoreResult<()> {
-        self.sqlite
+        self.sqlite()?
             .campaign_write(CampaignWrite::Stage {
                 campaign_id: campaign_id.clone(),
                 recipients,
@@ -225,7 +225,7 @@ impl Store {
 
     /// Deletes a campaign that never finished loading, with what was staged for it.
     pub async fn discard_campaign(&self, campaign_id: &Id) -> StoreResult<()> {
-        self.sqlite
+        self.sqlite()?
             .campaign_write(CampaignWrite::Discard(campaign_id.clone()))
             .await?;
         Ok(())
@@ -233,7 +233,7 @@ impl Store {
 
     /// Discards campaigns whose loading stopped more than `age` ago (the process died).
     pub async fn discard_stale_campaigns(&self, age: Duration) -> StoreResult<u64> {
-        self.sqlite
+        self.sqlite()?
             .campaign_write(CampaignWrite::DiscardStale(age))
             .await
     }
@@ -241,14 +241,14 @@ impl Store {
     /// Makes a loaded campaign visible and startable; replays or refuses a repeated
     /// idempotency key instead (the caller then discards the campaign it staged).
     pub async fn finish_campaign(&self, finish: FinishCampaign) -> StoreResult<AcceptOutcome> {
-        let outcome = self.sqlite.finish_campaign(finish).await?;
+        let outcome = self.sqlite()?.finish_campaign(finish).await?;
         self.ready.notify_waiters();
         Ok(outcome)
     }
 
     /// Expands the next recipients of a running campaign into messages.
     pub async fn fan_out(&self, request: FanOutRequest) -> StoreResult<FanOutResult> {
-        let result = self.sqlite.fan_out(request).await?;
+        let result = self.sqlite()?.fan_out(request).await?;
         if result.messages > 0 {
             self.ready.notify_waiters();
         }
@@ -270,7 +270,7 @@ impl Store {
             CampaignCommand::Cancel => (CampaignStatus::Canceled, None),
         };
         let changed = self
-            .sqlite
+            .sqlite()?
             .campaign_write(CampaignWrite::SetStatus {
                 campaign_id: campaign_id.clone(),
                 account_id: account_id.clone(),
@@ -296,7 +296,7 @@ impl Store {
                 CampaignStatus::Canceled => CampaignWrite::CancelQueued(campaign_id.clone(), CHUNK),
                 CampaignStatus::Scheduled | CampaignStatus::Completed => return Ok(total),
             };
-            let done = self.sqlite.campaign_write(write).await?;
+            let done = self.sqlite()?.campaign_write(write).await?;
             total += done;
             if done < CHUNK as u64 {
                 break;
@@ -310,13 +310,13 @@ impl Store {
 
     /// Starts scheduled campaigns whose time has come; returns how many.
     pub async fn start_due_campaigns(&self) -> StoreResult<u64> {
-        self.sqlite.campaign_write(CampaignWrite::StartDue).await
+        self.sqlite()?.campaign_write(CampaignWrite::StartDue).await
     }
 
     /// Completes a running campaign with nothing left to send; true if it did.
     pub async fn complete_campaign(&self, campaign_id: &Id) -> StoreResult<bool> {
         Ok(self
-            .sqlite
+            .sqlite()?
             .campaign_write(CampaignWrite::Complete(campaign_id.clone()))
             .await?
             > 0)
@@ -327,7 +327,7 @@ impl Store {
         account_id: &AccountId,
         campaign_id: &Id,
     ) -> StoreResult<Option<CampaignView>> {
-        let mut conn = self.sqlite.reads().acquire().await?;
+        let mut conn = self.sqlite()?.reads().acquire().await?;
         reads::campaign(&mut conn, account_id, campaign_id).await
     }
 
@@ -338,7 +338,7 @@ impl Store {
         account_id: &AccountId,
         campaign_id: &Id,
     ) -> StoreResult<Option<(CampaignView, CampaignCounts)>> {
-        let mut tx = self.sqlite.reads().begin().await?;
+        let mut tx = self.sqlite()?.reads().begin().await?;
         let Some(view) = reads::campaign(&mut tx, account_id, campaign_id).await? else {
             return Ok(None);
         };
@@ -355,7 +355,7 @@ impl Store {
         before: Option<&Id>,
         limit: usize,
     ) -> StoreResult<Vec<(CampaignView, CampaignCounts)>> {
-        let mut tx = self.sqlite.reads().begin().await?;
+        let mut tx = self.sqlite()?.reads().begin().await?;
         let views = reads::campaigns(&mut tx, account_id, before, limit).await?;
         let mut listed = Vec::with_capacity(views.len());
         for view in views {
@@ -373,26 +373,26 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> StoreResult<Vec<Rejection>> {
-        reads::rejections(self.sqlite.reads(), campaign_id, after, limit).await
+        reads::rejections(self.sqlite()?.reads(), campaign_id, after, limit).await
     }
 
     pub async fn active_campaigns(&self) -> StoreResult<Vec<ActiveCampaign>> {
-        reads::active_campaigns(self.sqlite.reads()).await
+        reads::active_campaigns(self.sqlite()?.reads()).await
     }
 
     /// The status of a campaign by id, whoever owns it (for workers).
     pub async fn campaign_state(&self, campaign_id: &str) -> StoreResult<Option<CampaignStatus>> {
-        reads::campaign_state(self.sqlite.reads(), campaign_id).await
+        reads::campaign_state(self.sqlite()?.reads(), campaign_id).await
     }
 
     /// Whether any message of the campaign still waits for delivery.
     pub async fn campaign_waiting(&self, campaign_id: &Id) -> StoreResult<bool> {
-        reads::campaign_waiting(self.sqlite.reads(), campaign_id).await
+        reads::campaign_waiting(self.sqlite()?.reads(), campaign_id).await
     }
 
     /// Whether a pause still holds messages of the campaign.
     pub async fn campaign_held(&self, campaign_id: &Id) -> StoreResult<bool> {
-        reads::campaign_held(self.sqlite.reads(), campaign_id).await
+        reads::campaign_held(self.sqlite()?.reads(), campaign_id).await
     }
 
     /// Opts a number out of an account; true if it was not already.
@@ -403,7 +403,7 @@ impl Store {
         source: &str,
     ) -> StoreResult<bool> {
         Ok(self
-            .sqlite
+            .sqlite()?
             .campaign_write(CampaignWrite::AddOptOut {
                 account_id: account_id.clone(),
                 phone_number: phone_number.to_owned(),
@@ -420,7 +420,7 @@ impl Store {
         phone_number: &str,
     ) -> StoreResult<bool> {
         Ok(self
-            .sqlite
+            .sqlite()?
             .campaign_write(CampaignWrite::RemoveOptOut {
                 account_id: account_id.clone(),
                 phone_number: phone_number.to_owned(),
@@ -436,12 +436,12 @@ impl Store {
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<OptOut>> {
-        reads::opt_outs(self.sqlite.reads(), account_id, after, limit).await
+        reads::opt_outs(self.sqlite()?.reads(), account_id, after, limit).await
     }
 
     /// Every opted-out number of the account.
     pub async fn opt_out_set(&self, account_id: &AccountId) -> StoreResult<HashSet<String>> {
-        reads::opt_out_set(self.sqlite.reads(), account_id).await
+        reads::opt_out_set(self.sqlite()?.reads(), account_id).await
     }
 
     pub async fn upsert_template(
@@ -450,7 +450,7 @@ impl Store {
         name: &str,
         body: &str,
     ) -> StoreResult<()> {
-        self.sqlite
+        self.sqlite()?
             .campaign_write(CampaignWrite::UpsertTemplate {
                 account_id: account_id.clone(),
                 name: name.to_owned(),
@@ -461,7 +461,7 @@ impl Store {
     }
 
     pub async fn templates(&self, account_id: &AccountId) -> StoreResult<Vec<StoredTemplate>> {
-        reads::templates(self.sqlite.reads(), account_id).await
+        reads::templates(self.sqlite()?.reads(), account_id).await
     }
 
     pub async fn template(
@@ -469,7 +469,7 @@ impl Store {
         account_id: &AccountId,
         name: &str,
     ) -> StoreResult<Option<StoredTemplate>> {
-        reads::template(self.sqlite.reads(), account_id, name).await
+        reads::template(self.sqlite()?.reads(), account_id, name).await
     }
 
     /// Messages created since `since`, by day, channel and current status.
@@ -478,6 +478,6 @@ impl Store {
         account_id: &AccountId,
         since: Timestamp,
     ) -> StoreResult<Vec<StatsRow>> {
-        reads::stats(self.sqlite.reads(), account_id, since).await
+        reads::stats(self.sqlite()?.reads(), account_id, since).await
     }
 }

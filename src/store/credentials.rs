@@ -42,7 +42,7 @@ impl Store {
         credentials: StoredCredentials,
     ) -> StoreResult<SaveOutcome> {
         let written = self
-            .sqlite
+            .sqlite()?
             .campaign_write(super::sqlite::campaign::CampaignWrite::SaveCredentials(
                 Box::new(credentials),
             ))
@@ -61,7 +61,7 @@ impl Store {
         provider: &str,
     ) -> StoreResult<bool> {
         let deleted = self
-            .sqlite
+            .sqlite()?
             .campaign_write(super::sqlite::campaign::CampaignWrite::DeleteCredentials {
                 account_id: account_id.clone(),
                 provider: provider.to_owned(),
@@ -76,7 +76,12 @@ impl Store {
         account_id: &AccountId,
         provider: &str,
     ) -> StoreResult<Option<StoredCredentials>> {
-        sql::for_account(self.sqlite.reads(), account_id, provider).await
+        match &self.backend {
+            super::Backend::Sqlite(s) => sql::for_account(s.reads(), account_id, provider).await,
+            // Delivery asks on every message's route; saving credentials is SQLite-only so
+            // far, so on PostgreSQL the answer comes from an empty table, but it is read.
+            super::Backend::Postgres(p) => p.credentials(account_id, provider).await,
+        }
     }
 
     /// Every provider's credentials of the account, by provider name.
@@ -84,7 +89,7 @@ impl Store {
         &self,
         account_id: &AccountId,
     ) -> StoreResult<Vec<StoredCredentials>> {
-        sql::all_for_account(self.sqlite.reads(), account_id).await
+        sql::all_for_account(self.sqlite()?.reads(), account_id).await
     }
 
     /// The credentials whose webhooks name `webhook_key` (a Twilio AccountSid, a WhatsApp
@@ -94,11 +99,11 @@ impl Store {
         provider: &str,
         webhook_key: &str,
     ) -> StoreResult<Option<StoredCredentials>> {
-        sql::by_webhook_key(self.sqlite.reads(), provider, webhook_key).await
+        sql::by_webhook_key(self.sqlite()?.reads(), provider, webhook_key).await
     }
 
     /// Whether some account's WhatsApp credentials have this verify token (by its hash).
     pub async fn verify_token_known(&self, sha256: &[u8; 32]) -> StoreResult<bool> {
-        sql::verify_token_known(self.sqlite.reads(), sha256).await
+        sql::verify_token_known(self.sqlite()?.reads(), sha256).await
     }
 }

@@ -178,21 +178,21 @@ impl Store {
         account_id: Option<&AccountId>,
         limit: usize,
     ) -> StoreResult<Vec<EventRecord>> {
-        sql::events_after(self.sqlite.reads(), after, account_id, limit).await
+        sql::events_after(self.sqlite()?.reads(), after, account_id, limit).await
     }
 
     /// The newest event's number (0 when there is none).
     pub async fn last_event_seq(&self) -> StoreResult<i64> {
-        sql::last_event_seq(self.sqlite.reads()).await
+        sql::last_event_seq(self.sqlite()?.reads()).await
     }
 
     pub async fn webhook(&self, account_id: &AccountId) -> StoreResult<WebhookEndpoint> {
-        sql::webhook(self.sqlite.reads(), account_id).await
+        sql::webhook(self.sqlite()?.reads(), account_id).await
     }
 
     /// Sets (and enables) the account's webhook URL.
     pub async fn set_webhook(&self, account_id: &AccountId, url: String) -> StoreResult<()> {
-        self.sqlite
+        self.sqlite()?
             .events_write(sql::EventWrite::SetWebhook {
                 account_id: account_id.clone(),
                 url,
@@ -204,7 +204,7 @@ impl Store {
     /// Removes the account's webhook URL; what was pending for it is given up.
     pub async fn delete_webhook(&self, account_id: &AccountId) -> StoreResult<bool> {
         let removed = self
-            .sqlite
+            .sqlite()?
             .events_write(sql::EventWrite::DeleteWebhook {
                 account_id: account_id.clone(),
             })
@@ -217,7 +217,7 @@ impl Store {
         account_id: &AccountId,
         secret: String,
     ) -> StoreResult<()> {
-        self.sqlite
+        self.sqlite()?
             .events_write(sql::EventWrite::SetSecret {
                 account_id: account_id.clone(),
                 secret,
@@ -228,7 +228,7 @@ impl Store {
 
     /// Whether any delivery is due by `now` (a read, so an idle dispatcher writes nothing).
     pub async fn webhook_work_due(&self, now: Timestamp) -> StoreResult<bool> {
-        sql::work_due(self.sqlite.reads(), now).await
+        sql::work_due(self.sqlite()?.reads(), now).await
     }
 
     /// Claims up to `limit` due deliveries for `lease`, skipping the accounts in `busy` (whose
@@ -241,7 +241,7 @@ impl Store {
     ) -> StoreResult<Vec<DeliveryJob>> {
         let now = Timestamp::now();
         let claimed = self
-            .sqlite
+            .sqlite()?
             .events_write(sql::EventWrite::Claim {
                 now,
                 lease_until: now.plus(lease),
@@ -253,7 +253,7 @@ impl Store {
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        sql::delivery_jobs(self.sqlite.reads(), &claimed).await
+        sql::delivery_jobs(self.sqlite()?.reads(), &claimed).await
     }
 
     /// Records attempts; an endpoint failing for longer than `disable_after` is disabled.
@@ -264,7 +264,7 @@ impl Store {
         disable_after: Duration,
     ) -> StoreResult<Vec<String>> {
         Ok(self
-            .sqlite
+            .sqlite()?
             .events_write(sql::EventWrite::Record {
                 outcomes,
                 disable_after,
@@ -281,7 +281,7 @@ impl Store {
         before: Option<i64>,
         limit: usize,
     ) -> StoreResult<Vec<DeliveryView>> {
-        sql::deliveries(self.sqlite.reads(), account_id, state, before, limit).await
+        sql::deliveries(self.sqlite()?.reads(), account_id, state, before, limit).await
     }
 
     /// One delivery of the account with its attempts, read together.
@@ -290,13 +290,13 @@ impl Store {
         account_id: &AccountId,
         delivery_id: i64,
     ) -> StoreResult<Option<(DeliveryView, Vec<AttemptView>)>> {
-        sql::delivery(self.sqlite.reads(), account_id, delivery_id).await
+        sql::delivery(self.sqlite()?.reads(), account_id, delivery_id).await
     }
 
     /// Queues a delivery of the account again, due now. False: no such delivery.
     pub async fn redeliver(&self, account_id: &AccountId, delivery_id: i64) -> StoreResult<bool> {
         let done = self
-            .sqlite
+            .sqlite()?
             .events_write(sql::EventWrite::Redeliver {
                 account_id: account_id.clone(),
                 delivery_id,
@@ -310,7 +310,7 @@ impl Store {
     /// still pending stays.
     pub async fn purge_events(&self, max_age: Duration) -> StoreResult<u64> {
         let done = self
-            .sqlite
+            .sqlite()?
             .events_write(sql::EventWrite::Purge {
                 before: Timestamp::now().minus(max_age),
             })

@@ -109,7 +109,7 @@ impl Store {
     /// # Errors
     /// The database refused the write.
     pub async fn record_inbound(&self, batch: Vec<NewInbound>) -> StoreResult<Vec<InboundOutcome>> {
-        self.sqlite.record_inbound(batch).await
+        self.sqlite()?.record_inbound(batch).await
     }
 
     /// Marks the account's inbound messages read; answers how many went from unread to read.
@@ -117,7 +117,7 @@ impl Store {
     /// # Errors
     /// The database refused the write.
     pub async fn mark_read(&self, account_id: &AccountId, ids: Vec<String>) -> StoreResult<u64> {
-        self.sqlite.mark_read(account_id.clone(), ids).await
+        self.sqlite()?.mark_read(account_id.clone(), ids).await
     }
 
     /// The account's threads, most recent inbound first, after `before` (a cursor:
@@ -128,7 +128,7 @@ impl Store {
         before: Option<(Timestamp, String)>,
         limit: usize,
     ) -> StoreResult<Vec<ThreadSummary>> {
-        sql::threads(self.sqlite.reads(), account_id, before, limit).await
+        sql::threads(self.sqlite()?.reads(), account_id, before, limit).await
     }
 
     /// Replies to the account's campaign, oldest first, after `after` (a cursor: the
@@ -140,12 +140,19 @@ impl Store {
         after: Option<(Timestamp, String)>,
         limit: usize,
     ) -> StoreResult<Vec<CampaignReply>> {
-        sql::campaign_replies(self.sqlite.reads(), account_id, campaign_id, after, limit).await
+        sql::campaign_replies(
+            self.sqlite()?.reads(),
+            account_id,
+            campaign_id,
+            after,
+            limit,
+        )
+        .await
     }
 
     /// The account's own answers to STOP and HELP.
     pub async fn keyword_replies(&self, account_id: &AccountId) -> StoreResult<KeywordReplies> {
-        sql::keyword_replies(self.sqlite.reads(), account_id).await
+        sql::keyword_replies(self.sqlite()?.reads(), account_id).await
     }
 
     /// Sets the account's own answers to STOP and HELP.
@@ -154,7 +161,7 @@ impl Store {
         account_id: &AccountId,
         replies: KeywordReplies,
     ) -> StoreResult<()> {
-        self.sqlite
+        self.sqlite()?
             .campaign_write(super::sqlite::campaign::CampaignWrite::SetKeywordReplies {
                 account_id: account_id.clone(),
                 replies,
@@ -170,7 +177,7 @@ impl Store {
         channel: Channel,
         phone_number: &str,
     ) -> StoreResult<Option<Timestamp>> {
-        sql::last_inbound_at(self.sqlite.reads(), account_id, channel, phone_number).await
+        sql::last_inbound_at(self.sqlite()?.reads(), account_id, channel, phone_number).await
     }
 
     /// One thread of the account.
@@ -179,7 +186,7 @@ impl Store {
         account_id: &AccountId,
         thread_id: &ThreadId,
     ) -> StoreResult<Option<ThreadSummary>> {
-        sql::thread(self.sqlite.reads(), account_id, thread_id).await
+        sql::thread(self.sqlite()?.reads(), account_id, thread_id).await
     }
 
     /// A thread's messages both ways, oldest first, after `after` (a cursor: the
@@ -191,6 +198,6 @@ impl Store {
         after: Option<(Timestamp, String)>,
         limit: usize,
     ) -> StoreResult<Vec<ThreadMessage>> {
-        sql::thread_messages(self.sqlite.reads(), account_id, thread, after, limit).await
+        sql::thread_messages(self.sqlite()?.reads(), account_id, thread, after, limit).await
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! Callers see operations named after what they do (`accept`, `claim_due`,
 //! `record_outcomes`, `apply_status_updates`, …) and the types in this module; the SQL lives
-//! per dialect below `store/<dialect>/`. SQLite is the only dialect so far; PostgreSQL joins
-//! as a second implementation of the same operations.
+//! per dialect below `store/<dialect>/`, and the rules that decide (money, limits,
+//! idempotency, fairness, status moves) once, in `store::accept` and `store::delivery`,
+//! over each dialect's statements. SQLite is the embedded default; PostgreSQL carries the
+//! delivery core (accept, claim, outcomes, receipts) for many processes, and answers
+//! [`StoreError::NotOnPostgres`] for what runs on SQLite only so far.
 //!
 //! All writes of one process go through a single writer task that commits whatever is waiting
 //! together (group commit): SQLite has one writer anyway, and handing the lock from
@@ -17,6 +20,7 @@ pub(crate) mod delivery;
 pub mod events;
 pub mod inbound;
 pub mod overview;
+mod postgres;
 pub mod search;
 mod sqlite;
 
@@ -327,6 +331,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "this runs on SQLite only so far; this Herald stores on PostgreSQL, which carries accepting, delivering and tracking messages"
+    )]
+    NotOnPostgres,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -348,11 +356,25 @@ pub enum WriteRefusal {
 
 impl WriteRefusal {
     /// Classifies a database error by SQLite's primary result code (the low byte of the
-    /// extended code sqlx reports); `None` for everything else (a bug, a constraint).
+    /// extended code sqlx reports) or PostgreSQL's SQLSTATE; `None` for everything else
+    /// (a bug, a constraint).
     pub fn of(e: &sqlx::Error) -> Option<WriteRefusal> {
         let sqlx::Error::Database(db) = e else {
             return None;
         };
+        // PostgreSQL names its conditions by SQLSTATE.
+        if db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some()
+        {
+            return match db.code()?.as_ref() {
+                "53100" => Some(Self::DiskFull),
+                "58030" => Some(Self::Io),
+                "55P03" => Some(Self::Busy),
+                "25006" => Some(Self::ReadOnly),
+                _ => None,
+            };
+        }
         let code: i32 = db.code()?.parse().ok()?;
         match code & 0xff {
             13 => Some(Self::DiskFull),
@@ -444,10 +466,27 @@ fn current(last: Option<(std::time::Instant, WriteRefusal)>) -> Option<WriteRefu
         .map(|(_, refusal)| refusal)
 }
 
+/// The database behind the store.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<postgres::PgStore>),
+}
+
+/// Calls the same operation on whichever backend holds the store.
+macro_rules! on_backend {
+    ($store:expr, $s:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($s) => $call,
+            Backend::Postgres($s) => $call,
+        }
+    };
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    sqlite: Arc<SqliteStore>,
+    backend: Backend,
     /// Wakes in-process workers when messages become due, instead of waiting for a poll.
     ready: Arc<Notify>,
     health: Arc<WriteHealth>,
@@ -460,12 +499,34 @@ impl Store {
     /// An unsupported URL, a database that cannot be opened, or a failed migration.
     pub async fn open(settings: &DatabaseSettings) -> StoreResult<Store> {
         let health = Arc::new(WriteHealth::default());
-        let sqlite = SqliteStore::open(settings, Arc::clone(&health)).await?;
+        let url = settings.url.as_str();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(Arc::new(
+                postgres::PgStore::open(settings, Arc::clone(&health)).await?,
+            ))
+        } else {
+            Backend::Sqlite(Arc::new(
+                SqliteStore::open(settings, Arc::clone(&health)).await?,
+            ))
+        };
         Ok(Store {
-            sqlite: Arc::new(sqlite),
+            backend,
             ready: Arc::new(Notify::new()),
             health,
         })
+    }
+
+    /// The SQLite store, for what runs on SQLite only so far.
+    fn sqlite(&self) -> StoreResult<&SqliteStore> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(s),
+            Backend::Postgres(_) => Err(StoreError::NotOnPostgres),
+        }
+    }
+
+    /// Whether the store is PostgreSQL (shared by many processes).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Why the database refused a write in the last few seconds, if it did (for `/readyz`).
@@ -480,7 +541,7 @@ impl Store {
     }
 
     pub async fn accept(&self, request: AcceptRequest) -> StoreResult<AcceptOutcome> {
-        let outcome = self.sqlite.accept(request).await?;
+        let outcome = on_backend!(self, s => s.accept(request).await)?;
         self.ready.notify_waiters();
         Ok(outcome)
     }
@@ -495,27 +556,27 @@ impl Store {
         lease: Duration,
         fair: bool,
     ) -> StoreResult<Vec<ClaimedMessage>> {
-        self.sqlite.claim_due(instance_id, limit, lease, fair).await
+        on_backend!(self, s => s.claim_due(instance_id, limit, lease, fair).await)
     }
 
     /// Records what workers report; a report whose claim was taken over changes nothing.
     pub async fn record_outcomes(&self, outcomes: Vec<DeliveryReport>) -> StoreResult<()> {
-        self.sqlite.record_outcomes(outcomes).await
+        on_backend!(self, s => s.record_outcomes(outcomes).await)
     }
 
     pub async fn apply_status_updates(
         &self,
         updates: Vec<StatusUpdate>,
     ) -> StoreResult<Vec<UpdateResult>> {
-        self.sqlite.apply_status_updates(updates).await
+        on_backend!(self, s => s.apply_status_updates(updates).await)
     }
 
     pub async fn authenticate(&self, key_hash: [u8; 32]) -> StoreResult<Option<AuthenticatedKey>> {
-        self.sqlite.authenticate(key_hash).await
+        on_backend!(self, s => s.authenticate(key_hash).await)
     }
 
     pub async fn balance(&self, account_id: &AccountId) -> StoreResult<Balance> {
-        self.sqlite.balance(account_id).await
+        on_backend!(self, s => s.balance(account_id).await)
     }
 
     pub async fn message(
@@ -523,7 +584,7 @@ impl Store {
         account_id: &AccountId,
         message_id: &MessageId,
     ) -> StoreResult<Option<MessageView>> {
-        self.sqlite.message(account_id, message_id).await
+        on_backend!(self, s => s.message(account_id, message_id).await)
     }
 
     /// Up to `limit` messages of `provider` still `sent` at or before `sent_before`, after
@@ -535,9 +596,7 @@ impl Store {
         sent_before: Timestamp,
         limit: usize,
     ) -> StoreResult<Vec<AwaitingReceipt>> {
-        self.sqlite
-            .awaiting_receipt(provider, after, sent_before, limit)
-            .await
+        on_backend!(self, s => s.awaiting_receipt(provider, after, sent_before, limit).await)
     }
 
     /// Whether a message already carries `provider`'s id `provider_message_id` (an in-doubt
@@ -547,38 +606,36 @@ impl Store {
         provider: &str,
         provider_message_id: &str,
     ) -> StoreResult<bool> {
-        self.sqlite
-            .provider_ref_taken(provider, provider_message_id)
-            .await
+        on_backend!(self, s => s.provider_ref_taken(provider, provider_message_id).await)
     }
 
     /// Receipts held because no message carries their provider id (for `/metrics`).
     pub async fn pending_receipts(&self) -> StoreResult<i64> {
-        self.sqlite.pending_receipts().await
+        on_backend!(self, s => s.pending_receipts().await)
     }
 
     /// Drops held receipts older than `max_age` (they report on no send of ours); returns
     /// how many.
     pub async fn purge_pending_receipts(&self, max_age: Duration) -> StoreResult<u64> {
-        self.sqlite.purge_pending_receipts(max_age).await
+        on_backend!(self, s => s.purge_pending_receipts(max_age).await)
     }
 
     /// Messages waiting for delivery, per priority (for `/metrics`).
     pub async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>> {
-        self.sqlite.queue_depth().await
+        on_backend!(self, s => s.queue_depth().await)
     }
 
     pub async fn create_account(&self, account: NewAccount) -> StoreResult<AccountId> {
-        self.sqlite.create_account(account).await
+        on_backend!(self, s => s.create_account(account).await)
     }
 
     /// Finds an account by `acc_…` id or by name.
     pub async fn find_account(&self, name_or_id: &str) -> StoreResult<AccountId> {
-        self.sqlite.find_account(name_or_id).await
+        on_backend!(self, s => s.find_account(name_or_id).await)
     }
 
     pub async fn account_count(&self) -> StoreResult<i64> {
-        self.sqlite.account_count().await
+        on_backend!(self, s => s.account_count().await)
     }
 
     pub async fn insert_api_key(
@@ -586,19 +643,19 @@ impl Store {
         account_id: &AccountId,
         key_hash: [u8; 32],
     ) -> StoreResult<ApiKeyId> {
-        self.sqlite.insert_api_key(account_id, key_hash).await
+        on_backend!(self, s => s.insert_api_key(account_id, key_hash).await)
     }
 
     /// Records that this worker process is alive, and extends the leases of the messages it
     /// holds to `lease` from now.
     pub async fn heartbeat(&self, instance_id: &str, lease: Duration) -> StoreResult<()> {
-        self.sqlite.heartbeat(instance_id, lease).await
+        on_backend!(self, s => s.heartbeat(instance_id, lease).await)
     }
 
     /// Releases messages claimed by worker processes silent for longer than `stale_after`
     /// (they died mid-delivery), making them due again. Returns how many.
     pub async fn release_orphans(&self, stale_after: Duration) -> StoreResult<u64> {
-        let released = self.sqlite.release_orphans(stale_after).await?;
+        let released = on_backend!(self, s => s.release_orphans(stale_after).await)?;
         if released > 0 {
             self.ready.notify_waiters();
         }
@@ -607,15 +664,15 @@ impl Store {
 
     /// Deletes idempotency records older than `max_age`.
     pub async fn purge_idempotency_keys(&self, max_age: Duration) -> StoreResult<u64> {
-        self.sqlite.purge_idempotency_keys(max_age).await
+        on_backend!(self, s => s.purge_idempotency_keys(max_age).await)
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
-        self.sqlite.ping().await
+        on_backend!(self, s => s.ping().await)
     }
 
     /// Stops the writer after it has committed everything already handed to it.
     pub async fn close(&self) {
-        self.sqlite.close().await;
+        on_backend!(self, s => s.close().await);
     }
 }

@@ -65,7 +65,7 @@ impl Store {
         account_id: &AccountId,
         windows: Windows,
     ) -> StoreResult<Overview> {
-        sql::overview(self.sqlite.reads(), account_id, windows).await
+        sql::overview(self.sqlite()?.reads(), account_id, windows).await
     }
 
     /// Counts up to `limit` events committed since the last fold into the tallies; returns
@@ -74,7 +74,7 @@ impl Store {
     /// # Errors
     /// The database refused the write.
     pub async fn fold_tallies(&self, limit: usize) -> StoreResult<u64> {
-        self.sqlite
+        self.sqlite()?
             .fold_tallies(i64::try_from(limit).unwrap_or(i64::MAX))
             .await
     }
@@ -86,7 +86,7 @@ impl Store {
     /// The database refused the write.
     pub async fn purge_tallies(&self) -> StoreResult<u64> {
         let now = Timestamp::now();
-        self.sqlite
+        self.sqlite()?
             .purge_tallies(
                 now.minus(MINUTES_KEPT).millis(),
                 now.minus(HOURS_KEPT).millis(),

@@ -72,7 +72,7 @@ impl Store {
         account_id: &AccountId,
         search: &MessageSearch,
     ) -> StoreResult<SearchPage> {
-        sql::search_messages(self.sqlite.reads(), account_id, search).await
+        sql::search_messages(self.sqlite()?.reads(), account_id, search).await
     }
 
     /// One of the account's messages as search lists it; None for another account's.
@@ -84,6 +84,6 @@ impl Store {
         account_id: &AccountId,
         message_id: &MessageId,
     ) -> StoreResult<Option<MessageSummary>> {
-        sql::message_summary(self.sqlite.reads(), account_id, message_id).await
+        sql::message_summary(self.sqlite()?.reads(), account_id, message_id).await
     }
 }

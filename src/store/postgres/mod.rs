@@ -1,0 +1,492 @@
+//! PostgreSQL: the store and queue shared by many `herald serve --no-workers` and
+//! `herald worker` processes on many machines.
+//!
+//! Unlike SQLite there is no single writer to lean on, so each operation is its own
+//! transaction from a pool, and the transaction shape carries what the writer's order
+//! carried there: an accept locks its account row before it looks at the idempotency key or
+//! the balance; claims skip rows another process holds (`FOR UPDATE SKIP LOCKED`) and fence
+//! each claim with `claim_seq`; settlements lock accounts in one order; a transaction that
+//! PostgreSQL aborts as a deadlock or serialization failure is run again. The decisions
+//! themselves are the shared rules of `store::delivery` and `store::accept`.
+//!
+//! Campaigns, inbound messages, webhooks, the event stream, search and the overview run on
+//! SQLite only so far; on PostgreSQL they answer [`StoreError::NotOnPostgres`].
+
+mod accept;
+mod delivery;
+
+use super::{
+    AcceptOutcome, AcceptRequest, AuthenticatedKey, AwaitingReceipt, Balance, ClaimedMessage,
+    DeliveryReport, MessageView, NewAccount, ReceiptCursor, StatusUpdate, StoreError, StoreResult,
+    UpdateResult, WriteHealth, WriteRefusal,
+};
+use crate::config::DatabaseSettings;
+use crate::domain::{
+    AccountId, ApiKeyId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp,
+};
+use crate::store::accept::Batch;
+use crate::store::credentials::StoredCredentials;
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// Both dialects keep the same migration names and versions (checked by a test).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How often a transaction PostgreSQL aborted as a deadlock or serialization failure is
+/// tried again before the error reaches the caller.
+const RETRIES: u32 = 8;
+
+pub(super) struct PgStore {
+    pool: PgPool,
+    health: Arc<WriteHealth>,
+}
+
+impl PgStore {
+    pub(super) async fn open(
+        settings: &DatabaseSettings,
+        health: Arc<WriteHealth>,
+    ) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(&settings.url)?.statement_cache_capacity(256);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .connect_with(options)
+            .await?;
+        // sqlx holds an advisory lock while it migrates, so processes starting together
+        // migrate once.
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool, health })
+    }
+
+    /// Runs `op` in a transaction and commits it, again from the start while PostgreSQL
+    /// aborts it for contention with another transaction.
+    async fn write<T: Send>(
+        &self,
+        mut op: impl for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send,
+    ) -> StoreResult<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let mut tx = self.pool.begin().await?;
+                let value = op(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if attempt < RETRIES && retryable(&e) => {
+                    tracing::debug!(error = %e, attempt, "transaction contended; running it again");
+                }
+                other => return self.noted(other),
+            }
+        }
+    }
+
+    /// Records a refusal of writes (full disk, read-only) for `/readyz`, as SQLite's writer does.
+    fn noted<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        match &result {
+            Ok(_) => self.health.committed(),
+            Err(StoreError::Database(e)) => {
+                if let Some(refusal) = WriteRefusal::of(e) {
+                    self.health.refused(refusal, e);
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    pub(super) async fn accept(&self, request: AcceptRequest) -> StoreResult<AcceptOutcome> {
+        // A status_callback is posted by the webhook dispatcher, which runs on SQLite only so
+        // far: refused rather than stored and never called.
+        if request.messages.iter().any(|m| m.status_callback.is_some()) {
+            return Err(StoreError::NotOnPostgres);
+        }
+        // Not retried: the request (and its renderer) is consumed. With one account per
+        // request, locked first, accepts cannot deadlock with each other.
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(include_str!("queries/lock_account.sql"))
+                .bind(request.account_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchAccount(request.account_id.to_string()))?;
+            let mut batch = Batch::default();
+            let outcome = batch.add(&mut *tx, request).await?;
+            batch.flush(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(outcome)
+        }
+        .await;
+        self.noted(result)
+    }
+
+    pub(super) async fn claim_due(
+        &self,
+        instance_id: &str,
+        limit: usize,
+        lease: Duration,
+        fair: bool,
+    ) -> StoreResult<Vec<ClaimedMessage>> {
+        self.write(|conn| {
+            let instance_id = instance_id.to_owned();
+            Box::pin(async move {
+                Ok(super::delivery::claim_due(conn, &instance_id, limit, lease, fair).await?)
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn record_outcomes(&self, outcomes: Vec<DeliveryReport>) -> StoreResult<()> {
+        self.write(|conn| {
+            let outcomes = outcomes.clone();
+            Box::pin(async move { Ok(super::delivery::record_outcomes(conn, outcomes).await?) })
+        })
+        .await
+    }
+
+    pub(super) async fn apply_status_updates(
+        &self,
+        updates: Vec<StatusUpdate>,
+    ) -> StoreResult<Vec<UpdateResult>> {
+        self.write(|conn| {
+            let updates = updates.clone();
+            Box::pin(async move { Ok(super::delivery::apply_status_updates(conn, updates).await?) })
+        })
+        .await
+    }
+
+    pub(super) async fn create_account(&self, account: NewAccount) -> StoreResult<AccountId> {
+        let account_id = AccountId::generate();
+        let now = Timestamp::now().millis();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(include_str!("queries/insert_account.sql"))
+            .bind(account_id.as_str())
+            .bind(&account.name)
+            .bind(&account.currency)
+            .bind(account.balance.units())
+            .bind(account.daily_limit)
+            .bind(now)
+            .bind(crate::events::new_secret())
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            // The name is unique: another process (or an earlier run) has it.
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(StoreError::AccountExists(account.name));
+            }
+            other => {
+                other?;
+            }
+        }
+        if account.balance.units() != 0 {
+            sqlx::query(include_str!("queries/record_credit.sql"))
+                .bind(account_id.as_str())
+                .bind(account.balance.units())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(account_id)
+    }
+
+    pub(super) async fn insert_api_key(
+        &self,
+        account_id: &AccountId,
+        key_hash: [u8; 32],
+    ) -> StoreResult<ApiKeyId> {
+        let api_key_id = ApiKeyId::generate();
+        sqlx::query(include_str!("queries/insert_api_key.sql"))
+            .bind(api_key_id.as_str())
+            .bind(account_id.as_str())
+            .bind(&key_hash[..])
+            .bind(Timestamp::now().millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(api_key_id)
+    }
+
+    pub(super) async fn heartbeat(&self, instance_id: &str, lease: Duration) -> StoreResult<()> {
+        let now = Timestamp::now();
+        self.write(|conn| {
+            let instance_id = instance_id.to_owned();
+            Box::pin(async move {
+                sqlx::query(include_str!("queries/record_heartbeat.sql"))
+                    .bind(&instance_id)
+                    .bind(now.millis())
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(include_str!("queries/renew_leases.sql"))
+                    .bind(&instance_id)
+                    .bind(now.plus(lease).millis())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn release_orphans(&self, stale_after: Duration) -> StoreResult<u64> {
+        let now = Timestamp::now();
+        let cutoff = now.minus(stale_after).millis();
+        self.write(|conn| {
+            Box::pin(async move {
+                let released = sqlx::query(include_str!("queries/release_orphans.sql"))
+                    .bind(cutoff)
+                    .bind(now.millis())
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                sqlx::query(include_str!("queries/forget_dead_workers.sql"))
+                    .bind(cutoff)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(released)
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn purge_idempotency_keys(&self, max_age: Duration) -> StoreResult<u64> {
+        let cutoff = Timestamp::now().minus(max_age).millis();
+        Ok(
+            sqlx::query(include_str!("queries/purge_idempotency_keys.sql"))
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    pub(super) async fn purge_pending_receipts(&self, max_age: Duration) -> StoreResult<u64> {
+        let cutoff = Timestamp::now().minus(max_age).millis();
+        Ok(
+            sqlx::query(include_str!("queries/purge_pending_receipts.sql"))
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    pub(super) async fn authenticate(
+        &self,
+        key_hash: [u8; 32],
+    ) -> StoreResult<Option<AuthenticatedKey>> {
+        let row = sqlx::query(include_str!("queries/authenticate.sql"))
+            .bind(&key_hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: Vec<u8> = row.try_get("key_hash")?;
+        // As on SQLite: the final decision is a constant-time comparison.
+        if !bool::from(stored.as_slice().ct_eq(&key_hash[..])) {
+            return Ok(None);
+        }
+        Ok(Some(AuthenticatedKey {
+            api_key_id: ApiKeyId::from_stored(row.try_get("api_key_id")?),
+            account_id: AccountId::from_stored(row.try_get("account_id")?),
+        }))
+    }
+
+    pub(super) async fn balance(&self, account_id: &AccountId) -> StoreResult<Balance> {
+        let row = sqlx::query(include_str!("queries/load_balance.sql"))
+            .bind(account_id.as_str())
+            .bind(Timestamp::now().day())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
+        Ok(Balance {
+            available: Money::from_units(row.try_get("available")?),
+            currency: row.try_get("currency")?,
+            sent_today: row.try_get("sent_today")?,
+            accepted_today: row.try_get("accepted_today")?,
+            daily_limit: row.try_get("daily_limit")?,
+        })
+    }
+
+    pub(super) async fn message(
+        &self,
+        account_id: &AccountId,
+        message_id: &MessageId,
+    ) -> StoreResult<Option<MessageView>> {
+        // One snapshot for status and history (REPEATABLE READ: both statements see the
+        // same committed state).
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let row = sqlx::query(include_str!("queries/load_message.sql"))
+            .bind(message_id.as_str())
+            .bind(account_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let events = sqlx::query(include_str!("queries/load_history.sql"))
+            .bind(message_id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut history = Vec::with_capacity(events.len());
+        for event in events {
+            let status: String = event.try_get("status")?;
+            if let Some(status) = MessageStatus::parse(&status) {
+                history.push((status, Timestamp::from_millis(event.try_get("at")?)));
+            }
+        }
+        history.sort_by_key(|(status, at)| (status.order(), *at));
+        let status: String = row.try_get("status")?;
+        let channel: String = row.try_get("channel")?;
+        let segments: i64 = row.try_get("segments")?;
+        Ok(Some(MessageView {
+            message_id: message_id.clone(),
+            status: MessageStatus::parse(&status).unwrap_or(MessageStatus::Queued),
+            phone_number: row.try_get("phone_number")?,
+            channel: Channel::parse(&channel).unwrap_or(Channel::Sms),
+            priority: Priority::from_rank(row.try_get("priority")?).unwrap_or(Priority::Normal),
+            segments: u32::try_from(segments).unwrap_or(0),
+            cost: Money::from_units(row.try_get("cost")?),
+            provider: row.try_get("provider")?,
+            provider_message_id: row.try_get("provider_message_id")?,
+            error_code: row.try_get("error_code")?,
+            error_message: row.try_get("error_message")?,
+            created_at: Timestamp::from_millis(row.try_get("created_at")?),
+            history,
+        }))
+    }
+
+    pub(super) async fn awaiting_receipt(
+        &self,
+        provider: &str,
+        after: &ReceiptCursor,
+        sent_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<AwaitingReceipt>> {
+        let rows = sqlx::query(include_str!("queries/awaiting_receipt.sql"))
+            .bind(provider)
+            .bind(after.updated_at.millis())
+            .bind(after.message_id.as_str())
+            .bind(sent_before.millis())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AwaitingReceipt {
+                    account_id: AccountId::from_stored(row.try_get("account_id")?),
+                    provider_message_id: row.try_get("provider_message_id")?,
+                    cursor: ReceiptCursor {
+                        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+                        message_id: row.try_get("message_id")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn provider_ref_taken(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+    ) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar(include_str!("queries/provider_ref_taken.sql"))
+                .bind(provider)
+                .bind(provider_message_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub(super) async fn pending_receipts(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar(include_str!("queries/count_pending_receipts.sql"))
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub(super) async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(include_str!("queries/queue_depth.sql"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(Priority::DESCENDING
+            .iter()
+            .map(|p| {
+                let waiting = rows
+                    .iter()
+                    .find(|(rank, _)| *rank == p.rank())
+                    .map_or(0, |(_, n)| *n);
+                (*p, waiting)
+            })
+            .collect())
+    }
+
+    pub(super) async fn find_account(&self, name_or_id: &str) -> StoreResult<AccountId> {
+        let id: String = sqlx::query_scalar(include_str!("queries/find_account_by_name.sql"))
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchAccount(name_or_id.to_owned()))?;
+        Ok(AccountId::from_stored(id))
+    }
+
+    pub(super) async fn account_count(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar(include_str!("queries/count_accounts.sql"))
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub(super) async fn credentials(
+        &self,
+        account_id: &AccountId,
+        provider: &str,
+    ) -> StoreResult<Option<StoredCredentials>> {
+        let row = sqlx::query(include_str!("queries/load_credentials.sql"))
+            .bind(account_id.as_str())
+            .bind(provider)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let verify: Option<Vec<u8>> = row.try_get("verify_token_sha256")?;
+        Ok(Some(StoredCredentials {
+            account_id: AccountId::from_stored(row.try_get("account_id")?),
+            provider: row.try_get("provider")?,
+            webhook_key: row.try_get("webhook_key")?,
+            public: row.try_get("public")?,
+            sealed: row.try_get("sealed")?,
+            key_id: row.try_get("key_id")?,
+            verify_token_sha256: verify.and_then(|v| <[u8; 32]>::try_from(v).ok()),
+            created_at: Timestamp::from_millis(row.try_get("created_at")?),
+            updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        }))
+    }
+
+    pub(super) async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        conn.ping().await?;
+        Ok(())
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Whether PostgreSQL aborted the transaction only because of another one (SQLSTATE class
+/// 40: serialization failure, deadlock), so running it again is the whole remedy.
+fn retryable(e: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(db)) = e else {
+        return false;
+    };
+    db.code().is_some_and(|code| code.starts_with("40"))
+}

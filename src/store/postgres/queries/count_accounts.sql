@@ -1,0 +1,2 @@
+-- How many accounts exist (zero on first start: time to bootstrap).
+SELECT COUNT(*) FROM account

@@ -1,0 +1,2 @@
+-- Receipts held because they match no message (yet), for /metrics.
+SELECT COUNT(*) FROM pending_receipt

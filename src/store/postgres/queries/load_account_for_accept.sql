@@ -1,0 +1,12 @@
+-- Account $1's available balance, daily limit, messages accepted on day $2 and whether it has
+-- any opt-out, with the account row locked until the transaction ends: every accept and
+-- every top-up of the account, in any process, waits here, so none decides on figures
+-- another is changing.
+SELECT a.balance - a.reserved AS available,
+       a.daily_limit AS daily_limit,
+       COALESCE(u.accepted, 0) AS accepted_today,
+       EXISTS (SELECT 1 FROM opt_out AS o WHERE o.account_id = a.account_id) AS any_opt_out
+FROM account AS a
+LEFT JOIN account_usage AS u ON u.account_id = a.account_id AND u.day = $2
+WHERE a.account_id = $1
+FOR UPDATE OF a
