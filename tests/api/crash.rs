@@ -44,13 +44,24 @@ impl Herald {
 
     /// As [`Herald::start`], with extra `HERALD__…` settings.
     pub(crate) fn start_with(dir: &Path, run: &str, env: &[(&str, &str)]) -> Herald {
+        Self::start_command(dir, run, &["serve"], env)
+    }
+
+    /// `herald <args>` (`serve`, `serve --no-workers`, `worker`) as [`Herald::start_with`]
+    /// sets it up. A `worker` serves no HTTP: its `base` answers nothing.
+    pub(crate) fn start_command(
+        dir: &Path,
+        run: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Herald {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             listener.local_addr().expect("an address").port()
         };
         let stderr = dir.join(format!("herald-{run}.stderr"));
         let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("serve")
+            .args(args)
             .current_dir(dir)
             .env("HERALD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env(

@@ -22,6 +22,7 @@ mod lifecycle;
 mod mock_rules;
 mod overview;
 mod own_providers;
+mod postgres;
 mod priority;
 mod prism;
 mod process;

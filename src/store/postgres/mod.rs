@@ -33,6 +33,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
+use tokio::sync::{mpsc, oneshot};
 
 /// Both dialects keep the same migration names and versions (checked by a test).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -44,6 +45,28 @@ const RETRIES: u32 = 8;
 pub(super) struct PgStore {
     pool: PgPool,
     health: Arc<WriteHealth>,
+    outcomes: mpsc::Sender<Job<DeliveryReport, ()>>,
+    updates: mpsc::Sender<Job<StatusUpdate, Vec<UpdateResult>>>,
+}
+
+/// Work handed to a batching task, and where its answer goes.
+type Job<T, R> = (Vec<T>, oneshot::Sender<StoreResult<R>>);
+
+/// Reports waiting together are written in one transaction (the group commit of SQLite's
+/// writer, per process): a worker reports each message as it finishes, and a transaction
+/// per report would hold a pooled connection each, starving the heartbeat that keeps this
+/// process's leases.
+const BATCH_MAX: usize = 512;
+
+/// The same error for every caller of a failed batch.
+fn shared(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Database(db) => WriteRefusal::of(db).map_or_else(
+            || StoreError::Invalid(format!("the batch this report was part of failed: {e}")),
+            |_| StoreError::CommitFailed(Arc::new(sqlx::Error::Protocol(e.to_string()))),
+        ),
+        other => StoreError::Invalid(format!("the batch this report was part of failed: {other}")),
+    }
 }
 
 impl PgStore {
@@ -59,46 +82,36 @@ impl PgStore {
         // sqlx holds an advisory lock while it migrates, so processes starting together
         // migrate once.
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, health })
+        let (outcomes, outcome_jobs) = mpsc::channel(BATCH_MAX);
+        let (updates, update_jobs) = mpsc::channel(BATCH_MAX);
+        let store = Self {
+            pool,
+            health,
+            outcomes,
+            updates,
+        };
+        tokio::spawn(store.writer().write_outcomes(outcome_jobs));
+        tokio::spawn(store.writer().write_updates(update_jobs));
+        Ok(store)
     }
 
-    /// Runs `op` in a transaction and commits it, again from the start while PostgreSQL
-    /// aborts it for contention with another transaction.
+    fn writer(&self) -> Writer {
+        Writer {
+            pool: self.pool.clone(),
+            health: Arc::clone(&self.health),
+        }
+    }
+
+    /// Runs `op` in a transaction (see [`Writer::write`]).
     async fn write<T: Send>(
         &self,
-        mut op: impl for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send,
+        op: impl for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send,
     ) -> StoreResult<T> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = async {
-                let mut tx = self.pool.begin().await?;
-                let value = op(&mut tx).await?;
-                tx.commit().await?;
-                Ok(value)
-            }
-            .await;
-            match result {
-                Err(e) if attempt < RETRIES && retryable(&e) => {
-                    tracing::debug!(error = %e, attempt, "transaction contended; running it again");
-                }
-                other => return self.noted(other),
-            }
-        }
+        self.writer().write(op).await
     }
 
-    /// Records a refusal of writes (full disk, read-only) for `/readyz`, as SQLite's writer does.
     fn noted<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
-        match &result {
-            Ok(_) => self.health.committed(),
-            Err(StoreError::Database(e)) => {
-                if let Some(refusal) = WriteRefusal::of(e) {
-                    self.health.refused(refusal, e);
-                }
-            }
-            Err(_) => {}
-        }
-        result
+        self.writer().noted(result)
     }
 
     pub(super) async fn accept(&self, request: AcceptRequest) -> StoreResult<AcceptOutcome> {
@@ -143,22 +156,24 @@ impl PgStore {
     }
 
     pub(super) async fn record_outcomes(&self, outcomes: Vec<DeliveryReport>) -> StoreResult<()> {
-        self.write(|conn| {
-            let outcomes = outcomes.clone();
-            Box::pin(async move { Ok(super::delivery::record_outcomes(conn, outcomes).await?) })
-        })
-        .await
+        let (reply, answer) = oneshot::channel();
+        self.outcomes
+            .send((outcomes, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
     pub(super) async fn apply_status_updates(
         &self,
         updates: Vec<StatusUpdate>,
     ) -> StoreResult<Vec<UpdateResult>> {
-        self.write(|conn| {
-            let updates = updates.clone();
-            Box::pin(async move { Ok(super::delivery::apply_status_updates(conn, updates).await?) })
-        })
-        .await
+        let (reply, answer) = oneshot::channel();
+        self.updates
+            .send((updates, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
     pub(super) async fn create_account(&self, account: NewAccount) -> StoreResult<AccountId> {
@@ -479,6 +494,110 @@ impl PgStore {
 
     pub(super) async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Runs transactions on the pool, and records refusals for `/readyz`.
+#[derive(Clone)]
+struct Writer {
+    pool: PgPool,
+    health: Arc<WriteHealth>,
+}
+
+impl Writer {
+    /// Runs `op` in a transaction and commits it, again from the start while PostgreSQL
+    /// aborts it for contention with another transaction.
+    async fn write<T: Send>(
+        &self,
+        mut op: impl for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send,
+    ) -> StoreResult<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let mut tx = self.pool.begin().await?;
+                let value = op(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if attempt < RETRIES && retryable(&e) => {
+                    tracing::debug!(error = %e, attempt, "transaction contended; running it again");
+                }
+                other => return self.noted(other),
+            }
+        }
+    }
+
+    /// Records a refusal of writes (full disk, read-only) for `/readyz`, as SQLite's writer does.
+    fn noted<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        match &result {
+            Ok(_) => self.health.committed(),
+            Err(StoreError::Database(e)) => {
+                if let Some(refusal) = WriteRefusal::of(e) {
+                    self.health.refused(refusal, e);
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Writes the outcomes waiting together in one transaction, until the store closes.
+    async fn write_outcomes(self, mut jobs: mpsc::Receiver<Job<DeliveryReport, ()>>) {
+        let mut waiting = Vec::with_capacity(BATCH_MAX);
+        while jobs.recv_many(&mut waiting, BATCH_MAX).await > 0 {
+            let (reports, replies): (Vec<_>, Vec<_>) = waiting.drain(..).unzip();
+            let reports: Vec<DeliveryReport> = reports.into_iter().flatten().collect();
+            let result = self
+                .write(|conn| {
+                    let reports = reports.clone();
+                    Box::pin(
+                        async move { Ok(super::delivery::record_outcomes(conn, reports).await?) },
+                    )
+                })
+                .await;
+            for reply in replies {
+                let _ = reply.send(result.as_ref().map(|_| ()).map_err(shared));
+            }
+        }
+    }
+
+    /// Applies the receipts waiting together in one transaction; each caller gets the
+    /// results of its own.
+    async fn write_updates(self, mut jobs: mpsc::Receiver<Job<StatusUpdate, Vec<UpdateResult>>>) {
+        let mut waiting = Vec::with_capacity(BATCH_MAX);
+        while jobs.recv_many(&mut waiting, BATCH_MAX).await > 0 {
+            let mut updates = Vec::new();
+            let mut replies = Vec::with_capacity(waiting.len());
+            for (batch, reply) in waiting.drain(..) {
+                replies.push((batch.len(), reply));
+                updates.extend(batch);
+            }
+            let result = self
+                .write(|conn| {
+                    let updates = updates.clone();
+                    Box::pin(async move {
+                        Ok(super::delivery::apply_status_updates(conn, updates).await?)
+                    })
+                })
+                .await;
+            match result {
+                Ok(mut results) => {
+                    for (len, reply) in replies {
+                        let rest = results.split_off(len.min(results.len()));
+                        let _ = reply.send(Ok(results));
+                        results = rest;
+                    }
+                }
+                Err(e) => {
+                    for (_, reply) in replies {
+                        let _ = reply.send(Err(shared(&e)));
+                    }
+                }
+            }
+        }
     }
 }
 

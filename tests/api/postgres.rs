@@ -1,0 +1,312 @@
+//! PostgreSQL as the store and queue of many processes (issue 10): `herald serve
+//! --no-workers` API processes and `herald worker` processes, each its own OS process, on one
+//! database of the test's own (PostgreSQL at `HERALD_TEST_POSTGRES`, which `.ci/run` starts
+//! when it is down).
+
+use crate::crash::Herald;
+use crate::helpers::{API_KEY, HandoverCounts, bulk_items, eventually, numbers_from, send_bulk_to};
+use serde_json::{Value, json};
+use sqlx::postgres::PgPool;
+use sqlx::{Connection, PgConnection};
+use std::path::Path;
+use std::time::Duration;
+
+const LANES: [&str; 4] = ["urgent", "high", "normal", "low"];
+
+fn postgres_url() -> String {
+    std::env::var("HERALD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of the test's own, dropped (with whatever is still connected) at the end.
+struct TestDatabase {
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create() -> TestDatabase {
+        let mut admin = PgConnection::connect(&postgres_url())
+            .await
+            .expect("PostgreSQL answers at HERALD_TEST_POSTGRES (.ci/run starts it)");
+        let name = format!(
+            "herald_multi_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("a test database");
+        let mut url = url::Url::parse(&postgres_url()).expect("a URL");
+        url.set_path(&name);
+        TestDatabase {
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.url)
+            .await
+            .expect("the test database opens")
+    }
+
+    async fn drop_now(self) {
+        if let Ok(mut admin) = PgConnection::connect(&postgres_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+/// Settings every process of a test shares: the database, and each process's own mock
+/// journal (`journal`), kept whole for the test's life.
+fn process_env<'a>(db: &'a TestDatabase, journal: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("HERALD__DATABASE__URL", db.url.as_str()),
+        ("HERALD__DATABASE__MAX_CONNECTIONS", "8"),
+        ("HERALD__PROVIDERS__MOCK__HANDOVER_LOG", journal),
+    ]
+}
+
+/// `herald migrate` once, as the README says to before starting the processes.
+fn migrate(dir: &Path, db: &TestDatabase) {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("migrate")
+        .current_dir(dir)
+        .env("HERALD__DATABASE__URL", &db.url)
+        .status()
+        .expect("herald migrate runs");
+    assert!(status.success(), "herald migrate succeeds on PostgreSQL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_worker_processes_deliver_twenty_thousand_messages_once_each_urgent_first() {
+    // Arrange: the API process alone queues 5,000 messages on each priority; then three
+    // worker processes drain the backlog together.
+    let db = TestDatabase::create().await;
+    let dir = crate::helpers::test_dir();
+    migrate(dir.path(), &db);
+    let api_journal = dir.path().join("api.log").display().to_string();
+    let mut api = Herald::start_command(
+        dir.path(),
+        "api",
+        &["serve", "--no-workers"],
+        &process_env(&db, &api_journal),
+    );
+    let client = reqwest::Client::new();
+    api.wait_healthy(&client).await;
+    let numbers = numbers_from(1000, 5_000);
+    let mut ids = Vec::new();
+    for lane in LANES {
+        for chunk in bulk_items(&numbers, lane, lane).chunks(100) {
+            ids.extend(send_bulk_to(&client, &api.base, API_KEY, chunk).await);
+        }
+    }
+    assert_eq!(ids.len(), 20_000);
+
+    // Act
+    let journals: Vec<String> = (0..3)
+        .map(|i| {
+            dir.path()
+                .join(format!("worker-{i}.log"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let _workers: Vec<Herald> = journals
+        .iter()
+        .enumerate()
+        .map(|(i, journal)| {
+            Herald::start_command(
+                dir.path(),
+                &format!("worker-{i}"),
+                &["worker"],
+                &[
+                    process_env(&db, journal),
+                    vec![("HERALD__QUEUE__POLL_INTERVAL_MS", "20")],
+                ]
+                .concat(),
+            )
+        })
+        .collect();
+    let pool = db.pool().await;
+    eventually("every message read", Duration::from_secs(180), || async {
+        let read: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM message WHERE status = 'read'")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (read == 20_000).then_some(())
+    })
+    .await;
+
+    // Assert: each message handed over once, counted over all three journals.
+    let mut accepted: std::collections::HashMap<String, usize> = Default::default();
+    let mut busy = 0;
+    for journal in &journals {
+        let counts = HandoverCounts::from_journal(Path::new(journal));
+        busy += usize::from(!counts.accepted.is_empty());
+        for (id, n) in counts.accepted {
+            *accepted.entry(id).or_default() += n;
+        }
+    }
+    assert_eq!(busy, 3, "all three worker processes delivered");
+    let twice: Vec<_> = accepted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "handed over more than once: {twice:?}");
+    assert!(
+        ids.iter().all(|id| accepted.get(id) == Some(&1)),
+        "every accepted message was handed over exactly once ({} of 20,000 were)",
+        accepted.len()
+    );
+    // Urgent first: the last urgent message went out before half of the low ones had.
+    let sent_at = |lane: i64| {
+        let pool = pool.clone();
+        async move {
+            let mut at: Vec<i64> = sqlx::query_scalar(
+                "SELECT e.at FROM message_status_event AS e JOIN message AS m USING (message_id) \
+                 WHERE e.status = 'sent' AND m.priority = $1 ORDER BY e.at",
+            )
+            .bind(lane)
+            .fetch_all(&pool)
+            .await
+            .expect("sent times");
+            at.sort_unstable();
+            at
+        }
+    };
+    let urgent = sent_at(3).await;
+    let low = sent_at(0).await;
+    assert_eq!((urgent.len(), low.len()), (5_000, 5_000));
+    assert!(
+        urgent.last() < low.get(low.len() / 2),
+        "the urgent lane drained before the low lane was half done (last urgent {:?}, median low {:?})",
+        urgent.last(),
+        low.get(low.len() / 2)
+    );
+    // Money: charged for exactly what was handed over.
+    let balance: Value = client
+        .get(format!("{}/api/messaging/account/balance/", api.base))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .expect("balance")
+        .json()
+        .await
+        .expect("JSON");
+    let settled: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(cost), 0)::bigint FROM message WHERE billing = 'settled'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the settled sum");
+    assert_eq!(settled, 20_000 * 75, "every message settled at 0.0075");
+    assert_eq!(balance["balance"], json!(1000.0 - 20_000.0 * 0.0075));
+    pool.close().await;
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_processes_share_idempotency_and_never_spend_past_the_balance() {
+    // Arrange: two API processes on one database; the account can pay for 100 messages.
+    let db = TestDatabase::create().await;
+    let dir = crate::helpers::test_dir();
+    migrate(dir.path(), &db);
+    let client = reqwest::Client::new();
+    let mut apis = Vec::new();
+    for i in 0..2 {
+        let journal = dir
+            .path()
+            .join(format!("api-{i}.log"))
+            .display()
+            .to_string();
+        let mut api = Herald::start_command(
+            dir.path(),
+            &format!("api-{i}"),
+            &["serve", "--no-workers"],
+            &[
+                process_env(&db, &journal),
+                vec![("HERALD__ACCOUNTS__BOOTSTRAP_BALANCE", "0.75")],
+            ]
+            .concat(),
+        );
+        api.wait_healthy(&client).await;
+        apis.push(api);
+    }
+    let bases: Vec<String> = apis.iter().map(|a| a.base.clone()).collect();
+
+    // Act 1: the same idempotent request 20 times at once, alternating between processes.
+    let body = json!({"phone_number": "+14155551000", "message": "once"});
+    let answers = futures::future::join_all((0..20).map(|i| {
+        let request = client
+            .post(format!("{}/api/messaging/send-message/", bases[i % 2]))
+            .bearer_auth(API_KEY)
+            .header("Idempotency-Key", "pg-concurrent-1")
+            .json(&body)
+            .send();
+        async move {
+            let response = request.await.expect("answered");
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            (
+                response.status().as_u16(),
+                replayed,
+                response.text().await.expect("a body"),
+            )
+        }
+    }))
+    .await;
+
+    // Assert 1: one message, one original answer, every other a replay of it.
+    let pool = db.pool().await;
+    let created: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM message")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(created, 1, "the key created one message: {answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _, text)| *status == 202 && *text == answers[0].2)
+    );
+    assert_eq!(
+        answers.iter().filter(|(_, replayed, _)| !replayed).count(),
+        1,
+        "exactly one answer was not a replay: {answers:?}"
+    );
+
+    // Act 2: 300 sends at once over both processes, for a balance that pays for 99 more.
+    let answers = futures::future::join_all((0..300).map(|i| {
+        let request = client
+            .post(format!("{}/api/messaging/send-message/", bases[i % 2]))
+            .bearer_auth(API_KEY)
+            .json(&json!({"phone_number": "+14155551001", "message": format!("spend {i}")}))
+            .send();
+        async move { request.await.expect("answered").status().as_u16() }
+    }))
+    .await;
+
+    // Assert 2: exactly what the balance pays for was accepted, the rest refused with 402,
+    // and the balance is zero, never below.
+    let accepted = answers.iter().filter(|s| **s == 202).count();
+    let refused = answers.iter().filter(|s| **s == 402).count();
+    assert_eq!((accepted, refused), (99, 201), "answers: {answers:?}");
+    let (balance, reserved): (i64, i64) = sqlx::query_as("SELECT balance, reserved FROM account")
+        .fetch_one(&pool)
+        .await
+        .expect("the account");
+    assert_eq!(balance - reserved, 0, "available is exactly zero");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM message")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        stored, 100,
+        "one idempotent message and 99 paid ones are stored"
+    );
+    pool.close().await;
+    drop(apis);
+    db.drop_now().await;
+}
