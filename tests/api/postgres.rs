@@ -310,3 +310,149 @@ async fn two_api_processes_share_idempotency_and_never_spend_past_the_balance() 
     drop(apis);
     db.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_has_its_claims_taken_over_and_nothing_is_sent_twice() {
+    // Arrange: Twilio (the recording stub, one network for every process) answers each send
+    // 400 ms after it created the message, delivers at once and calls the API back. The API
+    // process queues 3,000 messages with distinct texts; three workers with a 3 s lease
+    // deliver them.
+    let stub = crate::twilio_stub::TwilioStub::start().await;
+    stub.delay_answers(Duration::from_millis(400));
+    stub.deliver_at_once();
+    let db = TestDatabase::create().await;
+    let dir = crate::helpers::test_dir();
+    migrate(dir.path(), &db);
+    let twilio = crate::twilio_crash::twilio_env(&stub.url);
+    let journal = |name: &str| dir.path().join(name).display().to_string();
+    let env = |journal: &str| -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = twilio
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        env.extend(
+            process_env(&db, journal)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        env.push(("HERALD__WORKERS__HEARTBEAT_SECONDS".into(), "1".into()));
+        env.push(("HERALD__WORKERS__LEASE_SECONDS".into(), "3".into()));
+        env.push(("HERALD__QUEUE__POLL_INTERVAL_MS".into(), "20".into()));
+        env
+    };
+    let start = |run: &str, args: &[&str]| {
+        let env = env(&journal(&format!("{run}.log")));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Herald::start_command(dir.path(), run, args, &env)
+    };
+    let mut api = start("api", &["serve", "--no-workers"]);
+    let client = reqwest::Client::new();
+    api.wait_healthy(&client).await;
+    stub.callbacks_to(&api.base);
+    let numbers = numbers_from(3000, 300);
+    let items: Vec<Value> = (0..10)
+        .flat_map(|round| {
+            numbers.iter().map(
+                move |n| json!({"phone_number": n, "message": format!("pg takeover #{round} to {n}")}),
+            )
+        })
+        .collect();
+    for chunk in items.chunks(100) {
+        send_bulk_to(&client, &api.base, API_KEY, chunk).await;
+    }
+    let mut workers: Vec<Herald> = (0..3)
+        .map(|i| start(&format!("worker-{i}"), &["worker"]))
+        .collect();
+
+    // Act: kill -9 one worker while hundreds of sends are at Twilio.
+    eventually(
+        "the first sends at Twilio",
+        Duration::from_secs(60),
+        || async { (stub.send_count() >= 700).then_some(()) },
+    )
+    .await;
+    workers[0].kill_9();
+    let pool = db.pool().await;
+    // What each worker process held at the kill, by instance id.
+    let held: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT claimed_by, COUNT(*) FROM message WHERE status = 'sending' \
+         AND claimed_by IS NOT NULL GROUP BY claimed_by",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("claims");
+    eventually(
+        "every message delivered",
+        Duration::from_secs(90),
+        || async {
+            let left: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM message WHERE status <> 'delivered'")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+
+    // Assert: the dead worker held claims, others took them over, and Twilio got each text
+    // once; each message carries the sid Twilio gave its text.
+    // The survivors still beat; the killed one is the instance that stopped.
+    let live: Vec<String> = sqlx::query_scalar(
+        "SELECT instance_id FROM worker_instance \
+         WHERE heartbeat_at >= (extract(epoch FROM now()) * 1000)::bigint - 2500",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("live workers");
+    assert_eq!(live.len(), 2, "two workers still beat: {live:?}");
+    let held_by_dead: i64 = held
+        .iter()
+        .filter(|(id, _)| !live.contains(id))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        held_by_dead > 0,
+        "the killed worker held no claims ({held:?}): nothing to take over"
+    );
+    let taken_over: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM message WHERE claim_seq > 1")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert!(
+        taken_over > 0,
+        "no message was claimed again after the kill"
+    );
+    let mut posted: std::collections::HashMap<String, usize> = Default::default();
+    for send in stub.sends() {
+        *posted
+            .entry(send.field("Body").unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = posted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent to Twilio more than once: {twice:?}");
+    assert_eq!(posted.len(), 3_000, "every message was handed to Twilio");
+    let sids: std::collections::HashMap<String, String> = stub
+        .messages()
+        .into_iter()
+        .map(|m| (m.body, m.sid))
+        .collect();
+    let recorded: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT body, provider_message_id FROM message")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    let wrong = recorded
+        .iter()
+        .filter(|(body, sid)| sid.as_ref() != sids.get(body))
+        .count();
+    assert_eq!(
+        wrong, 0,
+        "messages whose sid is not the one Twilio gave their text"
+    );
+    eprintln!("killed worker held {held_by_dead} claims; {taken_over} messages claimed again");
+    pool.close().await;
+    drop(workers);
+    drop(api);
+    db.drop_now().await;
+}

@@ -32,7 +32,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// After the restart every message is delivered within this.
 const SETTLE: Duration = Duration::from_secs(40);
 
-fn twilio_env(stub: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn twilio_env(stub: &str) -> Vec<(&'static str, String)> {
     vec![
         ("HERALD__SERVER__PUBLIC_URL", PUBLIC_URL.to_owned()),
         ("HERALD__PROVIDERS__SMS", "twilio".to_owned()),
