@@ -149,12 +149,12 @@ impl Workers {
             .context("could not register the worker process")?;
 
         let mut tasks = JoinSet::new();
-        // Campaigns, the overview's tallies and customer webhooks run on SQLite only so far;
-        // on PostgreSQL the API refuses what would need them.
+        // Campaigns run on SQLite only so far; on PostgreSQL the API refuses what would
+        // need them.
         let sqlite_only = store.is_postgres();
         if sqlite_only {
             tracing::info!(
-                "on PostgreSQL: delivering, receipts and housekeeping run; campaigns, overview tallies and customer webhooks run on SQLite only so far"
+                "on PostgreSQL: delivering, receipts, customer webhooks, overview tallies and housekeeping run; campaigns run on SQLite only so far"
             );
         } else {
             tasks.spawn(
@@ -165,8 +165,10 @@ impl Workers {
                 }
                 .run_until(shutdown.clone()),
             );
-            tasks.spawn(tally::run_until(store.clone(), shutdown.clone()));
         }
+        // On PostgreSQL every worker process folds the same event log; the store counts each
+        // event once (see `store::overview::TallyFolder`).
+        tasks.spawn(tally::run_until(store.clone(), shutdown.clone()));
         tasks.spawn(sweeper::run_until(
             store.clone(),
             metrics.clone(),
@@ -197,13 +199,11 @@ impl Workers {
             .run_until(shutdown.clone()),
         );
 
-        if !sqlite_only {
-            tasks.spawn(
-                webhooks::Dispatcher::new(store.clone(), settings, metrics.clone())
-                    .context("the webhook dispatcher could not start")?
-                    .run_until(shutdown.clone()),
-            );
-        }
+        tasks.spawn(
+            webhooks::Dispatcher::new(store.clone(), settings, metrics.clone())
+                .context("the webhook dispatcher could not start")?
+                .run_until(shutdown.clone()),
+        );
 
         let queue = MessageQueue::new(
             store,

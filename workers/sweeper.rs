@@ -67,9 +67,6 @@ async fn sweep(
         );
         metrics.receipts_dropped(dropped);
     }
-    // No tallies are folded on PostgreSQL (see `Workers::start`), so none are purged.
-    if !store.is_postgres() {
-        store.purge_tallies().await?;
-    }
+    store.purge_tallies().await?;
     Ok(())
 }

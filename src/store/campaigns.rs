@@ -402,15 +402,17 @@ impl Store {
         phone_number: &str,
         source: &str,
     ) -> StoreResult<bool> {
-        Ok(self
-            .sqlite()?
-            .campaign_write(CampaignWrite::AddOptOut {
-                account_id: account_id.clone(),
-                phone_number: phone_number.to_owned(),
-                source: source.to_owned(),
-            })
-            .await?
-            > 0)
+        match &self.backend {
+            super::Backend::Sqlite(s) => Ok(s
+                .campaign_write(CampaignWrite::AddOptOut {
+                    account_id: account_id.clone(),
+                    phone_number: phone_number.to_owned(),
+                    source: source.to_owned(),
+                })
+                .await?
+                > 0),
+            super::Backend::Postgres(p) => p.add_opt_out(account_id, phone_number, source).await,
+        }
     }
 
     /// Opts a number back in; true if it was opted out.
@@ -419,14 +421,16 @@ impl Store {
         account_id: &AccountId,
         phone_number: &str,
     ) -> StoreResult<bool> {
-        Ok(self
-            .sqlite()?
-            .campaign_write(CampaignWrite::RemoveOptOut {
-                account_id: account_id.clone(),
-                phone_number: phone_number.to_owned(),
-            })
-            .await?
-            > 0)
+        match &self.backend {
+            super::Backend::Sqlite(s) => Ok(s
+                .campaign_write(CampaignWrite::RemoveOptOut {
+                    account_id: account_id.clone(),
+                    phone_number: phone_number.to_owned(),
+                })
+                .await?
+                > 0),
+            super::Backend::Postgres(p) => p.remove_opt_out(account_id, phone_number).await,
+        }
     }
 
     /// Opted-out numbers after `after`, in number order.
@@ -436,12 +440,18 @@ impl Store {
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<OptOut>> {
-        reads::opt_outs(self.sqlite()?.reads(), account_id, after, limit).await
+        match &self.backend {
+            super::Backend::Sqlite(s) => reads::opt_outs(s.reads(), account_id, after, limit).await,
+            super::Backend::Postgres(p) => p.opt_outs(account_id, after, limit).await,
+        }
     }
 
     /// Every opted-out number of the account.
     pub async fn opt_out_set(&self, account_id: &AccountId) -> StoreResult<HashSet<String>> {
-        reads::opt_out_set(self.sqlite()?.reads(), account_id).await
+        match &self.backend {
+            super::Backend::Sqlite(s) => reads::opt_out_set(s.reads(), account_id).await,
+            super::Backend::Postgres(p) => p.opt_out_set(account_id).await,
+        }
     }
 
     pub async fn upsert_template(

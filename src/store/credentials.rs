@@ -2,9 +2,8 @@
 //! secrets sealed (`crate::sealing`). Sealing and opening happen above the store; the store
 //! never sees a secret in the clear.
 
-use super::Store;
-use super::StoreResult;
 use super::sqlite::credentials as sql;
+use super::{Backend, Store, StoreResult};
 use crate::domain::{AccountId, Timestamp};
 
 /// One account's credentials for one provider, as written.
@@ -26,6 +25,39 @@ pub struct StoredCredentials {
     pub updated_at: Timestamp,
 }
 
+/// A stored row as every dialect's credential queries select it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CredentialRow {
+    account_id: String,
+    provider: String,
+    webhook_key: String,
+    public: String,
+    sealed: Vec<u8>,
+    key_id: String,
+    verify_token_sha256: Option<Vec<u8>>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<CredentialRow> for StoredCredentials {
+    fn from(row: CredentialRow) -> Self {
+        StoredCredentials {
+            account_id: AccountId::from_stored(row.account_id),
+            provider: row.provider,
+            webhook_key: row.webhook_key,
+            public: row.public,
+            sealed: row.sealed,
+            key_id: row.key_id,
+            // Herald writes 32 bytes or NULL; anything else matches no token.
+            verify_token_sha256: row
+                .verify_token_sha256
+                .and_then(|v| <[u8; 32]>::try_from(v).ok()),
+            created_at: Timestamp::from_millis(row.created_at),
+            updated_at: Timestamp::from_millis(row.updated_at),
+        }
+    }
+}
+
 /// What saving credentials did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaveOutcome {
@@ -41,12 +73,15 @@ impl Store {
         &self,
         credentials: StoredCredentials,
     ) -> StoreResult<SaveOutcome> {
-        let written = self
-            .sqlite()?
-            .campaign_write(super::sqlite::campaign::CampaignWrite::SaveCredentials(
-                Box::new(credentials),
-            ))
-            .await?;
+        let written = match &self.backend {
+            Backend::Sqlite(s) => {
+                s.campaign_write(super::sqlite::campaign::CampaignWrite::SaveCredentials(
+                    Box::new(credentials),
+                ))
+                .await?
+            }
+            Backend::Postgres(p) => p.save_credentials(&credentials).await?,
+        };
         Ok(if written > 0 {
             SaveOutcome::Saved
         } else {
@@ -60,13 +95,16 @@ impl Store {
         account_id: &AccountId,
         provider: &str,
     ) -> StoreResult<bool> {
-        let deleted = self
-            .sqlite()?
-            .campaign_write(super::sqlite::campaign::CampaignWrite::DeleteCredentials {
-                account_id: account_id.clone(),
-                provider: provider.to_owned(),
-            })
-            .await?;
+        let deleted = match &self.backend {
+            Backend::Sqlite(s) => {
+                s.campaign_write(super::sqlite::campaign::CampaignWrite::DeleteCredentials {
+                    account_id: account_id.clone(),
+                    provider: provider.to_owned(),
+                })
+                .await?
+            }
+            Backend::Postgres(p) => p.delete_credentials(account_id, provider).await?,
+        };
         Ok(deleted > 0)
     }
 
@@ -77,10 +115,8 @@ impl Store {
         provider: &str,
     ) -> StoreResult<Option<StoredCredentials>> {
         match &self.backend {
-            super::Backend::Sqlite(s) => sql::for_account(s.reads(), account_id, provider).await,
-            // Delivery asks on every message's route; saving credentials is SQLite-only so
-            // far, so on PostgreSQL the answer comes from an empty table, but it is read.
-            super::Backend::Postgres(p) => p.credentials(account_id, provider).await,
+            Backend::Sqlite(s) => sql::for_account(s.reads(), account_id, provider).await,
+            Backend::Postgres(p) => p.credentials(account_id, provider).await,
         }
     }
 
@@ -89,7 +125,10 @@ impl Store {
         &self,
         account_id: &AccountId,
     ) -> StoreResult<Vec<StoredCredentials>> {
-        sql::all_for_account(self.sqlite()?.reads(), account_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::all_for_account(s.reads(), account_id).await,
+            Backend::Postgres(p) => p.all_credentials(account_id).await,
+        }
     }
 
     /// The credentials whose webhooks name `webhook_key` (a Twilio AccountSid, a WhatsApp
@@ -99,11 +138,17 @@ impl Store {
         provider: &str,
         webhook_key: &str,
     ) -> StoreResult<Option<StoredCredentials>> {
-        sql::by_webhook_key(self.sqlite()?.reads(), provider, webhook_key).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::by_webhook_key(s.reads(), provider, webhook_key).await,
+            Backend::Postgres(p) => p.credentials_by_webhook_key(provider, webhook_key).await,
+        }
     }
 
     /// Whether some account's WhatsApp credentials have this verify token (by its hash).
     pub async fn verify_token_known(&self, sha256: &[u8; 32]) -> StoreResult<bool> {
-        sql::verify_token_known(self.sqlite()?.reads(), sha256).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::verify_token_known(s.reads(), sha256).await,
+            Backend::Postgres(p) => p.verify_token_known(sha256).await,
+        }
     }
 }

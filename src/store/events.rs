@@ -5,8 +5,9 @@
 //! webhook, the message's `status_callback`). So an event is never lost nor invented: what
 //! follows (signing, posting, retrying, streaming) only reads and marks them.
 
+use super::outbox::{EventWrite, EventWritten};
 use super::sqlite::events as sql;
-use super::{Store, StoreResult};
+use super::{Backend, Store, StoreResult};
 use crate::domain::{AccountId, Timestamp};
 use std::time::Duration;
 
@@ -171,7 +172,16 @@ pub struct AttemptView {
 }
 
 impl Store {
-    /// Events after `after` in commit order, of one account or of all.
+    /// An outbox write, in the backend's transaction.
+    async fn events_write(&self, write: EventWrite) -> StoreResult<EventWritten> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.events_write(write).await,
+            Backend::Postgres(p) => p.events_write(write).await,
+        }
+    }
+
+    /// Events after `after` in commit order, of one account or of all. SQLite only so far:
+    /// PostgreSQL's event numbers are not in commit order (see `events::feed`).
     pub async fn events_after(
         &self,
         after: i64,
@@ -187,25 +197,26 @@ impl Store {
     }
 
     pub async fn webhook(&self, account_id: &AccountId) -> StoreResult<WebhookEndpoint> {
-        sql::webhook(self.sqlite()?.reads(), account_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::webhook(s.reads(), account_id).await,
+            Backend::Postgres(p) => p.webhook(account_id).await,
+        }
     }
 
     /// Sets (and enables) the account's webhook URL.
     pub async fn set_webhook(&self, account_id: &AccountId, url: String) -> StoreResult<()> {
-        self.sqlite()?
-            .events_write(sql::EventWrite::SetWebhook {
-                account_id: account_id.clone(),
-                url,
-            })
-            .await?;
+        self.events_write(EventWrite::SetWebhook {
+            account_id: account_id.clone(),
+            url,
+        })
+        .await?;
         Ok(())
     }
 
     /// Removes the account's webhook URL; what was pending for it is given up.
     pub async fn delete_webhook(&self, account_id: &AccountId) -> StoreResult<bool> {
         let removed = self
-            .sqlite()?
-            .events_write(sql::EventWrite::DeleteWebhook {
+            .events_write(EventWrite::DeleteWebhook {
                 account_id: account_id.clone(),
             })
             .await?;
@@ -217,18 +228,20 @@ impl Store {
         account_id: &AccountId,
         secret: String,
     ) -> StoreResult<()> {
-        self.sqlite()?
-            .events_write(sql::EventWrite::SetSecret {
-                account_id: account_id.clone(),
-                secret,
-            })
-            .await?;
+        self.events_write(EventWrite::SetSecret {
+            account_id: account_id.clone(),
+            secret,
+        })
+        .await?;
         Ok(())
     }
 
     /// Whether any delivery is due by `now` (a read, so an idle dispatcher writes nothing).
     pub async fn webhook_work_due(&self, now: Timestamp) -> StoreResult<bool> {
-        sql::work_due(self.sqlite()?.reads(), now).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::work_due(s.reads(), now).await,
+            Backend::Postgres(p) => p.webhook_work_due(now).await,
+        }
     }
 
     /// Claims up to `limit` due deliveries for `lease`, skipping the accounts in `busy` (whose
@@ -241,8 +254,7 @@ impl Store {
     ) -> StoreResult<Vec<DeliveryJob>> {
         let now = Timestamp::now();
         let claimed = self
-            .sqlite()?
-            .events_write(sql::EventWrite::Claim {
+            .events_write(EventWrite::Claim {
                 now,
                 lease_until: now.plus(lease),
                 limit,
@@ -253,7 +265,10 @@ impl Store {
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        sql::delivery_jobs(self.sqlite()?.reads(), &claimed).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::delivery_jobs(s.reads(), &claimed).await,
+            Backend::Postgres(p) => p.delivery_jobs(&claimed).await,
+        }
     }
 
     /// Records attempts; an endpoint failing for longer than `disable_after` is disabled.
@@ -264,8 +279,7 @@ impl Store {
         disable_after: Duration,
     ) -> StoreResult<Vec<String>> {
         Ok(self
-            .sqlite()?
-            .events_write(sql::EventWrite::Record {
+            .events_write(EventWrite::Record {
                 outcomes,
                 disable_after,
             })
@@ -281,7 +295,12 @@ impl Store {
         before: Option<i64>,
         limit: usize,
     ) -> StoreResult<Vec<DeliveryView>> {
-        sql::deliveries(self.sqlite()?.reads(), account_id, state, before, limit).await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                sql::deliveries(s.reads(), account_id, state, before, limit).await
+            }
+            Backend::Postgres(p) => p.deliveries(account_id, state, before, limit).await,
+        }
     }
 
     /// One delivery of the account with its attempts, read together.
@@ -290,14 +309,16 @@ impl Store {
         account_id: &AccountId,
         delivery_id: i64,
     ) -> StoreResult<Option<(DeliveryView, Vec<AttemptView>)>> {
-        sql::delivery(self.sqlite()?.reads(), account_id, delivery_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::delivery(s.reads(), account_id, delivery_id).await,
+            Backend::Postgres(p) => p.delivery(account_id, delivery_id).await,
+        }
     }
 
     /// Queues a delivery of the account again, due now. False: no such delivery.
     pub async fn redeliver(&self, account_id: &AccountId, delivery_id: i64) -> StoreResult<bool> {
         let done = self
-            .sqlite()?
-            .events_write(sql::EventWrite::Redeliver {
+            .events_write(EventWrite::Redeliver {
                 account_id: account_id.clone(),
                 delivery_id,
                 now: Timestamp::now(),
@@ -310,8 +331,7 @@ impl Store {
     /// still pending stays.
     pub async fn purge_events(&self, max_age: Duration) -> StoreResult<u64> {
         let done = self
-            .sqlite()?
-            .events_write(sql::EventWrite::Purge {
+            .events_write(EventWrite::Purge {
                 before: Timestamp::now().minus(max_age),
             })
             .await?;

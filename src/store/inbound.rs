@@ -1,9 +1,10 @@
 //! Inbound messages and threads, as stored. The API and the webhooks parse what a handset
 //! sent into a [`NewInbound`]; the writer stores it, finds (or makes) its thread, applies a
-//! keyword (SPEC §7) and queues the confirmation, all in one transaction.
+//! keyword (SPEC §7) and queues the confirmation, all in one transaction. The rules are
+//! `store::receive`'s, on either database.
 
 use super::sqlite::inbound as sql;
-use super::{NewMessage, Store, StoreResult};
+use super::{Backend, NewMessage, Store, StoreResult};
 use crate::billing::Pricing;
 use crate::domain::{AccountId, Channel, Keyword, MessageId, ThreadId, Timestamp};
 
@@ -42,7 +43,7 @@ pub struct KeywordReply {
 }
 
 /// An account's own answers to STOP and HELP (None: the deployment's; empty: none).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeywordReplies {
     pub stop_reply: Option<String>,
     pub help_reply: Option<String>,
@@ -109,7 +110,15 @@ impl Store {
     /// # Errors
     /// The database refused the write.
     pub async fn record_inbound(&self, batch: Vec<NewInbound>) -> StoreResult<Vec<InboundOutcome>> {
-        self.sqlite()?.record_inbound(batch).await
+        let outcomes = match &self.backend {
+            Backend::Sqlite(s) => s.record_inbound(batch).await,
+            Backend::Postgres(p) => p.record_inbound(batch).await,
+        }?;
+        // A STOP's or HELP's answer is due now.
+        if outcomes.iter().any(|o| o.replied) {
+            self.ready.notify_waiters();
+        }
+        Ok(outcomes)
     }
 
     /// Marks the account's inbound messages read; answers how many went from unread to read.
@@ -117,7 +126,10 @@ impl Store {
     /// # Errors
     /// The database refused the write.
     pub async fn mark_read(&self, account_id: &AccountId, ids: Vec<String>) -> StoreResult<u64> {
-        self.sqlite()?.mark_read(account_id.clone(), ids).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.mark_read(account_id.clone(), ids).await,
+            Backend::Postgres(p) => p.mark_read(account_id, ids).await,
+        }
     }
 
     /// The account's threads, most recent inbound first, after `before` (a cursor:
@@ -128,7 +140,10 @@ impl Store {
         before: Option<(Timestamp, String)>,
         limit: usize,
     ) -> StoreResult<Vec<ThreadSummary>> {
-        sql::threads(self.sqlite()?.reads(), account_id, before, limit).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::threads(s.reads(), account_id, before, limit).await,
+            Backend::Postgres(p) => p.threads(account_id, before, limit).await,
+        }
     }
 
     /// Replies to the account's campaign, oldest first, after `after` (a cursor: the
@@ -140,19 +155,23 @@ impl Store {
         after: Option<(Timestamp, String)>,
         limit: usize,
     ) -> StoreResult<Vec<CampaignReply>> {
-        sql::campaign_replies(
-            self.sqlite()?.reads(),
-            account_id,
-            campaign_id,
-            after,
-            limit,
-        )
-        .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                sql::campaign_replies(s.reads(), account_id, campaign_id, after, limit).await
+            }
+            Backend::Postgres(p) => {
+                p.campaign_replies(account_id, campaign_id, after, limit)
+                    .await
+            }
+        }
     }
 
     /// The account's own answers to STOP and HELP.
     pub async fn keyword_replies(&self, account_id: &AccountId) -> StoreResult<KeywordReplies> {
-        sql::keyword_replies(self.sqlite()?.reads(), account_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::keyword_replies(s.reads(), account_id).await,
+            Backend::Postgres(p) => p.keyword_replies(account_id).await,
+        }
     }
 
     /// Sets the account's own answers to STOP and HELP.
@@ -161,12 +180,18 @@ impl Store {
         account_id: &AccountId,
         replies: KeywordReplies,
     ) -> StoreResult<()> {
-        self.sqlite()?
-            .campaign_write(super::sqlite::campaign::CampaignWrite::SetKeywordReplies {
-                account_id: account_id.clone(),
-                replies,
-            })
-            .await?;
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.campaign_write(super::sqlite::campaign::CampaignWrite::SetKeywordReplies {
+                    account_id: account_id.clone(),
+                    replies,
+                })
+                .await?;
+            }
+            Backend::Postgres(p) => {
+                p.set_keyword_replies(account_id, &replies).await?;
+            }
+        }
         Ok(())
     }
 
@@ -177,7 +202,12 @@ impl Store {
         channel: Channel,
         phone_number: &str,
     ) -> StoreResult<Option<Timestamp>> {
-        sql::last_inbound_at(self.sqlite()?.reads(), account_id, channel, phone_number).await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                sql::last_inbound_at(s.reads(), account_id, channel, phone_number).await
+            }
+            Backend::Postgres(p) => p.last_inbound_at(account_id, channel, phone_number).await,
+        }
     }
 
     /// One thread of the account.
@@ -186,7 +216,10 @@ impl Store {
         account_id: &AccountId,
         thread_id: &ThreadId,
     ) -> StoreResult<Option<ThreadSummary>> {
-        sql::thread(self.sqlite()?.reads(), account_id, thread_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::thread(s.reads(), account_id, thread_id).await,
+            Backend::Postgres(p) => p.thread(account_id, thread_id).await,
+        }
     }
 
     /// A thread's messages both ways, oldest first, after `after` (a cursor: the
@@ -198,6 +231,11 @@ impl Store {
         after: Option<(Timestamp, String)>,
         limit: usize,
     ) -> StoreResult<Vec<ThreadMessage>> {
-        sql::thread_messages(self.sqlite()?.reads(), account_id, thread, after, limit).await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                sql::thread_messages(s.reads(), account_id, thread, after, limit).await
+            }
+            Backend::Postgres(p) => p.thread_messages(account_id, thread, after, limit).await,
+        }
     }
 }

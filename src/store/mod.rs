@@ -5,7 +5,8 @@
 //! per dialect below `store/<dialect>/`, and the rules that decide (money, limits,
 //! idempotency, fairness, status moves) once, in `store::accept` and `store::delivery`,
 //! over each dialect's statements. SQLite is the embedded default; PostgreSQL carries the
-//! delivery core (accept, claim, outcomes, receipts) for many processes, and answers
+//! delivery core (accept, claim, outcomes, receipts), provider credentials and message
+//! search for many processes, and answers
 //! [`StoreError::NotOnPostgres`] for what runs on SQLite only so far.
 //!
 //! All writes of one process go through a single writer task that commits whatever is waiting
@@ -19,8 +20,10 @@ pub mod credentials;
 pub(crate) mod delivery;
 pub mod events;
 pub mod inbound;
+pub(crate) mod outbox;
 pub mod overview;
 mod postgres;
+pub(crate) mod receive;
 pub mod search;
 mod sqlite;
 

@@ -3,9 +3,14 @@
 //! one snapshot from the status tallies (so the cost does not grow with the number of
 //! messages). The workers fold the event log into the tallies about once a second
 //! ([`Store::fold_tallies`]), off the delivery path.
+//!
+//! The rules (bucket lengths, windows, how rows become an [`Overview`]) are here; each
+//! dialect has only its statements and their rows (`sqlite/overview.rs`,
+//! `postgres/overview.rs`, which also explains how PostgreSQL folds without missing an
+//! event whose number was handed out before a later one's but committed after it).
 
 use super::sqlite::overview as sql;
-use super::{Balance, Store, StoreResult};
+use super::{Backend, Balance, Store, StoreError, StoreResult};
 use crate::domain::{AccountId, MessageStatus, Priority, Timestamp};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -55,6 +60,80 @@ impl Windows {
     }
 }
 
+/// The overview's rows as every dialect's statements select them; [`Overview::from_rows`]
+/// shapes them.
+pub(crate) struct OverviewRows {
+    pub(crate) balance: Balance,
+    /// `(bucket, status, n)`: the minute tallies from `minutes_from` on.
+    pub(crate) minutes: Vec<(i64, String, i64)>,
+    /// `(status, last_day, last_month)`: the hour tallies summed over each window.
+    pub(crate) windows: Vec<(String, i64, i64)>,
+    /// `(priority rank, waiting)`.
+    pub(crate) queue: Vec<(i64, i64)>,
+}
+
+fn status(raw: &str) -> StoreResult<MessageStatus> {
+    MessageStatus::parse(raw).ok_or_else(|| {
+        StoreError::Invalid(format!("a tallied status Herald never writes: {raw:?}"))
+    })
+}
+
+impl Overview {
+    pub(crate) fn from_rows(rows: OverviewRows) -> StoreResult<Overview> {
+        let mut minutes: BTreeMap<i64, Reached> = BTreeMap::new();
+        for (bucket, reached, n) in rows.minutes {
+            *minutes
+                .entry(bucket)
+                .or_default()
+                .entry(status(&reached)?)
+                .or_default() += n;
+        }
+        let (mut last_day, mut last_month) = (Reached::new(), Reached::new());
+        for (reached, day, month) in rows.windows {
+            let reached = status(&reached)?;
+            last_day.insert(reached, day);
+            last_month.insert(reached, month);
+        }
+        let queue = rows
+            .queue
+            .into_iter()
+            .map(|(rank, waiting)| {
+                let priority = Priority::from_rank(rank).ok_or_else(|| {
+                    StoreError::Invalid(format!("a stored priority Herald never writes: {rank}"))
+                })?;
+                Ok((priority, waiting))
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok(Overview {
+            balance: rows.balance,
+            minutes,
+            queue,
+            last_day,
+            last_month,
+        })
+    }
+}
+
+/// What one folding loop remembers from one fold to the next.
+///
+/// On SQLite nothing: its single writer hands out event numbers in commit order, so the
+/// events after the cursor that a read sees are all there will ever be below the last of
+/// them. On PostgreSQL numbers are not commit-ordered, so a fold only goes as far as a
+/// `SettleMark` it took earlier and has since seen settle (see `postgres/overview.rs`).
+#[derive(Debug, Default)]
+pub struct TallyFolder {
+    pub(crate) mark: Option<SettleMark>,
+}
+
+/// Every event numbered up to `upto` was written by a transaction whose id is below `xid`
+/// (PostgreSQL's 64-bit transaction ids). Once no transaction below `xid` is still running,
+/// those events are final: each committed (and seen by every later snapshot) or rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SettleMark {
+    pub(crate) upto: i64,
+    pub(crate) xid: i64,
+}
+
 impl Store {
     /// The account's overview.
     ///
@@ -65,18 +144,25 @@ impl Store {
         account_id: &AccountId,
         windows: Windows,
     ) -> StoreResult<Overview> {
-        sql::overview(self.sqlite()?.reads(), account_id, windows).await
+        let rows = match &self.backend {
+            Backend::Sqlite(s) => sql::overview(s.reads(), account_id, windows).await?,
+            Backend::Postgres(p) => p.overview(account_id, windows).await?,
+        };
+        Overview::from_rows(rows)
     }
 
     /// Counts up to `limit` events committed since the last fold into the tallies; returns
-    /// how many it took (fewer than `limit`: caught up).
+    /// how many it took (fewer than `limit`: caught up as far as `folder` knows). Several
+    /// folders (in several processes) may run at once: each event is counted once.
     ///
     /// # Errors
     /// The database refused the write.
-    pub async fn fold_tallies(&self, limit: usize) -> StoreResult<u64> {
-        self.sqlite()?
-            .fold_tallies(i64::try_from(limit).unwrap_or(i64::MAX))
-            .await
+    pub async fn fold_tallies(&self, limit: usize, folder: &mut TallyFolder) -> StoreResult<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match &self.backend {
+            Backend::Sqlite(s) => s.fold_tallies(limit).await,
+            Backend::Postgres(p) => p.fold_tallies(limit, &mut folder.mark).await,
+        }
     }
 
     /// Forgets minute tallies older than [`MINUTES_KEPT`] and hour tallies older than
@@ -86,11 +172,13 @@ impl Store {
     /// The database refused the write.
     pub async fn purge_tallies(&self) -> StoreResult<u64> {
         let now = Timestamp::now();
-        self.sqlite()?
-            .purge_tallies(
-                now.minus(MINUTES_KEPT).millis(),
-                now.minus(HOURS_KEPT).millis(),
-            )
-            .await
+        let (minutes_before, hours_before) = (
+            now.minus(MINUTES_KEPT).millis(),
+            now.minus(HOURS_KEPT).millis(),
+        );
+        match &self.backend {
+            Backend::Sqlite(s) => s.purge_tallies(minutes_before, hours_before).await,
+            Backend::Postgres(p) => p.purge_tallies(minutes_before, hours_before).await,
+        }
     }
 }

@@ -62,7 +62,7 @@ async fn get(app: &TestApp, path: &str) -> (u16, Value) {
 }
 
 /// The events a receiver took for each message, ordered by (`at`, event id).
-fn by_message(events: &[(String, Value)]) -> BTreeMap<String, Vec<Value>> {
+pub(crate) fn by_message(events: &[(String, Value)]) -> BTreeMap<String, Vec<Value>> {
     let mut grouped: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (_, e) in events {
         grouped
@@ -79,7 +79,7 @@ fn by_message(events: &[(String, Value)]) -> BTreeMap<String, Vec<Value>> {
     grouped
 }
 
-fn statuses(events: &[Value]) -> Vec<String> {
+pub(crate) fn statuses(events: &[Value]) -> Vec<String> {
     events
         .iter()
         .map(|e| e["status"].as_str().unwrap().to_owned())

@@ -22,7 +22,7 @@ async fn reached(app: &TestApp, key: &str, ids: &[String]) -> BTreeMap<String, i
     counts
 }
 
-fn nonzero(counts: &Value) -> BTreeMap<String, i64> {
+pub(crate) fn nonzero(counts: &Value) -> BTreeMap<String, i64> {
     counts
         .as_object()
         .expect("counts by status")
@@ -32,7 +32,7 @@ fn nonzero(counts: &Value) -> BTreeMap<String, i64> {
 }
 
 /// The per-minute series summed over its minutes.
-fn minutes_summed(overview: &Value) -> BTreeMap<String, i64> {
+pub(crate) fn minutes_summed(overview: &Value) -> BTreeMap<String, i64> {
     let mut sum = BTreeMap::new();
     for minute in overview["per_minute"].as_array().expect("a series") {
         for (status, n) in minute.as_object().expect("a minute") {

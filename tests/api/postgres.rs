@@ -19,20 +19,22 @@ fn postgres_url() -> String {
 }
 
 /// A database of the test's own, dropped (with whatever is still connected) at the end.
-struct TestDatabase {
+pub(crate) struct TestDatabase {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl TestDatabase {
     async fn create() -> TestDatabase {
+        Self::named("herald_multi").await
+    }
+
+    /// A new database called `<prefix>_<ulid>`.
+    pub(crate) async fn named(prefix: &str) -> TestDatabase {
         let mut admin = PgConnection::connect(&postgres_url())
             .await
             .expect("PostgreSQL answers at HERALD_TEST_POSTGRES (.ci/run starts it)");
-        let name = format!(
-            "herald_multi_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
+        let name = format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase());
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
@@ -45,13 +47,13 @@ impl TestDatabase {
         }
     }
 
-    async fn pool(&self) -> PgPool {
+    pub(crate) async fn pool(&self) -> PgPool {
         PgPool::connect(&self.url)
             .await
             .expect("the test database opens")
     }
 
-    async fn drop_now(self) {
+    pub(crate) async fn drop_now(self) {
         if let Ok(mut admin) = PgConnection::connect(&postgres_url()).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -65,7 +67,7 @@ impl TestDatabase {
 
 /// Settings every process of a test shares: the database, and each process's own mock
 /// journal (`journal`), kept whole for the test's life.
-fn process_env<'a>(db: &'a TestDatabase, journal: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn process_env<'a>(db: &'a TestDatabase, journal: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("HERALD__DATABASE__URL", db.url.as_str()),
         ("HERALD__DATABASE__MAX_CONNECTIONS", "8"),
@@ -74,7 +76,7 @@ fn process_env<'a>(db: &'a TestDatabase, journal: &'a str) -> Vec<(&'a str, &'a 
 }
 
 /// `herald migrate` once, as the README says to before starting the processes.
-fn migrate(dir: &Path, db: &TestDatabase) {
+pub(crate) fn migrate(dir: &Path, db: &TestDatabase) {
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("migrate")
         .current_dir(dir)
@@ -156,7 +158,23 @@ async fn three_worker_processes_deliver_twenty_thousand_messages_once_each_urgen
     }
     assert_eq!(busy, 3, "all three worker processes delivered");
     let twice: Vec<_> = accepted.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "handed over more than once: {twice:?}");
+    let warnings: Vec<String> = _workers
+        .iter()
+        .flat_map(|w| {
+            w.logs()
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .take(5)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} handed over more than once, e.g. {:?}; the workers warned: {warnings:#?}",
+        twice.len(),
+        &twice[..twice.len().min(3)]
+    );
     assert!(
         ids.iter().all(|id| accepted.get(id) == Some(&1)),
         "every accepted message was handed over exactly once ({} of 20,000 were)",
@@ -454,5 +472,130 @@ async fn a_worker_killed_mid_run_has_its_claims_taken_over_and_nothing_is_sent_t
     pool.close().await;
     drop(workers);
     drop(api);
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_from_two_worker_processes_reach_a_recovering_receiver_once_each_in_order() {
+    // Arrange: an API process and two workers (each with a webhook dispatcher) on one
+    // database; the account's webhook points at a receiver that verifies signatures and
+    // fails at first; one message also names a status_callback.
+    let db = TestDatabase::create().await;
+    let dir = crate::helpers::test_dir();
+    migrate(dir.path(), &db);
+    let webhooks = [
+        ("HERALD__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
+        ("HERALD__WEBHOOKS__BACKOFF_INITIAL_MS", "50"),
+        ("HERALD__WEBHOOKS__BACKOFF_MAX_MS", "400"),
+        ("HERALD__WEBHOOKS__POLL_INTERVAL_MS", "10"),
+    ];
+    let journals: Vec<String> = ["api", "worker-0", "worker-1"]
+        .iter()
+        .map(|run| dir.path().join(format!("{run}.log")).display().to_string())
+        .collect();
+    let env = |i: usize| [process_env(&db, &journals[i]), webhooks.to_vec()].concat();
+    let mut api = Herald::start_command(dir.path(), "api", &["serve", "--no-workers"], &env(0));
+    let client = reqwest::Client::new();
+    api.wait_healthy(&client).await;
+    let receiver = crate::webhook_receiver::Receiver::start().await;
+    let hooked: Value = client
+        .put(format!("{}/api/messaging/webhook", api.base))
+        .bearer_auth(API_KEY)
+        .json(&json!({"url": format!("{}/hooks/herald", receiver.base)}))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    receiver.set_secret(hooked["secret"].as_str().expect("the secret is shown once"));
+    receiver.set_failing(true);
+    let _workers: Vec<Herald> = (1..3)
+        .map(|i| Herald::start_command(dir.path(), &format!("worker-{i}"), &["worker"], &env(i)))
+        .collect();
+
+    // Act: ten messages, one with a status_callback, delivered while the receiver fails.
+    let mut items = bulk_items(&numbers_from(7100, 10), "normal", "pg hook");
+    items[0]["status_callback"] = json!(format!("{}/callback", receiver.base));
+    let ids = send_bulk_to(&client, &api.base, API_KEY, &items).await;
+    let pool = db.pool().await;
+    eventually("every message read", Duration::from_secs(60), || async {
+        let read: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM message WHERE status = 'read'")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (read == 10).then_some(())
+    })
+    .await;
+    let mut histories = std::collections::BTreeMap::new();
+    for id in &ids {
+        let view: Value = client
+            .get(format!("{}/api/messaging/message/{id}/status/", api.base))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("answered")
+            .json()
+            .await
+            .expect("JSON");
+        histories.insert(id.clone(), crate::helpers::history_statuses(&view));
+    }
+    // Five statuses per message to the webhook, plus the callback's five.
+    let expected: usize =
+        histories.values().map(Vec::len).sum::<usize>() + histories[&ids[0]].len();
+    eventually(
+        "every event refused once",
+        Duration::from_secs(60),
+        || async { (receiver.seen(|s| s.failed) >= expected).then_some(()) },
+    )
+    .await;
+    receiver.set_failing(false);
+
+    // Assert: after recovery every event arrives once, signed, each message's in order.
+    eventually("every event delivered", Duration::from_secs(60), || async {
+        let distinct: std::collections::HashSet<(String, String)> = receiver.seen(|s| {
+            s.accepted
+                .iter()
+                .map(|(path, e)| {
+                    (
+                        path.clone(),
+                        e["event_id"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        });
+        (distinct.len() == expected).then_some(())
+    })
+    .await;
+    let accepted = receiver.seen(|s| s.accepted.clone());
+    assert_eq!(
+        receiver.seen(|s| s.forged),
+        0,
+        "every post was signed with the account's secret"
+    );
+    assert_eq!(accepted.len(), expected, "no event arrived twice");
+    let hooks: Vec<(String, Value)> = accepted
+        .iter()
+        .filter(|(path, _)| path == "/hooks/herald")
+        .cloned()
+        .collect();
+    let grouped = crate::events::by_message(&hooks);
+    for (id, history) in &histories {
+        assert_eq!(
+            &crate::events::statuses(&grouped[id]),
+            history,
+            "{id}'s events in order"
+        );
+    }
+    let callbacks = accepted
+        .iter()
+        .filter(|(path, _)| path == "/callback")
+        .count();
+    assert_eq!(
+        callbacks,
+        histories[&ids[0]].len(),
+        "the status_callback got its message's changes"
+    );
+    pool.close().await;
     db.drop_now().await;
 }

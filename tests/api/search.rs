@@ -19,7 +19,8 @@ async fn search_as(app: &TestApp, key: &str, query: &[(&str, &str)]) -> Value {
     response.json().await.expect("JSON")
 }
 
-fn ids(page: &Value) -> Vec<String> {
+/// The message ids of a search page, in its order.
+pub(crate) fn ids(page: &Value) -> Vec<String> {
     page["messages"]
         .as_array()
         .expect("a list")

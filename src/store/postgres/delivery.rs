@@ -167,12 +167,23 @@ impl DeliverySql for PgConnection {
         sent: i64,
         day: &str,
     ) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/settle.sql"))
+        sqlx::query(include_str!("queries/settle_balance.sql"))
             .bind(account_id)
             .bind(charged)
             .bind(now)
+            .execute(&mut *self)
+            .await?;
+        sqlx::query(include_str!("queries/record_charge.sql"))
+            .bind(account_id)
+            .bind(charged)
             .bind(sent)
+            .bind(now)
+            .execute(&mut *self)
+            .await?;
+        sqlx::query(include_str!("queries/count_sent.sql"))
+            .bind(account_id)
             .bind(day)
+            .bind(sent)
             .execute(self)
             .await?;
         Ok(())

@@ -9,11 +9,20 @@
 //! PostgreSQL aborts as a deadlock or serialization failure is run again. The decisions
 //! themselves are the shared rules of `store::delivery` and `store::accept`.
 //!
-//! Campaigns, inbound messages, webhooks, the event stream, search and the overview run on
-//! SQLite only so far; on PostgreSQL they answer [`StoreError::NotOnPostgres`].
+//! Provider credentials (`credentials.rs`), message search (`search.rs`, the rules of
+//! `store::search`) and the overview (`overview.rs`: its reads, and the fold of the event log
+//! into the tallies, which must not miss an event whose number commits out of order) run
+//! here as on SQLite, and so do inbound messages, threads and opt-outs (`inbound.rs`, the
+//! rules of `store::receive`). Campaigns, webhooks and the event stream run on SQLite only so
+//! far; on PostgreSQL they answer [`StoreError::NotOnPostgres`].
 
 mod accept;
+mod credentials;
 mod delivery;
+mod events;
+mod inbound;
+mod overview;
+mod search;
 
 use super::{
     AcceptOutcome, AcceptRequest, AuthenticatedKey, AwaitingReceipt, Balance, ClaimedMessage,
@@ -25,7 +34,6 @@ use crate::domain::{
     AccountId, ApiKeyId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp,
 };
 use crate::store::accept::Batch;
-use crate::store::credentials::StoredCredentials;
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
@@ -45,6 +53,8 @@ const RETRIES: u32 = 8;
 pub(super) struct PgStore {
     pool: PgPool,
     health: Arc<WriteHealth>,
+    inbox: inbound::Inbox,
+    accepts: mpsc::Sender<(AcceptRequest, oneshot::Sender<StoreResult<AcceptOutcome>>)>,
     outcomes: mpsc::Sender<Job<DeliveryReport, ()>>,
     updates: mpsc::Sender<Job<StatusUpdate, Vec<UpdateResult>>>,
 }
@@ -82,14 +92,18 @@ impl PgStore {
         // sqlx holds an advisory lock while it migrates, so processes starting together
         // migrate once.
         MIGRATOR.run(&pool).await?;
+        let (accepts, accept_jobs) = mpsc::channel(BATCH_MAX);
         let (outcomes, outcome_jobs) = mpsc::channel(BATCH_MAX);
         let (updates, update_jobs) = mpsc::channel(BATCH_MAX);
         let store = Self {
             pool,
             health,
+            inbox: inbound::Inbox::default(),
+            accepts,
             outcomes,
             updates,
         };
+        tokio::spawn(store.writer().write_accepts(accept_jobs));
         tokio::spawn(store.writer().write_outcomes(outcome_jobs));
         tokio::spawn(store.writer().write_updates(update_jobs));
         Ok(store)
@@ -110,33 +124,13 @@ impl PgStore {
         self.writer().write(op).await
     }
 
-    fn noted<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
-        self.writer().noted(result)
-    }
-
     pub(super) async fn accept(&self, request: AcceptRequest) -> StoreResult<AcceptOutcome> {
-        // A status_callback is posted by the webhook dispatcher, which runs on SQLite only so
-        // far: refused rather than stored and never called.
-        if request.messages.iter().any(|m| m.status_callback.is_some()) {
-            return Err(StoreError::NotOnPostgres);
-        }
-        // Not retried: the request (and its renderer) is consumed. With one account per
-        // request, locked first, accepts cannot deadlock with each other.
-        let result = async {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(include_str!("queries/lock_account.sql"))
-                .bind(request.account_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::NoSuchAccount(request.account_id.to_string()))?;
-            let mut batch = Batch::default();
-            let outcome = batch.add(&mut *tx, request).await?;
-            batch.flush(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(outcome)
-        }
-        .await;
-        self.noted(result)
+        let (reply, answer) = oneshot::channel();
+        self.accepts
+            .send((request, reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
     pub(super) async fn claim_due(
@@ -461,31 +455,6 @@ impl PgStore {
         )
     }
 
-    pub(super) async fn credentials(
-        &self,
-        account_id: &AccountId,
-        provider: &str,
-    ) -> StoreResult<Option<StoredCredentials>> {
-        let row = sqlx::query(include_str!("queries/load_credentials.sql"))
-            .bind(account_id.as_str())
-            .bind(provider)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let verify: Option<Vec<u8>> = row.try_get("verify_token_sha256")?;
-        Ok(Some(StoredCredentials {
-            account_id: AccountId::from_stored(row.try_get("account_id")?),
-            provider: row.try_get("provider")?,
-            webhook_key: row.try_get("webhook_key")?,
-            public: row.try_get("public")?,
-            sealed: row.try_get("sealed")?,
-            key_id: row.try_get("key_id")?,
-            verify_token_sha256: verify.and_then(|v| <[u8; 32]>::try_from(v).ok()),
-            created_at: Timestamp::from_millis(row.try_get("created_at")?),
-            updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-        }))
-    }
-
     pub(super) async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await?;
         conn.ping().await?;
@@ -542,6 +511,59 @@ impl Writer {
             Err(_) => {}
         }
         result
+    }
+
+    /// Accepts the requests waiting together in one transaction, their accounts locked first,
+    /// until the store closes. Not retried: each request (and its renderer) is consumed, and
+    /// nothing is needed: accounts are locked in one order, and an accept waits on no
+    /// message row, so accepts deadlock neither with each other nor with deliveries.
+    async fn write_accepts(
+        self,
+        mut jobs: mpsc::Receiver<(AcceptRequest, oneshot::Sender<StoreResult<AcceptOutcome>>)>,
+    ) {
+        let mut waiting = Vec::with_capacity(BATCH_MAX);
+        while jobs.recv_many(&mut waiting, BATCH_MAX).await > 0 {
+            let (requests, replies): (Vec<_>, Vec<_>) = waiting.drain(..).unzip();
+            let result = self.noted(self.accept_together(requests).await);
+            match result {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(shared(&e)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for `requests`; per request its outcome (an unknown account fails
+    /// only its own request), or the transaction's error.
+    async fn accept_together(
+        &self,
+        requests: Vec<AcceptRequest>,
+    ) -> StoreResult<Vec<StoreResult<AcceptOutcome>>> {
+        let accounts: Vec<&str> = requests.iter().map(|r| r.account_id.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(include_str!("queries/lock_account.sql"))
+            .bind(super::delivery::json_array(&accounts))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut batch = Batch::default();
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in requests {
+            match batch.add(&mut *tx, request).await {
+                // A failed statement aborts the whole transaction.
+                Err(StoreError::Database(e)) => return Err(StoreError::Database(e)),
+                outcome => outcomes.push(outcome),
+            }
+        }
+        batch.flush(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(outcomes)
     }
 
     /// Writes the outcomes waiting together in one transaction, until the store closes.

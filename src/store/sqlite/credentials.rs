@@ -3,24 +3,8 @@
 
 use crate::domain::{AccountId, Timestamp};
 use crate::store::StoreResult;
-use crate::store::credentials::StoredCredentials;
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
-
-fn stored(row: &SqliteRow) -> Result<StoredCredentials, sqlx::Error> {
-    let verify: Option<Vec<u8>> = row.try_get("verify_token_sha256")?;
-    Ok(StoredCredentials {
-        account_id: AccountId::from_stored(row.try_get("account_id")?),
-        provider: row.try_get("provider")?,
-        webhook_key: row.try_get("webhook_key")?,
-        public: row.try_get("public")?,
-        sealed: row.try_get("sealed")?,
-        key_id: row.try_get("key_id")?,
-        verify_token_sha256: verify.and_then(|v| <[u8; 32]>::try_from(v).ok()),
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-    })
-}
+use crate::store::credentials::{CredentialRow, StoredCredentials};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
 pub(super) async fn save(
     conn: &mut SqliteConnection,
@@ -59,24 +43,24 @@ pub(in crate::store) async fn for_account(
     account_id: &AccountId,
     provider: &str,
 ) -> StoreResult<Option<StoredCredentials>> {
-    let row = sqlx::query(include_str!("queries/load_credentials.sql"))
+    let row: Option<CredentialRow> = sqlx::query_as(include_str!("queries/load_credentials.sql"))
         .bind(account_id.as_str())
         .bind(provider)
         .fetch_optional(pool)
         .await?;
-    Ok(row.as_ref().map(stored).transpose()?)
+    Ok(row.map(StoredCredentials::from))
 }
 
 pub(in crate::store) async fn all_for_account(
     pool: &SqlitePool,
     account_id: &AccountId,
 ) -> StoreResult<Vec<StoredCredentials>> {
-    let rows = sqlx::query(include_str!("queries/load_credentials.sql"))
+    let rows: Vec<CredentialRow> = sqlx::query_as(include_str!("queries/load_credentials.sql"))
         .bind(account_id.as_str())
         .bind(None::<&str>)
         .fetch_all(pool)
         .await?;
-    Ok(rows.iter().map(stored).collect::<Result<_, _>>()?)
+    Ok(rows.into_iter().map(StoredCredentials::from).collect())
 }
 
 pub(in crate::store) async fn by_webhook_key(
@@ -84,12 +68,13 @@ pub(in crate::store) async fn by_webhook_key(
     provider: &str,
     webhook_key: &str,
 ) -> StoreResult<Option<StoredCredentials>> {
-    let row = sqlx::query(include_str!("queries/credentials_by_webhook_key.sql"))
-        .bind(provider)
-        .bind(webhook_key)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(stored).transpose()?)
+    let row: Option<CredentialRow> =
+        sqlx::query_as(include_str!("queries/credentials_by_webhook_key.sql"))
+            .bind(provider)
+            .bind(webhook_key)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(StoredCredentials::from))
 }
 
 pub(in crate::store) async fn verify_token_known(

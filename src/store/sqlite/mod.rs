@@ -323,8 +323,8 @@ impl SqliteStore {
 
     pub(super) async fn events_write(
         &self,
-        write: events::EventWrite,
-    ) -> StoreResult<events::EventWritten> {
+        write: crate::store::outbox::EventWrite,
+    ) -> StoreResult<crate::store::outbox::EventWritten> {
         self.call(|reply| Op::Events(write, reply)).await
     }
 

@@ -8,10 +8,10 @@
 //! keeps going: each later batch tries again, so writes resume as soon as the cause is gone.
 
 use super::campaign::{self, CampaignWrite};
-use super::events::{EventWrite, EventWritten};
-use super::{admin, events, inbound};
+use super::{admin, inbound};
 use crate::domain::{AccountId, ApiKeyId};
 use crate::store::inbound::{InboundOutcome, NewInbound};
+use crate::store::outbox::{EventWrite, EventWritten};
 use crate::store::{
     AcceptOutcome, AcceptRequest, ClaimedMessage, DeliveryReport, FanOutRequest, FanOutResult,
     FinishCampaign, NewAccount, StatusUpdate, StoreError, StoreResult, UpdateResult, WriteHealth,
@@ -301,7 +301,10 @@ async fn commit_batch(
                     pending.push(Pending::Maintenance(reply, marked));
                 }
                 Op::Events(write, reply) => {
-                    pending.push(Pending::Events(reply, events::run(&mut tx, write).await));
+                    pending.push(Pending::Events(
+                        reply,
+                        crate::store::outbox::run(&mut *tx, write).await,
+                    ));
                 }
                 Op::Shutdown => {}
             }

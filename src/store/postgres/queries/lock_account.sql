@@ -1,4 +1,8 @@
--- Locks account $1's row until the transaction ends, before its idempotency key is looked
--- up: a concurrent request with the same key (in any process) then finds the first one's
--- answer instead of also accepting.
-SELECT account_id FROM account WHERE account_id = $1 FOR UPDATE
+-- Locks the rows of the accounts in the JSON array $1 until the transaction ends, in id
+-- order (so two batches locking the same accounts cannot deadlock), before any of their
+-- idempotency keys or balances is looked at: a concurrent request in another process then
+-- waits and finds the first one's answer and what it spent.
+SELECT a.account_id FROM account AS a
+WHERE a.account_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+ORDER BY a.account_id
+FOR UPDATE

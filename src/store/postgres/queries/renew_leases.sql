@@ -1,4 +1,10 @@
--- Extends the leases of everything worker $1 holds to $2: a live worker keeps its claims
--- however long a message waits in a rate limiter, so nothing it holds is claimed twice.
+-- Extends to $2 the leases of the messages worker $1 is delivering. SKIP LOCKED: a row
+-- locked by this process's own outcome batch is being finished (its lease no longer
+-- matters), and waiting for it while that batch waits for rows this statement already
+-- locked would deadlock the two.
 UPDATE message SET lease_until = $2
-WHERE claimed_by = $1 AND status = 'sending' AND lease_until > 0
+WHERE message_id IN (
+    SELECT message_id FROM message
+    WHERE claimed_by = $1 AND status = 'sending' AND lease_until > 0
+    FOR UPDATE SKIP LOCKED
+)
