@@ -151,8 +151,7 @@ impl Workers {
         let mut tasks = JoinSet::new();
         // Campaigns run on SQLite only so far; on PostgreSQL the API refuses what would
         // need them.
-        let sqlite_only = store.is_postgres();
-        if sqlite_only {
+        if store.is_postgres() {
             tracing::info!(
                 "on PostgreSQL: delivering, receipts, customer webhooks, overview tallies and housekeeping run; campaigns run on SQLite only so far"
             );

@@ -3,16 +3,16 @@
 //! Callers see operations named after what they do (`accept`, `claim_due`,
 //! `record_outcomes`, `apply_status_updates`, …) and the types in this module; the SQL lives
 //! per dialect below `store/<dialect>/`, and the rules that decide (money, limits,
-//! idempotency, fairness, status moves) once, in `store::accept` and `store::delivery`,
-//! over each dialect's statements. SQLite is the embedded default; PostgreSQL carries the
-//! delivery core (accept, claim, outcomes, receipts), provider credentials and message
-//! search for many processes, and answers
-//! [`StoreError::NotOnPostgres`] for what runs on SQLite only so far.
+//! idempotency, fairness, status moves, keywords, the webhook outbox) once, in
+//! `store::{accept, delivery, receive, outbox, search}`, over each dialect's statements.
+//! SQLite is the embedded default; PostgreSQL carries everything but campaigns and the live
+//! event stream for many processes, and answers [`StoreError::NotOnPostgres`] for those.
 //!
-//! All writes of one process go through a single writer task that commits whatever is waiting
-//! together (group commit): SQLite has one writer anyway, and handing the lock from
-//! connection to connection costs milliseconds of busy-waiting, while one transaction holding
-//! a hundred requests costs about as much as one holding a single request.
+//! Writes of one process are committed in groups: on SQLite by a single writer task (SQLite
+//! has one writer anyway, and handing the lock from connection to connection costs
+//! milliseconds of busy-waiting, while one transaction holding a hundred requests costs about
+//! as much as one holding a single request); on PostgreSQL by a batching task per kind of
+//! write (accepts, outcomes, receipts, inbound).
 
 pub(crate) mod accept;
 mod campaigns;

@@ -1,9 +1,9 @@
 //! PostgreSQL: the store and queue shared by many `herald serve --no-workers` and
 //! `herald worker` processes on many machines.
 //!
-//! Unlike SQLite there is no single writer to lean on, so each operation is its own
-//! transaction from a pool, and the transaction shape carries what the writer's order
-//! carried there: an accept locks its account row before it looks at the idempotency key or
+//! Unlike SQLite there is no single writer to lean on: operations run in transactions from
+//! a pool (accepts, outcomes, receipts and inbound messages batched per process), and the
+//! transaction shape carries what the writer's order carried there: an accept locks its account row before it looks at the idempotency key or
 //! the balance; claims skip rows another process holds (`FOR UPDATE SKIP LOCKED`) and fence
 //! each claim with `claim_seq`; settlements lock accounts in one order; a transaction that
 //! PostgreSQL aborts as a deadlock or serialization failure is run again. The decisions
@@ -13,8 +13,10 @@
 //! `store::search`) and the overview (`overview.rs`: its reads, and the fold of the event log
 //! into the tallies, which must not miss an event whose number commits out of order) run
 //! here as on SQLite, and so do inbound messages, threads and opt-outs (`inbound.rs`, the
-//! rules of `store::receive`). Campaigns, webhooks and the event stream run on SQLite only so
-//! far; on PostgreSQL they answer [`StoreError::NotOnPostgres`].
+//! rules of `store::receive`), and the webhook outbox (`events.rs`, the rules of
+//! `store::outbox`). Campaigns and the live event stream run on SQLite only so far (the
+//! stream's ids would need a commit-ordered sequence, which identity numbers are not); on
+//! PostgreSQL they answer [`StoreError::NotOnPostgres`].
 
 mod accept;
 mod credentials;
