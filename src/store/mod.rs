@@ -24,6 +24,7 @@ pub(crate) mod outbox;
 pub mod overview;
 mod postgres;
 pub(crate) mod receive;
+mod rows;
 pub mod search;
 mod sqlite;
 

@@ -1,8 +1,7 @@
 //! Reads, served by the pool of read connections while the writer commits.
 
-use crate::domain::{
-    AccountId, ApiKeyId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp,
-};
+use crate::domain::{AccountId, ApiKeyId, MessageId, Money, Priority, Timestamp};
+use crate::store::rows::{AwaitingRow, HistoryRow, MessageRow};
 use crate::store::{
     AuthenticatedKey, AwaitingReceipt, Balance, MessageView, ReceiptCursor, StoreError, StoreResult,
 };
@@ -58,43 +57,18 @@ pub(super) async fn message(
     // One read transaction, so status and history come from the same snapshot (WAL): two
     // separate reads can see `delivered` beside a history that already ends in `read`.
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(include_str!("queries/load_message.sql"))
+    let row: Option<MessageRow> = sqlx::query_as(include_str!("queries/load_message.sql"))
         .bind(message_id.as_str())
         .bind(account_id.as_str())
         .fetch_optional(&mut *tx)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let events = sqlx::query(include_str!("queries/load_history.sql"))
+    let events: Vec<HistoryRow> = sqlx::query_as(include_str!("queries/load_history.sql"))
         .bind(message_id.as_str())
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    let mut history = Vec::with_capacity(events.len());
-    for event in events {
-        let status: String = event.try_get("status")?;
-        if let Some(status) = MessageStatus::parse(&status) {
-            history.push((status, Timestamp::from_millis(event.try_get("at")?)));
-        }
-    }
-    history.sort_by_key(|(status, at)| (status.order(), *at));
-    let status: String = row.try_get("status")?;
-    let channel: String = row.try_get("channel")?;
-    let segments: i64 = row.try_get("segments")?;
-    Ok(Some(MessageView {
-        message_id: message_id.clone(),
-        status: MessageStatus::parse(&status).unwrap_or(MessageStatus::Queued),
-        phone_number: row.try_get("phone_number")?,
-        channel: Channel::parse(&channel).unwrap_or(Channel::Sms),
-        priority: Priority::from_rank(row.try_get("priority")?).unwrap_or(Priority::Normal),
-        segments: u32::try_from(segments).unwrap_or(0),
-        cost: Money::from_units(row.try_get("cost")?),
-        provider: row.try_get("provider")?,
-        provider_message_id: row.try_get("provider_message_id")?,
-        error_code: row.try_get("error_code")?,
-        error_message: row.try_get("error_message")?,
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        history,
-    }))
+    Ok(Some(row.into_view(events)))
 }
 
 pub(super) async fn queue_depth(pool: &SqlitePool) -> StoreResult<Vec<(Priority, i64)>> {
@@ -137,7 +111,7 @@ pub(super) async fn awaiting_receipt(
     sent_before: Timestamp,
     limit: usize,
 ) -> StoreResult<Vec<AwaitingReceipt>> {
-    let rows = sqlx::query(include_str!("queries/awaiting_receipt.sql"))
+    let rows: Vec<AwaitingRow> = sqlx::query_as(include_str!("queries/awaiting_receipt.sql"))
         .bind(provider)
         .bind(after.updated_at.millis())
         .bind(after.message_id.as_str())
@@ -145,16 +119,5 @@ pub(super) async fn awaiting_receipt(
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(pool)
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(AwaitingReceipt {
-                account_id: AccountId::from_stored(row.try_get("account_id")?),
-                provider_message_id: row.try_get("provider_message_id")?,
-                cursor: ReceiptCursor {
-                    updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-                    message_id: row.try_get("message_id")?,
-                },
-            })
-        })
-        .collect()
+    Ok(rows.into_iter().map(AwaitingReceipt::from).collect())
 }
