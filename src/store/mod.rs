@@ -335,6 +335,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Invalid(String),
+    /// A batch of writes this one was part of was refused (PostgreSQL's batching tasks
+    /// answer each caller with this; the error itself cannot be cloned).
+    #[error("the database refuses writes: {}", .0.reason())]
+    Refused(WriteRefusal),
     #[error(
         "this runs on SQLite only so far; this Herald stores on PostgreSQL, which carries accepting, delivering and tracking messages"
     )]
@@ -406,6 +410,7 @@ impl StoreError {
         match self {
             Self::CommitFailed(e) => WriteRefusal::of(e),
             Self::Database(e) => WriteRefusal::of(e),
+            Self::Refused(refusal) => Some(*refusal),
             _ => None,
         }
     }

@@ -71,12 +71,10 @@ const BATCH_MAX: usize = 512;
 
 /// The same error for every caller of a failed batch.
 fn shared(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Database(db) => WriteRefusal::of(db).map_or_else(
-            || StoreError::Invalid(format!("the batch this report was part of failed: {e}")),
-            |_| StoreError::CommitFailed(Arc::new(sqlx::Error::Protocol(e.to_string()))),
-        ),
-        other => StoreError::Invalid(format!("the batch this report was part of failed: {other}")),
+    match e.refusal() {
+        // Kept as a refusal, so callers still answer 503 with Retry-After.
+        Some(refusal) => StoreError::Refused(refusal),
+        None => StoreError::Invalid(format!("the batch this was part of failed: {e}")),
     }
 }
 
