@@ -1,6 +1,7 @@
 //! Load benchmarks for Herald: ingest, bulk ingest, dispatch, priority and keeping pace;
 //! campaigns: CSV upload and fan-out, template rendering, a campaign's send rate; Twilio
-//! dispatch and sender limits; inbound messages; a sender limit shared through Redis.
+//! dispatch and sender limits; inbound messages; a sender limit shared through Redis;
+//! PostgreSQL as the store and queue of many processes.
 //!
 //! Run with `cargo bench --bench load -- <scenario> [--runs 3] [--duration 10] …`
 //! (`--help` lists the options; BENCHMARKS.md holds the figures and how to read them).
@@ -21,6 +22,7 @@ mod baseline;
 mod campaigns;
 mod http;
 mod inbound;
+mod postgres;
 mod process;
 mod report;
 mod scenarios;
@@ -83,6 +85,27 @@ enum Scenario {
     Search,
     /// Sends through the Twilio-compatible API beside Herald's own, same server and load.
     TwilioCompat,
+    /// Ingest on PostgreSQL: single sends, closed loop, one `herald serve --no-workers` on a
+    /// fresh database of `--postgres-url`'s server, beside the same load on SQLite.
+    PgIngest,
+    /// A `--backlog` queued on PostgreSQL drained by each of `--worker-counts` `herald worker`
+    /// processes: msg/s, hand-overs per message, and statements, transactions, WAL and CPU
+    /// per message.
+    PgDispatch,
+    /// One mock sender limited to `--limit`/s, `--processes` `herald worker` processes on one
+    /// PostgreSQL queue sharing the limit through Redis, `--pace-duration` seconds.
+    PgLimit,
+}
+
+/// Whether the PostgreSQL scenarios reach the database through the harness's statement
+/// counting proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PgProxy {
+    /// pg-dispatch through the proxy, pg-ingest and pg-limit directly (the proxy's own
+    /// round trips would cost ingest a share of the machine).
+    Auto,
+    On,
+    Off,
 }
 
 /// Options shared by the scenarios; the defaults are the targets.
@@ -175,6 +198,16 @@ pub(crate) struct Args {
     /// shared-limit: the Redis the processes share.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub(crate) redis_url: String,
+    /// PostgreSQL scenarios: a database on this server to connect to as an administrator
+    /// (each run creates `herald_bench_<ulid>` there and drops it at the end).
+    #[arg(long, default_value = "postgres://root@127.0.0.1:5432/postgres")]
+    pub(crate) postgres_url: String,
+    /// pg-dispatch: the numbers of `herald worker` processes to drain the backlog with.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub(crate) worker_counts: Vec<usize>,
+    /// PostgreSQL scenarios: count statements on the wire through a proxy in this process.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) pg_proxy: PgProxy,
     /// soak: offered rate of single sends, per second.
     #[arg(long, default_value_t = 1000)]
     pub(crate) soak_rate: u64,
@@ -242,6 +275,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::TwilioCompat {
         twilio_compat::twilio_compat(&args).await?;
+    }
+    if args.scenario == Scenario::PgIngest {
+        postgres::pg_ingest(&args).await?;
+    }
+    if args.scenario == Scenario::PgDispatch {
+        postgres::pg_dispatch(&args).await?;
+    }
+    if args.scenario == Scenario::PgLimit {
+        postgres::pg_limit(&args).await?;
     }
     if args.scenario == Scenario::Search {
         search::search(&args).await?;

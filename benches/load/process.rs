@@ -109,8 +109,55 @@ impl Sandbox {
         self.spawn(&["worker"])
     }
 
+    /// `herald worker` with settings of its own over the run's (several workers of one run,
+    /// each with its own mock journal): its log is `<name>.log` in the run's folder.
+    pub(crate) fn worker_with(
+        &self,
+        name: &str,
+        env: &[(&'static str, String)],
+    ) -> anyhow::Result<Server> {
+        self.spawn_named(name, &["worker"], env)
+    }
+
+    /// `herald migrate`, waited for: once before the processes of a run on PostgreSQL start,
+    /// as the README says. Waits without blocking the runtime (a proxy on it may be what
+    /// `migrate` talks to).
+    pub(crate) async fn migrate(&self) -> anyhow::Result<()> {
+        let mut server = self.spawn(&["migrate"])?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                if !status.success() {
+                    bail!("herald migrate exited with {status}{}", server.log_tail());
+                }
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                bail!(
+                    "herald migrate did not finish within {READY_TIMEOUT:?}{}",
+                    server.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A file in the run's folder (a worker's own mock journal, say).
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     fn spawn(&self, args: &[&str]) -> anyhow::Result<Server> {
-        let log_path = self.dir.path().join(format!("{}.log", args.join("-")));
+        self.spawn_named(&args.join("-"), args, &[])
+    }
+
+    fn spawn_named(
+        &self,
+        name: &str,
+        args: &[&str],
+        extra_env: &[(&'static str, String)],
+    ) -> anyhow::Result<Server> {
+        let log_path = self.dir.path().join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)?;
         let binary = herald_binary();
         let mut command = Command::new(&binary);
@@ -120,6 +167,7 @@ impl Sandbox {
         let child = command
             .args(args)
             .envs(self.env())
+            .envs(extra_env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -288,6 +336,11 @@ impl Server {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
+    }
+
+    /// Where the process writes its log (it outlives the process, inside the run's folder).
+    pub(crate) fn log_path(&self) -> Option<PathBuf> {
+        self.log.clone()
     }
 
     fn log_tail(&self) -> String {

@@ -301,7 +301,7 @@ pub(crate) async fn dispatch_run(args: &Args, sandbox: &Sandbox) -> anyhow::Resu
 }
 
 /// Queues `args.backlog` messages (rounded up to whole batches) through `/send-bulk/`.
-async fn fill(sandbox: &Sandbox, args: &Args, priority: &str) -> anyhow::Result<()> {
+pub(crate) async fn fill(sandbox: &Sandbox, args: &Args, priority: &str) -> anyhow::Result<()> {
     let batches = args.backlog.div_ceil(BATCH);
     let bodies = http::bulk_bodies(batches, BATCH, priority);
     let tally = http::send_all(

@@ -78,6 +78,18 @@ async fn run(
     for sandbox in &sandboxes {
         times.extend(journal_times(&sandbox.journal_path())?);
     }
+    let (rate, busiest) = timed_rate(&mut times, window)?;
+    Ok(vec![
+        rate,
+        100.0 * (rate / f64::from(args.limit) - 1.0),
+        busiest as f64,
+        calls as f64 / times.len().max(1) as f64,
+    ])
+}
+
+/// The rate the acceptance times `times` (ms, any order) show: (n − 1) ÷ the time from the
+/// first to the last within `window` of the first; and the most in any 1-s window.
+pub(crate) fn timed_rate(times: &mut [i64], window: Duration) -> anyhow::Result<(f64, usize)> {
     times.sort_unstable();
     let first = *times.first().context("nothing was sent")?;
     let window_ms = i64::try_from(window.as_millis())?;
@@ -98,16 +110,13 @@ async fn run(
         })
         .max()
         .unwrap_or(0);
-    Ok(vec![
-        rate,
-        100.0 * (rate / f64::from(args.limit) - 1.0),
-        busiest as f64,
-        calls as f64 / times.len().max(1) as f64,
-    ])
+    Ok((rate, busiest))
 }
 
 /// Lua script calls Redis has served so far (`EVAL` and `EVALSHA`).
-async fn script_calls(redis: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
+pub(crate) async fn script_calls(
+    redis: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<f64> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(redis)
@@ -128,7 +137,7 @@ async fn script_calls(redis: &mut redis::aio::MultiplexedConnection) -> anyhow::
 
 /// Acceptance times (ms) from a mock journal and the one it rotated out (`<file>.1`):
 /// lines `A <id> <reference> <at_ms> …`.
-fn journal_times(path: &std::path::Path) -> anyhow::Result<Vec<i64>> {
+pub(crate) fn journal_times(path: &std::path::Path) -> anyhow::Result<Vec<i64>> {
     let previous = std::path::PathBuf::from(format!("{}.1", path.display()));
     let mut times = Vec::new();
     for file in [previous.as_path(), path] {
