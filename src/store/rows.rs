@@ -2,7 +2,7 @@
 //! row type) and shaped into the store's types.
 
 use crate::domain::{AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp};
-use crate::store::{AwaitingReceipt, MessageView, ReceiptCursor};
+use crate::store::{AwaitingReceipt, Balance, MessageView, ReceiptCursor};
 
 /// A message as `load_message.sql` returns it.
 #[derive(Debug, sqlx::FromRow)]
@@ -77,6 +77,28 @@ impl From<AwaitingRow> for AwaitingReceipt {
                 updated_at: Timestamp::from_millis(row.updated_at),
                 message_id: row.message_id,
             },
+        }
+    }
+}
+
+/// An account's balance and today's usage (`load_balance.sql`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct BalanceRow {
+    available: i64,
+    currency: String,
+    sent_today: i64,
+    accepted_today: i64,
+    daily_limit: i64,
+}
+
+impl From<BalanceRow> for Balance {
+    fn from(row: BalanceRow) -> Self {
+        Balance {
+            available: Money::from_units(row.available),
+            currency: row.currency,
+            sent_today: row.sent_today,
+            accepted_today: row.accepted_today,
+            daily_limit: row.daily_limit,
         }
     }
 }

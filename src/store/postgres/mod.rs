@@ -32,9 +32,9 @@ use super::{
     UpdateResult, WriteHealth, WriteRefusal,
 };
 use crate::config::DatabaseSettings;
-use crate::domain::{AccountId, ApiKeyId, MessageId, Money, Priority, Timestamp};
+use crate::domain::{AccountId, ApiKeyId, MessageId, Priority, Timestamp};
 use crate::store::accept::Batch;
-use crate::store::rows::{AwaitingRow, HistoryRow, MessageRow};
+use crate::store::rows::{AwaitingRow, BalanceRow, HistoryRow, MessageRow};
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
@@ -305,19 +305,13 @@ impl PgStore {
     }
 
     pub(super) async fn balance(&self, account_id: &AccountId) -> StoreResult<Balance> {
-        let row = sqlx::query(include_str!("queries/load_balance.sql"))
+        let row: BalanceRow = sqlx::query_as(include_str!("queries/load_balance.sql"))
             .bind(account_id.as_str())
             .bind(Timestamp::now().day())
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
-        Ok(Balance {
-            available: Money::from_units(row.try_get("available")?),
-            currency: row.try_get("currency")?,
-            sent_today: row.try_get("sent_today")?,
-            accepted_today: row.try_get("accepted_today")?,
-            daily_limit: row.try_get("daily_limit")?,
-        })
+        Ok(row.into())
     }
 
     pub(super) async fn message(

@@ -1,7 +1,7 @@
 //! Reads, served by the pool of read connections while the writer commits.
 
-use crate::domain::{AccountId, ApiKeyId, MessageId, Money, Priority, Timestamp};
-use crate::store::rows::{AwaitingRow, HistoryRow, MessageRow};
+use crate::domain::{AccountId, ApiKeyId, MessageId, Priority, Timestamp};
+use crate::store::rows::{AwaitingRow, BalanceRow, HistoryRow, MessageRow};
 use crate::store::{
     AuthenticatedKey, AwaitingReceipt, Balance, MessageView, ReceiptCursor, StoreError, StoreResult,
 };
@@ -34,19 +34,13 @@ pub(super) async fn balance<'c>(
     db: impl sqlx::SqliteExecutor<'c>,
     account_id: &AccountId,
 ) -> StoreResult<Balance> {
-    let row = sqlx::query(include_str!("queries/load_balance.sql"))
+    let row: BalanceRow = sqlx::query_as(include_str!("queries/load_balance.sql"))
         .bind(account_id.as_str())
         .bind(Timestamp::now().day())
         .fetch_optional(db)
         .await?
         .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))?;
-    Ok(Balance {
-        available: Money::from_units(row.try_get("available")?),
-        currency: row.try_get("currency")?,
-        sent_today: row.try_get("sent_today")?,
-        accepted_today: row.try_get("accepted_today")?,
-        daily_limit: row.try_get("daily_limit")?,
-    })
+    Ok(row.into())
 }
 
 pub(super) async fn message(
