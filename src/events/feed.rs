@@ -18,6 +18,9 @@ pub const PAGE: usize = 1000;
 /// Batches a slow stream may fall behind by before it goes back to the log.
 const BACKLOG: usize = 256;
 
+/// How often the feed keeps up with the log's end while no stream listens.
+const IDLE_LOOK: Duration = Duration::from_secs(1);
+
 /// New events with their JSON, encoded once for every stream.
 pub type Batch = Arc<Vec<(EventRecord, String)>>;
 
@@ -43,11 +46,6 @@ impl EventFeed {
             tx,
             shutdown: shutdown.clone(),
         };
-        // The event stream runs on SQLite only so far (its reads answer 501 on PostgreSQL,
-        // whose identity numbers are not commit-ordered): nothing to tail.
-        if store.is_postgres() {
-            return Ok(feed);
-        }
         let head = store.last_event_seq().await?;
         let tail = feed
             .clone()
@@ -68,15 +66,22 @@ impl EventFeed {
     async fn tail(self, store: Store, mut after: i64, poll: Duration, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut idle_since = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => return,
             }
             if self.tx.receiver_count() == 0 {
-                // Nobody listens: only keep up with the log's end, so the first listener gets
-                // no old batches. The end is read before the count is checked again: a
-                // stream that subscribes after that check reads the log itself past this end.
+                // Nobody listens: only keep up with the log's end (about once a second: on
+                // PostgreSQL each look costs a transaction id), so the first listener gets
+                // few old batches, which it skips by number. The end is read before the count
+                // is checked again: a stream that subscribes after that check reads the log
+                // itself past this end.
+                if idle_since.elapsed() < IDLE_LOOK {
+                    continue;
+                }
+                idle_since = tokio::time::Instant::now();
                 match store.last_event_seq().await {
                     Ok(head) if self.tx.receiver_count() == 0 => after = head,
                     Ok(_) => {}

@@ -180,20 +180,28 @@ impl Store {
         }
     }
 
-    /// Events after `after` in commit order, of one account or of all. SQLite only so far:
-    /// PostgreSQL's event numbers are not in commit order (see `events::feed`).
+    /// Events after `after` in number order, of one account or of all: none numbered lower
+    /// than the last one given can still appear (on PostgreSQL, whose numbers are not in
+    /// commit order, only events up to a settled horizon are given: `postgres/stream.rs`).
     pub async fn events_after(
         &self,
         after: i64,
         account_id: Option<&AccountId>,
         limit: usize,
     ) -> StoreResult<Vec<EventRecord>> {
-        sql::events_after(self.sqlite()?.reads(), after, account_id, limit).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::events_after(s.reads(), after, account_id, limit).await,
+            Backend::Postgres(p) => p.events_after(after, account_id, limit).await,
+        }
     }
 
-    /// The newest event's number (0 when there is none).
+    /// Where a new stream starts: the newest event's number (0 when there is none), or on
+    /// PostgreSQL the horizon below which every event is final.
     pub async fn last_event_seq(&self) -> StoreResult<i64> {
-        sql::last_event_seq(self.sqlite()?.reads()).await
+        match &self.backend {
+            Backend::Sqlite(s) => sql::last_event_seq(s.reads()).await,
+            Backend::Postgres(p) => p.last_event_seq().await,
+        }
     }
 
     pub async fn webhook(&self, account_id: &AccountId) -> StoreResult<WebhookEndpoint> {

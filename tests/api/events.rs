@@ -479,10 +479,10 @@ async fn rotating_the_secret_signs_what_follows_with_the_new_one() {
 }
 
 /// One SSE frame: its id, event type and data.
-type Frame = (String, String, Value);
+pub(crate) type Frame = (String, String, Value);
 
 /// Reads frames from an event stream until `enough` holds of what was read.
-async fn read_frames(
+pub(crate) async fn read_frames(
     stream: &mut (impl futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
     buffer: &mut String,
     frames: &mut Vec<Frame>,
@@ -529,7 +529,7 @@ async fn open_stream(app: &TestApp, query: &str, last: Option<&str>) -> reqwest:
     response
 }
 
-fn seq(id: &str) -> i64 {
+pub(crate) fn seq(id: &str) -> i64 {
     id.strip_prefix("evt_").unwrap().parse().unwrap()
 }
 

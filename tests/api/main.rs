@@ -26,6 +26,7 @@ mod postgres;
 mod postgres_inbox;
 mod postgres_overview;
 mod postgres_parity;
+mod postgres_stream;
 mod priority;
 mod prism;
 mod process;

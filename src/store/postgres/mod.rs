@@ -14,9 +14,10 @@
 //! into the tallies, which must not miss an event whose number commits out of order) run
 //! here as on SQLite, and so do inbound messages, threads and opt-outs (`inbound.rs`, the
 //! rules of `store::receive`), and the webhook outbox (`events.rs`, the rules of
-//! `store::outbox`). Campaigns and the live event stream run on SQLite only so far (the
-//! stream's ids would need a commit-ordered sequence, which identity numbers are not); on
-//! PostgreSQL they answer [`StoreError::NotOnPostgres`].
+//! `store::outbox`). The live event stream reads the log only up to a horizon every event
+//! below which is final (`stream.rs`), since identity numbers are not in commit order.
+//! Campaigns run on SQLite only so far; on PostgreSQL they answer
+//! [`StoreError::NotOnPostgres`].
 
 mod accept;
 mod credentials;
@@ -25,6 +26,7 @@ mod events;
 mod inbound;
 mod overview;
 mod search;
+mod stream;
 
 use super::{
     AcceptOutcome, AcceptRequest, AuthenticatedKey, AwaitingReceipt, Balance, ClaimedMessage,
@@ -58,6 +60,8 @@ pub(super) struct PgStore {
     accepts: mpsc::Sender<(AcceptRequest, oneshot::Sender<StoreResult<AcceptOutcome>>)>,
     outcomes: mpsc::Sender<Job<DeliveryReport, ()>>,
     updates: mpsc::Sender<Job<StatusUpdate, Vec<UpdateResult>>>,
+    /// How far the event stream may read (see `stream.rs`).
+    horizon: stream::SharedHorizon,
 }
 
 /// Work handed to a batching task, and where its answer goes.
@@ -101,6 +105,7 @@ impl PgStore {
             accepts,
             outcomes,
             updates,
+            horizon: stream::SharedHorizon::default(),
         };
         tokio::spawn(store.writer().write_accepts(accept_jobs));
         tokio::spawn(store.writer().write_outcomes(outcome_jobs));

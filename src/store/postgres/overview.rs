@@ -142,7 +142,7 @@ impl PgStore {
 
     /// A new mark: the highest event number visible now, then a transaction id assigned
     /// after that read (two statements, in that order: see the module's note).
-    async fn settle_mark(&self) -> StoreResult<SettleMark> {
+    pub(super) async fn settle_mark(&self) -> StoreResult<SettleMark> {
         let upto: i64 = sqlx::query_scalar(include_str!("queries/settle_mark_upto.sql"))
             .fetch_one(&self.pool)
             .await?;
@@ -150,6 +150,16 @@ impl PgStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(SettleMark { upto, xid })
+    }
+
+    /// Whether `mark` has settled: every event numbered up to its `upto` is final.
+    pub(super) async fn mark_settled(&self, mark: SettleMark) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar(include_str!("queries/tallies_settled.sql"))
+                .bind(mark.xid)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// One fold up to `mark`, if it has settled.
