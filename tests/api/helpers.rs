@@ -1,6 +1,8 @@
-//! The test kit: every test gets its own Herald on a random port with its own SQLite file,
-//! the mock provider and workers, and typed helpers to talk to it over HTTP.
+//! The test kit: every test gets its own Herald on a random port with its own SQLite file
+//! (or PostgreSQL database, see [`on_postgres`]), the mock provider and workers, and typed
+//! helpers to talk to it over HTTP.
 
+use crate::postgres::TestDatabase;
 use herald::app::Application;
 use herald::config::Settings;
 use herald::store::Store;
@@ -23,6 +25,16 @@ pub(crate) struct TestApp {
     pub(crate) dir: tempfile::TempDir,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The PostgreSQL database of a run with `HERALD_TEST_BACKEND=postgres`, dropped with the
+    /// app (or kept for a restart in the same folder by [`TestApp::stop`]).
+    postgres: Option<TestDatabase>,
+}
+
+/// Whether `spawn_app` and its kin put each test's Herald on a PostgreSQL database of its own
+/// (`HERALD_TEST_BACKEND=postgres`, which `.ci/run` sets for a second pass over the modules
+/// that talk to Herald only over HTTP) instead of a SQLite file in the test's folder.
+pub(crate) fn on_postgres() -> bool {
+    std::env::var("HERALD_TEST_BACKEND").is_ok_and(|backend| backend == "postgres")
 }
 
 /// A unique folder for one test's database and logs.
@@ -39,14 +51,46 @@ pub(crate) fn init_logging() {
     }
 }
 
+/// PostgreSQL databases of stopped apps by their test folder: a restart in the folder that
+/// `stop` handed back finds its database again, as it would find its SQLite file.
+static PARKED: std::sync::Mutex<Vec<(PathBuf, TestDatabase)>> = std::sync::Mutex::new(Vec::new());
+
+fn park(dir: &std::path::Path, db: TestDatabase) {
+    if let Ok(mut parked) = PARKED.lock() {
+        parked.push((dir.to_owned(), db));
+    }
+}
+
+/// The database parked for `dir`, if any; drops those whose folder is gone (their test ended
+/// without a restart).
+fn unpark(dir: &std::path::Path) -> Option<TestDatabase> {
+    let mut parked = PARKED.lock().ok()?;
+    let mut found = None;
+    let mut gone = Vec::new();
+    for (path, db) in parked.drain(..).collect::<Vec<_>>() {
+        if path == dir {
+            found = Some(db);
+        } else if path.exists() {
+            parked.push((path, db));
+        } else {
+            gone.push(db);
+        }
+    }
+    drop(parked);
+    drop(gone);
+    found
+}
+
 /// Settings for a test in `dir`: defaults, `config/test.toml`, then `extra` TOML.
 pub(crate) fn settings_in(dir: &std::path::Path, extra: &str) -> Settings {
     let db = dir.join("herald.db");
-    let base = format!(
-        "[database]\nurl = \"sqlite://{}\"\n[auth]\nbootstrap_api_key = \"{API_KEY}\"\n",
-        db.display()
-    );
-    Settings::load_with(None, &[TEST_TOML, &base, extra]).expect("valid test settings")
+    settings_on(&format!("sqlite://{}", db.display()), "", extra)
+}
+
+/// Settings for a test on the database at `url`.
+fn settings_on(url: &str, more: &str, extra: &str) -> Settings {
+    let base = format!("[database]\nurl = \"{url}\"\n[auth]\nbootstrap_api_key = \"{API_KEY}\"\n");
+    Settings::load_with(None, &[TEST_TOML, &base, more, extra]).expect("valid test settings")
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
@@ -61,7 +105,26 @@ pub(crate) async fn spawn_app_with(extra: &str) -> TestApp {
 /// Starts Herald on the database in `dir` (kept by the returned app).
 pub(crate) async fn spawn_in(dir: tempfile::TempDir, extra: &str, with_workers: bool) -> TestApp {
     init_logging();
-    let settings = settings_in(dir.path(), extra);
+    let postgres = if on_postgres() {
+        match unpark(dir.path()) {
+            Some(db) => Some(db),
+            None => Some(TestDatabase::named("herald_suite").await),
+        }
+    } else {
+        None
+    };
+    let settings = match &postgres {
+        // The mock's journal goes beside a SQLite file by default; here it has none.
+        Some(db) => settings_on(
+            &db.url,
+            &format!(
+                "[providers.mock]\nhandover_log = {}\n",
+                toml_path(&dir.path().join("mock-network.log"))
+            ),
+            extra,
+        ),
+        None => settings_in(dir.path(), extra),
+    };
     let app = Application::build(settings, with_workers)
         .await
         .expect("the app builds");
@@ -77,6 +140,7 @@ pub(crate) async fn spawn_in(dir: tempfile::TempDir, extra: &str, with_workers: 
         dir,
         shutdown,
         server: Some(server),
+        postgres,
     }
 }
 
@@ -108,6 +172,9 @@ impl TestApp {
                 .await
                 .expect("the server task")
                 .expect("a clean stop");
+        }
+        if let Some(db) = self.postgres.take() {
+            park(self.dir.path(), db);
         }
         self.dir
     }

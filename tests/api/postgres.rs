@@ -53,15 +53,33 @@ impl TestDatabase {
             .expect("the test database opens")
     }
 
+    /// Drops the database now (it is dropped at the end of the test's scope anyway).
     pub(crate) async fn drop_now(self) {
-        if let Ok(mut admin) = PgConnection::connect(&postgres_url()).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut admin)
-            .await;
-        }
+        drop(self);
+    }
+}
+
+impl Drop for TestDatabase {
+    /// Also when the test fails: a panicking test leaves no database behind. On a thread
+    /// with a runtime of its own, since this may run inside the test's runtime.
+    fn drop(&mut self) {
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropping = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&postgres_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        });
+        let _ = dropping.join();
     }
 }
 

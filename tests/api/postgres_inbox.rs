@@ -17,34 +17,6 @@ use std::time::Duration;
 /// Enough for a busy machine building other things.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// The test's database, dropped when the test ends, whether it passed or not.
-struct Database(Option<TestDatabase>);
-
-impl Database {
-    async fn create() -> Database {
-        Database(Some(TestDatabase::named("herald_inbox").await))
-    }
-
-    fn get(&self) -> &TestDatabase {
-        self.0.as_ref().expect("the database until the test ends")
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let Some(db) = self.0.take() else { return };
-        // Dropped inside the test's runtime: on a thread of its own, with a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime")
-                .block_on(db.drop_now());
-        });
-        let _ = dropped.join();
-    }
-}
-
 /// One `herald` process of the test, and an HTTP client for its API.
 struct Api {
     process: Herald,
@@ -224,10 +196,10 @@ async fn count(pool: &PgPool, sql: &'static str, bind: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_000s_inbox_flow_on_postgres_plain_and_enveloped() {
     // Arrange: one `herald serve` on a database of the test's own.
-    let db = Database::create().await;
+    let db = TestDatabase::named("herald_inbox").await;
     let dir = crate::helpers::test_dir();
-    migrate(dir.path(), db.get());
-    let api = Api::start(dir.path(), db.get(), "api", &["serve"], &[]).await;
+    migrate(dir.path(), &db);
+    let api = Api::start(dir.path(), &db, "api", &["serve"], &[]).await;
     let mut unread_before = 0;
     let mut threads_before = 0;
 
@@ -332,7 +304,7 @@ async fn seed_000s_inbox_flow_on_postgres_plain_and_enveloped() {
     let cy = number("7020");
     let sent = api.send_ok(&cy, "Your order shipped").await;
     let reply = api.receive(&cy, "Thanks!", false).await;
-    let pool = db.get().pool().await;
+    let pool = db.pool().await;
     let answered: Option<String> =
         sqlx::query_scalar("SELECT in_reply_to FROM inbound_message WHERE message_id = $1")
             .bind(&reply)
@@ -358,10 +330,10 @@ async fn seed_000s_inbox_flow_on_postgres_plain_and_enveloped() {
 async fn stop_on_postgres_opts_out_fails_the_queued_message_is_answered_once_and_start_opts_back_in()
  {
     // Arrange: the API process alone (no workers), so what it queues waits.
-    let db = Database::create().await;
+    let db = TestDatabase::named("herald_inbox").await;
     let dir = crate::helpers::test_dir();
-    migrate(dir.path(), db.get());
-    let api = Api::start(dir.path(), db.get(), "api", &["serve", "--no-workers"], &[]).await;
+    migrate(dir.path(), &db);
+    let api = Api::start(dir.path(), &db, "api", &["serve", "--no-workers"], &[]).await;
 
     // STOP in its forms opts out; a send to the number is refused at once.
     let forms = [
@@ -398,7 +370,7 @@ async fn stop_on_postgres_opts_out_fails_the_queued_message_is_answered_once_and
     assert_eq!(first["duplicate"], false, "{first}");
     assert_eq!(again["duplicate"], true, "{again}");
     assert_eq!(again["message_id"], first["message_id"], "{again}");
-    let pool = db.get().pool().await;
+    let pool = db.pool().await;
     let stored = count(
         &pool,
         "SELECT COUNT(*) FROM inbound_message \
@@ -421,7 +393,7 @@ async fn stop_on_postgres_opts_out_fails_the_queued_message_is_answered_once_and
     assert_eq!(to_ann, 2, "the queued promo and one confirmation");
 
     // A worker starts: the queued promo fails, never sent; the confirmation goes, once.
-    let _worker = start(dir.path(), db.get(), "worker", &["worker"], &[]);
+    let _worker = start(dir.path(), &db, "worker", &["worker"], &[]);
     let thread_id = thread["thread_id"].as_str().expect("an id").to_owned();
     let confirmation = eventually("the confirmation is delivered", PATIENCE, || async {
         let outbound: Vec<Value> = api
@@ -523,13 +495,13 @@ async fn stop_on_postgres_opts_out_fails_the_queued_message_is_answered_once_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_api_processes_receiving_the_same_messages_at_once_store_each_once() {
     // Arrange: two API processes on one database.
-    let db = Database::create().await;
+    let db = TestDatabase::named("herald_inbox").await;
     let dir = crate::helpers::test_dir();
-    migrate(dir.path(), db.get());
+    migrate(dir.path(), &db);
     let mut apis = Vec::new();
     for i in 0..2 {
         let run = format!("api-{i}");
-        apis.push(Api::start(dir.path(), db.get(), &run, &["serve", "--no-workers"], &[]).await);
+        apis.push(Api::start(dir.path(), &db, &run, &["serve", "--no-workers"], &[]).await);
     }
     // Ten messages from ten numbers, every third a STOP, each delivered eight times over
     // both processes at once (a provider retrying while its first delivery is stored).
@@ -571,7 +543,7 @@ async fn two_api_processes_receiving_the_same_messages_at_once_store_each_once()
             *firsts.entry(reference).or_default() += 1;
         }
     }
-    let pool = db.get().pool().await;
+    let pool = db.pool().await;
     for (phone, reference, text) in &messages {
         assert_eq!(ids[reference.as_str()].len(), 1, "{reference}: {ids:?}");
         assert_eq!(
@@ -615,12 +587,12 @@ async fn two_api_processes_receiving_the_same_messages_at_once_store_each_once()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whatsapp_message_on_postgres_opens_the_24_hour_window() {
     // Arrange: WhatsApp through Meta's Cloud API (nothing is sent: no workers).
-    let db = Database::create().await;
+    let db = TestDatabase::named("herald_inbox").await;
     let dir = crate::helpers::test_dir();
-    migrate(dir.path(), db.get());
+    migrate(dir.path(), &db);
     let api = Api::start(
         dir.path(),
-        db.get(),
+        &db,
         "api",
         &["serve", "--no-workers"],
         &[

@@ -6,13 +6,13 @@
 
 use crate::crash::Herald;
 use crate::helpers::{API_KEY, eventually, expect_error_shape, number, numbers_from, send_bulk_to};
+use crate::postgres::TestDatabase;
 use crate::search::ids;
 use crate::twilio_stub::{PUBLIC_URL, sign_with};
 use base64::Engine;
 use herald::providers::twilio::STATUS_PATH;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPool;
-use sqlx::{Connection, PgConnection};
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,69 +24,6 @@ const OWN_FROM: &str = "+15005550006";
 const NEW_FROM: &str = "+15005550007";
 const OWN_NUMBER_ID: &str = "555000111";
 const OWN_VERIFY_TOKEN: &str = "own-verify-token-60aa";
-
-fn postgres_url() -> String {
-    std::env::var("HERALD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A database of the test's own, dropped (with whatever is still connected) when the test
-/// ends, whether it passed or not.
-struct TestDatabase {
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create() -> TestDatabase {
-        let mut admin = PgConnection::connect(&postgres_url())
-            .await
-            .expect("PostgreSQL answers at HERALD_TEST_POSTGRES (.ci/run starts it)");
-        let name = format!(
-            "herald_parity_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("a test database");
-        let mut url = url::Url::parse(&postgres_url()).expect("a URL");
-        url.set_path(&name);
-        TestDatabase {
-            name,
-            url: url.to_string(),
-        }
-    }
-
-    async fn pool(&self) -> PgPool {
-        PgPool::connect(&self.url)
-            .await
-            .expect("the test database opens")
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Dropped inside the test's runtime: on a thread of its own, with a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&postgres_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await;
-                }
-            });
-        });
-        let _ = dropped.join();
-    }
-}
 
 /// `herald <args>` on the test's database: mock providers with short receipt delays, a
 /// `credentials.key`, and a public URL for Twilio's callbacks.
@@ -215,7 +152,7 @@ async fn held_receipts(pool: &PgPool, sid: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_saves_replaces_and_deletes_its_own_provider_credentials_on_postgres() {
     // Arrange: herald on PostgreSQL with a credentials.key; a second account.
-    let db = TestDatabase::create().await;
+    let db = TestDatabase::named("herald_parity").await;
     let dir = crate::helpers::test_dir();
     let herald = serve(dir.path(), &db, &["serve"], &[]).await;
     let base = herald.base.as_str();
@@ -440,7 +377,7 @@ async fn search_on_postgres_finds_by_number_and_status_and_pages_with_before() {
     // Arrange: 36 messages to distinct numbers on four priorities and both channels, in
     // three requests; three to one shared number (two SMS, one WhatsApp); one that ends
     // undelivered; another account's message to the shared number. All delivered and read.
-    let db = TestDatabase::create().await;
+    let db = TestDatabase::named("herald_parity").await;
     let dir = crate::helpers::test_dir();
     let herald = serve(dir.path(), &db, &["serve"], &[]).await;
     let base = herald.base.as_str();
@@ -673,7 +610,7 @@ async fn search_on_postgres_finds_by_number_and_status_and_pages_with_before() {
 async fn a_rare_status_on_postgres_gives_short_pages_that_go_on_until_it_is_found() {
     // Arrange: a page's window and 100 more messages waiting (no workers), the oldest of
     // them failed: a status behind more messages than one page examines.
-    let db = TestDatabase::create().await;
+    let db = TestDatabase::named("herald_parity").await;
     let dir = crate::helpers::test_dir();
     let herald = serve(
         dir.path(),
