@@ -3,11 +3,10 @@ use serde_json::{Value, json};
 
 /// (balance, reserved) in ten-thousandths, straight from the account row.
 async fn ledger(app: &crate::helpers::TestApp, name: &str) -> (i64, i64) {
-    sqlx::query_as("SELECT balance, reserved FROM account WHERE name = ?")
-        .bind(name)
-        .fetch_one(&app.pool().await)
-        .await
-        .unwrap()
+    app.fetch_one(&format!(
+        "SELECT balance, reserved FROM account WHERE name = '{name}'"
+    ))
+    .await
 }
 
 #[tokio::test]
@@ -57,13 +56,13 @@ async fn cost_is_reserved_on_accept_settled_on_send_and_refunded_on_failure() {
         (9_850, 0),
         "charged 0.015, nothing left reserved"
     );
-    let charges: (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(messages), 0) FROM balance_entry e \
-         JOIN account a USING (account_id) WHERE a.name = 'acme' AND kind = 'charge'",
-    )
-    .fetch_one(&app.pool().await)
-    .await
-    .unwrap();
+    let charges: (i64, i64) = app
+        .fetch_one(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(messages), 0) AS BIGINT) FROM balance_entry e \
+             JOIN account a USING (account_id) WHERE a.name = 'acme' AND kind = 'charge'",
+        )
+        .await;
     assert_eq!(charges, (-150, 1), "the ledger explains the balance");
     app.stop().await;
 }
@@ -94,12 +93,12 @@ async fn send_message_returns_402_when_balance_is_insufficient() {
     assert_eq!(body["code"], "insufficient_balance");
     assert_eq!(body["success"], false);
     assert_eq!(app.balance_as(&key).await["balance"], 0.0025);
-    let count: (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM message m JOIN account a USING (account_id) WHERE a.name = 'poor'",
-    )
-    .fetch_one(&app.pool().await)
-    .await
-    .unwrap();
+    let count: (i64,) = app
+        .fetch_one(
+            "SELECT COUNT(*) FROM message m JOIN account a USING (account_id) \
+             WHERE a.name = 'poor'",
+        )
+        .await;
     assert_eq!(count.0, 1, "the refused message was not stored");
     app.stop().await;
 }

@@ -159,6 +159,40 @@ impl TestApp {
             .expect("the test database opens")
     }
 
+    /// One row of `sql` (no parameters; SQL both dialects read alike) from this app's
+    /// database, SQLite or PostgreSQL: for assertions the API does not show, in modules that
+    /// run on both backends.
+    pub(crate) async fn fetch_one<T>(&self, sql: &str) -> T
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.postgres {
+            Some(db) => sqlx::query_as(sql).fetch_one(&db.pool().await).await,
+            None => sqlx::query_as(sql).fetch_one(&self.pool().await).await,
+        }
+        .expect("the row")
+    }
+
+    /// Every row of `sql`, as [`TestApp::fetch_one`] reads one.
+    pub(crate) async fn fetch_all<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.postgres {
+            Some(db) => sqlx::query_as(sql).fetch_all(&db.pool().await).await,
+            None => sqlx::query_as(sql).fetch_all(&self.pool().await).await,
+        }
+        .expect("the rows")
+    }
+
     /// The mock network's journal (by default beside the database).
     pub(crate) fn handover_log(&self) -> PathBuf {
         self.dir.path().join("mock-network.log")

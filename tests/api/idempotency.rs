@@ -17,10 +17,7 @@ async fn send_with_key(
 }
 
 async fn message_count(app: &crate::helpers::TestApp) -> i64 {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM message")
-        .fetch_one(&app.pool().await)
-        .await
-        .unwrap();
+    let (n,): (i64,) = app.fetch_one("SELECT COUNT(*) FROM message").await;
     n
 }
 

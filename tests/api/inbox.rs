@@ -211,13 +211,11 @@ async fn a_thread_holds_both_directions_in_order_and_a_reply_is_linked_to_what_i
     assert_eq!(paged, [sent.clone(), reply.clone(), later.clone()]);
 
     // The reply knows what it answered.
-    let pool = app.pool().await;
-    let answered: Option<String> =
-        sqlx::query_scalar("SELECT in_reply_to FROM inbound_message WHERE message_id = ?")
-            .bind(&reply)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (answered,): (Option<String>,) = app
+        .fetch_one(&format!(
+            "SELECT in_reply_to FROM inbound_message WHERE message_id = '{reply}'"
+        ))
+        .await;
     assert_eq!(answered.as_deref(), Some(sent.as_str()));
 
     // Another account sees none of it.
@@ -457,11 +455,9 @@ async fn twilio_inbound_is_signed_stored_once_and_answered_with_empty_twiml() {
     let (_, threads) = get_json(&app, &app.api_key, "/threads").await;
     assert_eq!(threads["threads"].as_array().unwrap().len(), 1, "{threads}");
     assert_eq!(threads["threads"][0]["unread_count"], 1);
-    let pool = app.pool().await;
-    let media: String = sqlx::query_scalar("SELECT media_urls FROM inbound_message")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (media,): (String,) = app
+        .fetch_one("SELECT media_urls FROM inbound_message")
+        .await;
     let media: Vec<String> = serde_json::from_str(&media).unwrap();
     assert_eq!(
         media,
@@ -505,12 +501,9 @@ async fn a_message_to_a_number_no_account_owns_is_kept_and_counted_as_unroutable
     let (_, threads) = get_json(&app, &app.api_key, "/threads").await;
     assert_eq!(threads["threads"], json!([]));
     assert!(!opted_out(&app, &stranger).await);
-    let pool = app.pool().await;
-    let kept: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM inbound_message WHERE account_id IS NULL")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (kept,): (i64,) = app
+        .fetch_one("SELECT count(*) FROM inbound_message WHERE account_id IS NULL")
+        .await;
     assert_eq!(kept, 1);
     assert_eq!(
         metric(
@@ -562,12 +555,9 @@ async fn the_mock_plays_replies_some_of_them_stop_each_stored_once_across_a_rest
         threads.iter().all(|t| t["unread_count"] == 1),
         "{threads:?}"
     );
-    let pool = app.pool().await;
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT from_number, body, in_reply_to FROM inbound_message")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String, Option<String>)> = app
+        .fetch_all("SELECT from_number, body, in_reply_to FROM inbound_message")
+        .await;
     assert_eq!(rows.len(), numbers.len());
     for (from, _, in_reply_to) in &rows {
         let i = numbers.iter().position(|n| n == from).unwrap();

@@ -370,11 +370,7 @@ async fn a_receipt_that_overtakes_our_record_of_the_send_is_applied_once_it_is_r
         ["queued", "sending", "sent", "delivered"]
     );
     assert!(history_in_order(&view), "{view}");
-    let pool = app.pool().await;
-    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pending_receipt")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (held,): (i64,) = app.fetch_one("SELECT COUNT(*) FROM pending_receipt").await;
     assert_eq!(held, 0, "the held receipt was applied and removed");
 }
 

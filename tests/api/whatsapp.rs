@@ -660,12 +660,14 @@ async fn inbound_messages_are_stored_once_in_a_whatsapp_thread() {
     assert_eq!(thread["unread_count"], 2, "each message once: {thread}");
     assert_eq!(thread["last_message"], "look");
     // The photo is kept as its Graph API object, which answers its download link.
-    let pool = app.pool().await;
-    let media: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT media_urls FROM inbound_message ORDER BY provider_message_id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let media: Vec<Option<String>> = app
+        .fetch_all::<(Option<String>,)>(
+            "SELECT media_urls FROM inbound_message ORDER BY provider_message_id",
+        )
+        .await
+        .into_iter()
+        .map(|(m,)| m)
+        .collect();
     let photo: Vec<String> = serde_json::from_str(media[1].as_deref().unwrap()).unwrap();
     assert!(media[0].is_none(), "a text carries no media: {media:?}");
     assert_eq!(photo.len(), 1);
@@ -980,12 +982,9 @@ async fn button_replies_list_choices_and_reactions_are_stored_as_what_the_custom
     let r = post_webhook(&app.address, &body).await;
 
     assert_eq!(r.status(), 200);
-    let pool = app.pool().await;
-    let mut rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT from_number, body FROM inbound_message ORDER BY from_number")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let mut rows: Vec<(String, String)> = app
+        .fetch_all("SELECT from_number, body FROM inbound_message ORDER BY from_number")
+        .await;
     rows.sort();
     assert_eq!(
         rows,
