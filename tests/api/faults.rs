@@ -24,11 +24,8 @@ async fn send_many(app: &TestApp, first: u32, count: u32, priority: &str) -> Vec
     futures::future::join_all(requests).await.concat()
 }
 
-async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(pool)
-        .await
-        .expect("a count")
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    app.fetch_one::<(i64,)>(sql).await.0
 }
 
 #[tokio::test]
@@ -50,10 +47,9 @@ async fn a_worker_that_stalled_past_its_lease_cannot_overwrite_the_new_owners_wo
     // provider, the stalled worker wakes and reports every kind of outcome for the claims it
     // lost. Then the live worker finishes.
     let app = spawn_in(dir, "[providers.mock]\naccept_delay_ms = 1500\n", true).await;
-    let pool = app.pool().await;
     eventually("the live worker holds every claim", PATIENCE, || async {
         let taken = count(
-            &pool,
+            &app,
             "SELECT COUNT(*) FROM message WHERE status = 'sending' AND claimed_by LIKE 'worker-%'",
         )
         .await;
@@ -117,13 +113,14 @@ async fn a_worker_that_stalled_past_its_lease_cannot_overwrite_the_new_owners_wo
         assert!(view["error_code"].is_null(), "{view}");
         assert_eq!(counts.accepted.get(id.as_str()), Some(&1), "{id}");
     }
-    let unleased: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM message WHERE claimed_by IS NOT NULL OR due_at > ?",
+    let unleased = count(
+        &app,
+        &format!(
+            "SELECT COUNT(*) FROM message WHERE claimed_by IS NOT NULL OR due_at > {}",
+            Timestamp::now().plus(Duration::from_secs(3600)).millis()
+        ),
     )
-    .bind(Timestamp::now().plus(Duration::from_secs(3600)).millis())
-    .fetch_one(&pool)
-    .await
-    .expect("a count");
+    .await;
     assert_eq!(
         unleased, 0,
         "nothing is held or leased by the stale reports"
@@ -150,13 +147,12 @@ async fn a_flaky_throttling_network_delivers_everything_without_retrying_early()
 
     // Act
     let ids = send_many(&app, 1000, N, "normal").await;
-    let pool = app.pool().await;
     eventually(
         "every message delivered",
         Duration::from_secs(90),
         || async {
             let done = count(
-                &pool,
+                &app,
                 "SELECT COUNT(*) FROM message WHERE status IN ('delivered', 'read')",
             )
             .await;
@@ -207,7 +203,7 @@ async fn a_flaky_throttling_network_delivers_everything_without_retrying_early()
     }
     // The faults really happened (expected ~20 % and ~10 % of about 2,860 attempts).
     assert!(failed > 300 && throttled > 150, "{failed} {throttled}");
-    let max_attempts: i64 = count(&pool, "SELECT MAX(attempts) FROM message").await;
+    let max_attempts: i64 = count(&app, "SELECT MAX(attempts) FROM message").await;
     assert!(max_attempts <= MAX_ATTEMPTS as i64, "{max_attempts}");
 }
 
@@ -218,7 +214,6 @@ async fn status_and_history_agree_on_every_read_while_receipts_stream_in() {
     let app =
         spawn_app_with("[providers.mock]\ndeliver_after_ms = 50\nread_after_ms = 100\n").await;
     let ids = send_many(&app, 1000, N, "normal").await;
-    let pool = app.pool().await;
 
     // Act: read statuses in a loop, eight at a time, until every message is read.
     let mut reads = 0usize;
@@ -236,7 +231,7 @@ async fn status_and_history_agree_on_every_read_while_receipts_stream_in() {
                 mixed.push(view);
             }
         }
-        let left = count(&pool, "SELECT COUNT(*) FROM message WHERE status <> 'read'").await;
+        let left = count(&app, "SELECT COUNT(*) FROM message WHERE status <> 'read'").await;
         if left == 0 {
             break;
         }

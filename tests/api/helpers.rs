@@ -177,6 +177,23 @@ impl TestApp {
         .expect("the row")
     }
 
+    /// Runs `sql` (no parameters) on this app's database, SQLite or PostgreSQL; answers the
+    /// rows it changed.
+    pub(crate) async fn execute(&self, sql: &str) -> u64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.postgres {
+            Some(db) => sqlx::query(sql)
+                .execute(&db.pool().await)
+                .await
+                .map(|r| r.rows_affected()),
+            None => sqlx::query(sql)
+                .execute(&self.pool().await)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .expect("executed")
+    }
+
     /// Every row of `sql`, as [`TestApp::fetch_one`] reads one.
     pub(crate) async fn fetch_all<T>(&self, sql: &str) -> Vec<T>
     where

@@ -44,11 +44,9 @@ fn twilio_series(name: &str, result: &str) -> String {
 const RESENT: &str = "herald_resent_in_doubt_total{provider=\"twilio\"}";
 
 async fn in_doubt_marks(app: &TestApp) -> i64 {
-    let pool = app.pool().await;
-    sqlx::query_scalar("SELECT COUNT(*) FROM message WHERE in_doubt_since IS NOT NULL")
-        .fetch_one(&pool)
+    app.fetch_one::<(i64,)>("SELECT COUNT(*) FROM message WHERE in_doubt_since IS NOT NULL")
         .await
-        .expect("a count")
+        .0
 }
 
 #[tokio::test]
@@ -234,7 +232,6 @@ async fn a_search_that_fails_sends_nothing_and_is_asked_again() {
 
     // Act
     let app = restart(app, &stub).await;
-    let pool = app.pool().await;
     // While the searches fail, the message stays in doubt and nothing is sent.
     eventually("two failed searches", PATIENCE, || async {
         (stub.searches().len() >= 2).then_some(())
@@ -252,11 +249,12 @@ async fn a_search_that_fails_sends_nothing_and_is_asked_again() {
     assert_eq!(stub.searches().len(), 3);
     let failed = twilio_series("in_doubt_lookups", "failed");
     assert_eq!(metric(&app.client, &app.address, &failed).await, 2.0);
-    let attempts: i64 = sqlx::query_scalar("SELECT attempts FROM message WHERE message_id = ?")
-        .bind(&ids[0])
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (attempts,): (i64,) = app
+        .fetch_one(&format!(
+            "SELECT attempts FROM message WHERE message_id = '{}'",
+            ids[0]
+        ))
+        .await;
     assert_eq!(
         attempts, 4,
         "the doomed claim, two failed searches, the one that found it"
@@ -313,13 +311,10 @@ async fn with_a_fallback_an_unbound_message_is_searched_for_at_both_providers() 
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
-    let pool = app.pool().await;
-    sqlx::query("UPDATE message SET provider = 'twilio' WHERE message_id = ?")
-        .bind(&bound)
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    app.execute(&format!(
+        "UPDATE message SET provider = 'twilio' WHERE message_id = '{bound}'"
+    ))
+    .await;
 
     // Act
     let dir = app.stop().await;

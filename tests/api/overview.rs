@@ -142,31 +142,22 @@ async fn tallies_past_their_time_are_forgotten() {
     let app = spawn_app().await;
     app.send_ok(&number("0401"), "hi").await;
     let now = chrono::Utc::now().timestamp_millis();
-    let pool = app.pool().await;
     for (span, age_ms) in [
         (60_000_i64, 3 * 3_600_000_i64),
         (3_600_000, 40 * 86_400_000),
     ] {
         let bucket = now - age_ms - (now - age_ms).rem_euclid(span);
-        sqlx::query(
-            "INSERT INTO status_tally (account_id, span, bucket, status, n) \
-             SELECT account_id, ?1, ?2, 'queued', 7 FROM account LIMIT 1",
-        )
-        .bind(span)
-        .bind(bucket)
-        .execute(&pool)
-        .await
-        .expect("an old tally is written");
+        let written = app
+            .execute(&format!(
+                "INSERT INTO status_tally (account_id, span, bucket, status, n) \
+                 SELECT account_id, {span}, {bucket}, 'queued', 7 FROM account LIMIT 1"
+            ))
+            .await;
+        assert_eq!(written, 1, "an old tally is written");
     }
-    let old = "SELECT COUNT(*) FROM status_tally WHERE bucket < ?1";
     let cutoff = now - 2 * 3_600_000 - 60_000;
-    let count = async || -> i64 {
-        sqlx::query_scalar(old)
-            .bind(cutoff)
-            .fetch_one(&pool)
-            .await
-            .expect("counted")
-    };
+    let old = format!("SELECT COUNT(*) FROM status_tally WHERE bucket < {cutoff}");
+    let count = async || -> i64 { app.fetch_one::<(i64,)>(&old).await.0 };
     assert_eq!(count().await, 2);
 
     // Act

@@ -142,12 +142,9 @@ async fn an_account_sends_through_its_own_twilio_account_and_never_sees_its_toke
     assert_eq!(theirs["providers"], json!([]));
 
     // Sealed at rest: neither column holds the token.
-    let pool = app.pool().await;
-    let (public, sealed): (String, Vec<u8>) =
-        sqlx::query_as("SELECT public, sealed FROM provider_credential")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (public, sealed): (String, Vec<u8>) = app
+        .fetch_one("SELECT public, sealed FROM provider_credential")
+        .await;
     assert!(!public.contains(OWN_TOKEN));
     assert!(
         !sealed
@@ -374,11 +371,9 @@ async fn credentials_are_refused_with_the_error_shape_and_nothing_is_kept() {
         put(&app, &app.api_key, "twilio", &rotated).await.status(),
         200
     );
-    let pool = app.pool().await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM provider_credential")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (rows,): (i64,) = app
+        .fetch_one("SELECT count(*) FROM provider_credential")
+        .await;
     assert_eq!(rows, 1);
 }
 

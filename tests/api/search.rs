@@ -312,12 +312,10 @@ async fn a_rare_status_gives_short_pages_that_go_on_until_it_is_found() {
     }
     assert_eq!(all.len(), total);
     let oldest = all.first().expect("the first message").clone();
-    let pool = app.pool().await;
-    sqlx::query("UPDATE message SET status = 'failed' WHERE message_id = ?1")
-        .bind(&oldest)
-        .execute(&pool)
-        .await
-        .expect("one message failed");
+    app.execute(&format!(
+        "UPDATE message SET status = 'failed' WHERE message_id = '{oldest}'"
+    ))
+    .await;
     let key = app.api_key.clone();
 
     // Act: follow next_before from the first page.
