@@ -32,10 +32,12 @@ pub struct EventFeed {
 }
 
 impl EventFeed {
-    /// Starts tailing the log every `poll` until `shutdown`, from its present end.
+    /// Starts tailing the log every `poll` until `shutdown`, from its present end (or, if
+    /// that cannot be read yet, from where it can be read later: on PostgreSQL a transaction
+    /// running long elsewhere keeps the end unknown, and that must not stop Herald starting).
     ///
     /// # Errors
-    /// The log cannot be read.
+    /// None so far; kept for the store's errors a later start may meet.
     pub async fn start(
         store: Store,
         poll: Duration,
@@ -46,7 +48,7 @@ impl EventFeed {
             tx,
             shutdown: shutdown.clone(),
         };
-        let head = store.last_event_seq().await?;
+        let head = store.last_event_seq().await.ok();
         let tail = feed
             .clone()
             .tail(store, head, poll.max(Duration::from_millis(1)), shutdown);
@@ -63,7 +65,13 @@ impl EventFeed {
         &self.shutdown
     }
 
-    async fn tail(self, store: Store, mut after: i64, poll: Duration, shutdown: CancellationToken) {
+    async fn tail(
+        self,
+        store: Store,
+        mut head: Option<i64>,
+        poll: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut idle_since = tokio::time::Instant::now();
@@ -72,6 +80,14 @@ impl EventFeed {
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => return,
             }
+            let Some(mut after) = head else {
+                // Streams read the log themselves until the feed knows where it starts.
+                match store.last_event_seq().await {
+                    Ok(end) => head = Some(end),
+                    Err(e) => tracing::debug!(error = %e, "could not read the event log's end"),
+                }
+                continue;
+            };
             if self.tx.receiver_count() == 0 {
                 // Nobody listens: only keep up with the log's end (about once a second: on
                 // PostgreSQL each look costs a transaction id), so the first listener gets
@@ -83,7 +99,7 @@ impl EventFeed {
                 }
                 idle_since = tokio::time::Instant::now();
                 match store.last_event_seq().await {
-                    Ok(head) if self.tx.receiver_count() == 0 => after = head,
+                    Ok(end) if self.tx.receiver_count() == 0 => head = Some(end),
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "could not read the event log's end"),
                 }
@@ -101,6 +117,7 @@ impl EventFeed {
                     break;
                 };
                 after = newest;
+                head = Some(newest);
                 let full = batch.len() == PAGE;
                 // No receiver left is fine: the next tick notices.
                 let encoded = batch

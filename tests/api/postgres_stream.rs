@@ -187,3 +187,51 @@ async fn a_stream_on_postgres_gives_an_event_that_commits_after_higher_numbers_a
     drop(api);
     db.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_starts_while_a_transaction_runs_long_elsewhere_and_its_stream_catches_up_after() {
+    // Arrange: a session elsewhere holds a transaction open, so no horizon can settle.
+    let db = TestDatabase::named("herald_stream").await;
+    let dir = test_dir();
+    migrate(dir.path(), &db);
+    let pool = db.pool().await;
+    let mut long = pool.begin().await.expect("a transaction");
+    let _: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *long)
+        .await
+        .expect("it holds a transaction id");
+
+    // Act: the API process starts (its event feed cannot know the log's end yet) and takes a
+    // send; then the long transaction ends.
+    let journal = dir.path().join("api.log").display().to_string();
+    let mut api = Herald::start_command(
+        dir.path(),
+        "api",
+        &["serve", "--no-workers"],
+        &process_env(&db, &journal),
+    );
+    let client = reqwest::Client::new();
+    api.wait_healthy(&client).await;
+    let id = send_bulk_to(
+        &client,
+        &api.base,
+        API_KEY,
+        &[json!({"phone_number": number("2500"), "message": "while it waits"})],
+    )
+    .await;
+    long.commit().await.expect("the long transaction ends");
+
+    // Assert: a stream from the start of the log gives the send's event.
+    let mut stream = open_stream(&client, &api.base, Some("evt_0"))
+        .await
+        .bytes_stream();
+    let mut frames: Vec<Frame> = Vec::new();
+    read_frames(&mut stream, &mut String::new(), &mut frames, |f| {
+        !f.is_empty()
+    })
+    .await;
+    assert_eq!(frames[0].2["message_id"], json!(id[0]));
+    assert_eq!(frames[0].2["status"], "queued");
+    drop(api);
+    db.drop_now().await;
+}
