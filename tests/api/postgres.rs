@@ -93,6 +93,39 @@ pub(crate) fn process_env<'a>(db: &'a TestDatabase, journal: &'a str) -> Vec<(&'
     ]
 }
 
+/// Cancels the scheduled message `id` in a transaction left open: its history's trigger
+/// writes an event whose number is taken now and committed only when the caller commits the
+/// transaction. Answers the transaction and that event's number.
+pub(crate) async fn cancel_in_open_transaction(
+    pool: &PgPool,
+    id: &str,
+) -> (sqlx::Transaction<'static, sqlx::Postgres>, i64) {
+    let mut open = pool.begin().await.expect("a transaction");
+    let now = chrono::Utc::now().timestamp_millis();
+    sqlx::query("UPDATE message SET status = 'canceled', updated_at = $2 WHERE message_id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *open)
+        .await
+        .expect("canceled");
+    sqlx::query(
+        "INSERT INTO message_status_event (message_id, status, at) VALUES ($1, 'canceled', $2)",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *open)
+    .await
+    .expect("in its history");
+    let held: i64 = sqlx::query_scalar(
+        "SELECT event_seq FROM event WHERE message_id = $1 AND status = 'canceled'",
+    )
+    .bind(id)
+    .fetch_one(&mut *open)
+    .await
+    .expect("the event the open transaction wrote");
+    (open, held)
+}
+
 /// `herald migrate` once, as the README says to before starting the processes.
 pub(crate) fn migrate(dir: &Path, db: &TestDatabase) {
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))

@@ -78,32 +78,9 @@ async fn a_stream_on_postgres_gives_an_event_that_commits_after_higher_numbers_a
     )
     .await;
     let scheduled = scheduled.first().expect("its id").clone();
-    // Another writer's transaction, slow to commit: it cancels the scheduled message, so the
-    // history's trigger writes an event whose number is taken now, and it stays open while the
-    // workers' events take higher numbers and commit before it.
-    let mut slow = pool.begin().await.expect("a transaction");
-    let now = Utc::now().timestamp_millis();
-    sqlx::query("UPDATE message SET status = 'canceled', updated_at = $2 WHERE message_id = $1")
-        .bind(&scheduled)
-        .bind(now)
-        .execute(&mut *slow)
-        .await
-        .expect("canceled");
-    sqlx::query(
-        "INSERT INTO message_status_event (message_id, status, at) VALUES ($1, 'canceled', $2)",
-    )
-    .bind(&scheduled)
-    .bind(now)
-    .execute(&mut *slow)
-    .await
-    .expect("in its history");
-    let held: i64 = sqlx::query_scalar(
-        "SELECT event_seq FROM event WHERE message_id = $1 AND status = 'canceled'",
-    )
-    .bind(&scheduled)
-    .fetch_one(&mut *slow)
-    .await
-    .expect("the event the slow transaction wrote");
+    // Another writer's transaction, slow to commit: its event's number is taken now, and it
+    // stays open while the workers' events take higher numbers and commit before it.
+    let (slow, held) = crate::postgres::cancel_in_open_transaction(&pool, &scheduled).await;
 
     // Act: two worker processes deliver the 200 while the slow transaction stays open; the
     // messages reach their last status (the mock reads them about a second after delivery,

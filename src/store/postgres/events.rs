@@ -186,10 +186,14 @@ impl PgStore {
                 .await?;
         let seqs: BTreeSet<i64> = targets.iter().map(|t| t.event_seq).collect();
         let seqs: Vec<i64> = seqs.into_iter().collect();
-        let events: Vec<EventRow> = sqlx::query_as(include_str!("queries/events_by_seq.sql"))
-            .bind(json_array(&seqs))
-            .fetch_all(&mut *conn)
-            .await?;
+        let events: Vec<EventRow> = sqlx::query_as(concat!(
+            include_str!("queries/event_select.sql"),
+            // The events numbered in the JSON array $1.
+            "WHERE e.event_seq IN (SELECT (jsonb_array_elements_text($1::jsonb))::bigint)"
+        ))
+        .bind(json_array(&seqs))
+        .fetch_all(&mut *conn)
+        .await?;
         Ok(outbox::delivery_jobs(targets, events))
     }
 

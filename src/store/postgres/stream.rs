@@ -55,7 +55,12 @@ impl PgStore {
         if horizon <= after {
             return Ok(Vec::new());
         }
-        let rows: Vec<EventRow> = sqlx::query_as(include_str!("queries/events_after.sql"))
+        let rows: Vec<EventRow> = sqlx::query_as(concat!(
+            include_str!("queries/event_select.sql"),
+            // After $1 up to the horizon $2, of account $3 (of all when NULL), oldest first.
+            "WHERE e.event_seq > $1 AND e.event_seq <= $2 AND ($3::text IS NULL OR e.account_id = $3)\n",
+            "ORDER BY e.event_seq LIMIT $4"
+        ))
             .bind(after)
             .bind(horizon)
             .bind(account_id.map(AccountId::as_str))

@@ -1,5 +1,6 @@
--- The events numbered in the JSON array $1, with what their payloads show (as SQLite's
--- event_select.sql).
+-- An event with what its payload shows: the message's details for a status, the inbound
+-- message's for an inbound one (as SQLite's event_select.sql). The caller appends the WHERE
+-- clause.
 SELECT e.event_seq, e.account_id, e.kind, e.message_id, e.status, e.previous_status, e.at,
        COALESCE(m.channel, i.channel) AS channel,
        COALESCE(m.campaign_id, i.campaign_id) AS campaign_id,
@@ -9,4 +10,3 @@ SELECT e.event_seq, e.account_id, e.kind, e.message_id, e.status, e.previous_sta
 FROM event AS e
 LEFT JOIN message AS m ON e.kind = 'message.status' AND m.message_id = e.message_id
 LEFT JOIN inbound_message AS i ON e.kind = 'message.inbound' AND i.message_id = e.message_id
-WHERE e.event_seq IN (SELECT (jsonb_array_elements_text($1::jsonb))::bigint)
