@@ -612,6 +612,28 @@ async fn insert_events(
         .await
 }
 
+/// Which of the receipts `members` name a message this provider reference is known for.
+async fn known_refs(
+    conn: &mut impl DeliverySql,
+    provider: &str,
+    updates: &[StatusUpdate],
+    members: &[usize],
+) -> sqlx::Result<HashSet<String>> {
+    if members.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let refs: Vec<&str> = members
+        .iter()
+        .filter_map(|i| updates.get(*i))
+        .map(|u| u.provider_message_id.as_str())
+        .collect();
+    Ok(conn
+        .find_by_provider_refs(provider, json_array(&refs))
+        .await?
+        .into_iter()
+        .collect())
+}
+
 pub(crate) async fn apply_status_updates(
     conn: &mut impl DeliverySql,
     updates: Vec<StatusUpdate>,
@@ -629,20 +651,22 @@ pub(crate) async fn apply_status_updates(
         }
     }
 
+    let receipt = |u: &StatusUpdate| {
+        serde_json::json!({
+            "ref": u.provider_message_id,
+            "at": u.at.millis(),
+            "code": u.error_code,
+            "message": u.error_message,
+        })
+    };
+    // First every group, without the hand-over guard: what applies, and what is stale (its
+    // message is known by this reference, so its send is recorded: the receipt is simply
+    // behind). Only receipts whose message is not known yet need the guard, which on
+    // PostgreSQL excludes every worker's recording of sends while it is held: taken once,
+    // at the end, and held only over what those receipts need.
+    // (provider, status, allowed predecessors, receipts, tried already)
+    let mut unknown: Vec<(&'static str, MessageStatus, String, Vec<usize>, bool)> = Vec::new();
     for (provider, status, members) in groups {
-        let receipt = |u: &StatusUpdate| {
-            serde_json::json!({
-                "ref": u.provider_message_id,
-                "at": u.at.millis(),
-                "code": u.error_code,
-                "message": u.error_message,
-            })
-        };
-        let payload: Vec<serde_json::Value> = members
-            .iter()
-            .filter_map(|i| updates.get(*i))
-            .map(receipt)
-            .collect();
         let allowed = json_array(
             &status
                 .predecessors()
@@ -650,7 +674,18 @@ pub(crate) async fn apply_status_updates(
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>(),
         );
-        let mut rows = conn
+        if !unknown.is_empty() {
+            // A later status waits for the earlier ones still unknown: a `read` must not
+            // apply ahead of the `delivered` that is only looked at again under the guard.
+            unknown.push((provider, status, allowed, members, false));
+            continue;
+        }
+        let payload: Vec<serde_json::Value> = members
+            .iter()
+            .filter_map(|i| updates.get(*i))
+            .map(receipt)
+            .collect();
+        let rows = conn
             .apply_status_update(
                 provider,
                 status.as_str(),
@@ -658,19 +693,86 @@ pub(crate) async fn apply_status_updates(
                 allowed.clone(),
             )
             .await?;
-        let mut applied: HashSet<String> = rows
+        let events: Vec<(&str, i64)> = rows
             .iter()
-            .map(|row| row.provider_message_id.clone())
+            .map(|row| (row.message_id.as_str(), row.updated_at))
+            .collect();
+        insert_events(conn, status, &events).await?;
+        let applied: HashSet<&str> = rows
+            .iter()
+            .map(|row| row.provider_message_id.as_str())
             .collect();
         // Receipts that moved nothing: one lookup for all of them (one per receipt made a
         // writer that fell behind, and so saw many, fall further behind).
-        let missed: Vec<&StatusUpdate> = members
+        let missed: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|i| {
+                updates
+                    .get(*i)
+                    .is_some_and(|u| !applied.contains(u.provider_message_id.as_str()))
+            })
+            .collect();
+        let known = known_refs(conn, provider, &updates, &missed).await?;
+        // A message known now may have been recorded as sent just after the first look:
+        // those receipts are looked at once more (no guard needed, their send is recorded).
+        let retry: Vec<serde_json::Value> = missed
             .iter()
             .filter_map(|i| updates.get(*i))
-            .filter(|u| !applied.contains(&u.provider_message_id))
+            .filter(|u| known.contains(&u.provider_message_id))
+            .map(receipt)
             .collect();
-        if !missed.is_empty() && conn.guard_receipt_hand_over(true).await? {
-            let again: Vec<serde_json::Value> = missed.iter().map(|u| receipt(u)).collect();
+        let mut applied: HashSet<String> = applied.into_iter().map(str::to_owned).collect();
+        if !retry.is_empty() {
+            let late = conn
+                .apply_status_update(
+                    provider,
+                    status.as_str(),
+                    serde_json::Value::Array(retry).to_string(),
+                    allowed.clone(),
+                )
+                .await?;
+            let events: Vec<(&str, i64)> = late
+                .iter()
+                .map(|row| (row.message_id.as_str(), row.updated_at))
+                .collect();
+            insert_events(conn, status, &events).await?;
+            applied.extend(late.into_iter().map(|row| row.provider_message_id));
+        }
+        let mut not_yet = Vec::new();
+        for i in members {
+            let Some(u) = updates.get(i) else { continue };
+            let result = if applied.contains(&u.provider_message_id) {
+                UpdateResult::Applied
+            } else if known.contains(&u.provider_message_id) {
+                UpdateResult::Stale
+            } else {
+                not_yet.push(i);
+                continue;
+            };
+            if let Some(slot) = results.get_mut(i) {
+                *slot = result;
+            }
+        }
+        if !not_yet.is_empty() {
+            unknown.push((provider, status, allowed, not_yet, true));
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(results);
+    }
+
+    // Then the receipts whose message was not known: under the guard, look again (their send
+    // may have committed meanwhile), and hold what still matches nothing.
+    let look_again = conn.guard_receipt_hand_over(true).await?;
+    for (provider, status, allowed, members, tried) in unknown {
+        let mut applied: HashSet<String> = HashSet::new();
+        if look_again || !tried {
+            let again: Vec<serde_json::Value> = members
+                .iter()
+                .filter_map(|i| updates.get(*i))
+                .map(receipt)
+                .collect();
             let late = conn
                 .apply_status_update(
                     provider,
@@ -679,32 +781,27 @@ pub(crate) async fn apply_status_updates(
                     allowed,
                 )
                 .await?;
-            applied.extend(late.iter().map(|row| row.provider_message_id.clone()));
-            rows.extend(late);
+            let events: Vec<(&str, i64)> = late
+                .iter()
+                .map(|row| (row.message_id.as_str(), row.updated_at))
+                .collect();
+            insert_events(conn, status, &events).await?;
+            applied.extend(late.into_iter().map(|row| row.provider_message_id));
         }
-        let events: Vec<(&str, i64)> = rows
+        let missed: Vec<usize> = members
             .iter()
-            .map(|row| (row.message_id.as_str(), row.updated_at))
+            .copied()
+            .filter(|i| {
+                updates
+                    .get(*i)
+                    .is_some_and(|u| !applied.contains(&u.provider_message_id))
+            })
             .collect();
-        insert_events(conn, status, &events).await?;
-
-        let missed: Vec<&str> = missed
-            .iter()
-            .map(|u| u.provider_message_id.as_str())
-            .filter(|r| !applied.contains(*r))
-            .collect();
-        let known: HashSet<String> = if missed.is_empty() {
-            HashSet::new()
-        } else {
-            conn.find_by_provider_refs(provider, json_array(&missed))
-                .await?
-                .into_iter()
-                .collect()
-        };
+        let known = known_refs(conn, provider, &updates, &missed).await?;
         let mut unmatched = Vec::new();
         for i in members {
             let Some(u) = updates.get(i) else { continue };
-            let result = if applied.remove(&u.provider_message_id) {
+            let result = if applied.contains(&u.provider_message_id) {
                 UpdateResult::Applied
             } else if known.contains(&u.provider_message_id) {
                 UpdateResult::Stale
