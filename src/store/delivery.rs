@@ -612,6 +612,35 @@ async fn insert_events(
         .await
 }
 
+/// Applies `receipts` (JSON objects {ref, at, code, message}) of one provider and status to
+/// the messages in one of `allowed`'s statuses, writes their history, and answers the
+/// provider references that moved.
+async fn apply_receipts(
+    conn: &mut impl DeliverySql,
+    provider: &str,
+    status: MessageStatus,
+    receipts: Vec<serde_json::Value>,
+    allowed: &str,
+) -> sqlx::Result<HashSet<String>> {
+    let rows = conn
+        .apply_status_update(
+            provider,
+            status.as_str(),
+            serde_json::Value::Array(receipts).to_string(),
+            allowed.to_owned(),
+        )
+        .await?;
+    let events: Vec<(&str, i64)> = rows
+        .iter()
+        .map(|row| (row.message_id.as_str(), row.updated_at))
+        .collect();
+    insert_events(conn, status, &events).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| row.provider_message_id)
+        .collect())
+}
+
 /// Which of the receipts `members` name a message this provider reference is known for.
 async fn known_refs(
     conn: &mut impl DeliverySql,
@@ -685,23 +714,7 @@ pub(crate) async fn apply_status_updates(
             .filter_map(|i| updates.get(*i))
             .map(receipt)
             .collect();
-        let rows = conn
-            .apply_status_update(
-                provider,
-                status.as_str(),
-                serde_json::Value::Array(payload).to_string(),
-                allowed.clone(),
-            )
-            .await?;
-        let events: Vec<(&str, i64)> = rows
-            .iter()
-            .map(|row| (row.message_id.as_str(), row.updated_at))
-            .collect();
-        insert_events(conn, status, &events).await?;
-        let applied: HashSet<&str> = rows
-            .iter()
-            .map(|row| row.provider_message_id.as_str())
-            .collect();
+        let mut applied = apply_receipts(conn, provider, status, payload, &allowed).await?;
         // Receipts that moved nothing: one lookup for all of them (one per receipt made a
         // writer that fell behind, and so saw many, fall further behind).
         let missed: Vec<usize> = members
@@ -710,7 +723,7 @@ pub(crate) async fn apply_status_updates(
             .filter(|i| {
                 updates
                     .get(*i)
-                    .is_some_and(|u| !applied.contains(u.provider_message_id.as_str()))
+                    .is_some_and(|u| !applied.contains(&u.provider_message_id))
             })
             .collect();
         let known = known_refs(conn, provider, &updates, &missed).await?;
@@ -722,22 +735,8 @@ pub(crate) async fn apply_status_updates(
             .filter(|u| known.contains(&u.provider_message_id))
             .map(receipt)
             .collect();
-        let mut applied: HashSet<String> = applied.into_iter().map(str::to_owned).collect();
         if !retry.is_empty() {
-            let late = conn
-                .apply_status_update(
-                    provider,
-                    status.as_str(),
-                    serde_json::Value::Array(retry).to_string(),
-                    allowed.clone(),
-                )
-                .await?;
-            let events: Vec<(&str, i64)> = late
-                .iter()
-                .map(|row| (row.message_id.as_str(), row.updated_at))
-                .collect();
-            insert_events(conn, status, &events).await?;
-            applied.extend(late.into_iter().map(|row| row.provider_message_id));
+            applied.extend(apply_receipts(conn, provider, status, retry, &allowed).await?);
         }
         let mut not_yet = Vec::new();
         for i in members {
@@ -766,28 +765,16 @@ pub(crate) async fn apply_status_updates(
     // may have committed meanwhile), and hold what still matches nothing.
     let look_again = conn.guard_receipt_hand_over(true).await?;
     for (provider, status, allowed, members, tried) in unknown {
-        let mut applied: HashSet<String> = HashSet::new();
-        if look_again || !tried {
+        let applied = if look_again || !tried {
             let again: Vec<serde_json::Value> = members
                 .iter()
                 .filter_map(|i| updates.get(*i))
                 .map(receipt)
                 .collect();
-            let late = conn
-                .apply_status_update(
-                    provider,
-                    status.as_str(),
-                    serde_json::Value::Array(again).to_string(),
-                    allowed,
-                )
-                .await?;
-            let events: Vec<(&str, i64)> = late
-                .iter()
-                .map(|row| (row.message_id.as_str(), row.updated_at))
-                .collect();
-            insert_events(conn, status, &events).await?;
-            applied.extend(late.into_iter().map(|row| row.provider_message_id));
-        }
+            apply_receipts(conn, provider, status, again, &allowed).await?
+        } else {
+            HashSet::new()
+        };
         let missed: Vec<usize> = members
             .iter()
             .copied()
