@@ -149,22 +149,16 @@ impl Workers {
             .context("could not register the worker process")?;
 
         let mut tasks = JoinSet::new();
-        // Campaigns run on SQLite only so far; on PostgreSQL the API refuses what would
-        // need them.
-        if store.is_postgres() {
-            tracing::info!(
-                "on PostgreSQL: delivering, receipts, customer webhooks, overview tallies and housekeeping run; campaigns run on SQLite only so far"
-            );
-        } else {
-            tasks.spawn(
-                campaign::Fanout {
-                    store: store.clone(),
-                    batch: settings.campaigns.fanout_batch,
-                    validity: settings.validity_period(),
-                }
-                .run_until(shutdown.clone()),
-            );
-        }
+        // On PostgreSQL every worker process runs the fan-out too: a step holds its campaign's
+        // row, so the processes take turns and expand each recipient once.
+        tasks.spawn(
+            campaign::Fanout {
+                store: store.clone(),
+                batch: settings.campaigns.fanout_batch,
+                validity: settings.validity_period(),
+            }
+            .run_until(shutdown.clone()),
+        );
         // On PostgreSQL every worker process folds the same event log; the store counts each
         // event once (see `store::overview::TallyFolder`).
         tasks.spawn(tally::run_until(store.clone(), shutdown.clone()));

@@ -61,9 +61,6 @@ pub enum ApiError {
     DailyLimitExceeded { retry_after: Duration },
     #[error("{0}")]
     Unsupported(String),
-    /// A feature this deployment's database does not carry yet (`StoreError::NotOnPostgres`).
-    #[error("{0}")]
-    NotImplemented(String),
     /// The database refuses writes; the reason is for operators (`/readyz`, the logs).
     #[error(
         "the service cannot store anything right now; nothing of this request was kept, retry after {} s",
@@ -123,7 +120,6 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::RateLimited { .. } | Self::DailyLimitExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -153,7 +149,6 @@ impl ApiError {
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unsupported(_) => "unsupported",
-            Self::NotImplemented(_) => "not_implemented",
             Self::RateLimited { .. } => "rate_limited",
             Self::DailyLimitExceeded { .. } => "daily_limit_exceeded",
             Self::ServiceUnavailable(_) => "service_unavailable",
@@ -239,7 +234,6 @@ impl From<StoreError> for ApiError {
         match e.refusal() {
             // Logged by the writer, once per episode rather than once per request.
             Some(refusal) => Self::ServiceUnavailable(refusal),
-            None if matches!(e, StoreError::NotOnPostgres) => Self::NotImplemented(e.to_string()),
             None => Self::Unexpected(anyhow::Error::new(e)),
         }
     }

@@ -29,6 +29,17 @@ pub(crate) struct AccountFigures {
     any_opt_out: bool,
 }
 
+impl AccountFigures {
+    /// (available balance, messages left today), as [`Batch::headroom`] answers them for a
+    /// transaction that has accepted nothing yet.
+    pub(crate) fn headroom(&self) -> (i64, i64) {
+        (
+            self.available,
+            (self.daily_limit - self.accepted_today).max(0),
+        )
+    }
+}
+
 /// An idempotency record as stored.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct StoredKey {

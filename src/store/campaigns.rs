@@ -36,7 +36,7 @@ pub struct StagedRecipient {
 }
 
 /// One input row that will not be messaged.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Rejection {
     #[serde(skip)]
     pub seq: i64,
@@ -59,6 +59,7 @@ pub struct CampaignTotals {
 }
 
 /// Makes a loaded campaign visible and startable, answering an idempotent request.
+#[derive(Debug, Clone)]
 pub struct FinishCampaign {
     pub campaign_id: CampaignId,
     pub account_id: AccountId,
@@ -186,10 +187,9 @@ pub struct StatsRow {
     pub cost: Money,
 }
 
-use super::Store;
 use super::sqlite::campaign::CampaignWrite;
 use super::sqlite::campaign_reads as reads;
-use super::{AcceptOutcome, StoreResult};
+use super::{AcceptOutcome, Backend, Store, StoreResult};
 use crate::domain::CampaignId as Id;
 use std::collections::HashSet;
 
@@ -197,13 +197,27 @@ use std::collections::HashSet;
 /// enough that single sends committed in between never wait long.
 const CHUNK: usize = 5_000;
 
+/// How a campaign's unsent messages are brought in line with its state.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::store) enum Settle {
+    /// Held while paused.
+    Park,
+    /// Due again once running.
+    Unpark,
+    /// Canceled and refunded once canceled.
+    Cancel,
+}
+
 impl Store {
     /// Writes a new campaign in status `loading`.
     pub async fn insert_campaign(&self, campaign: NewCampaign) -> StoreResult<()> {
-        self.sqlite()?
-            .campaign_write(CampaignWrite::Insert(campaign))
-            .await?;
-        Ok(())
+        match &self.backend {
+            Backend::Sqlite(s) => s
+                .campaign_write(CampaignWrite::Insert(campaign))
+                .await
+                .map(drop),
+            Backend::Postgres(p) => p.insert_campaign(&campaign).await,
+        }
     }
 
     /// Adds validated recipients and rejected rows to a loading campaign.
@@ -213,42 +227,58 @@ impl Store {
         recipients: Vec<StagedRecipient>,
         rejections: Vec<Rejection>,
     ) -> StoreResult<()> {
-        self.sqlite()?
-            .campaign_write(CampaignWrite::Stage {
-                campaign_id: campaign_id.clone(),
-                recipients,
-                rejections,
-            })
-            .await?;
-        Ok(())
+        match &self.backend {
+            Backend::Sqlite(s) => s
+                .campaign_write(CampaignWrite::Stage {
+                    campaign_id: campaign_id.clone(),
+                    recipients,
+                    rejections,
+                })
+                .await
+                .map(drop),
+            Backend::Postgres(p) => {
+                p.stage_recipients(campaign_id, &recipients, &rejections)
+                    .await
+            }
+        }
     }
 
     /// Deletes a campaign that never finished loading, with what was staged for it.
     pub async fn discard_campaign(&self, campaign_id: &Id) -> StoreResult<()> {
-        self.sqlite()?
-            .campaign_write(CampaignWrite::Discard(campaign_id.clone()))
-            .await?;
-        Ok(())
+        match &self.backend {
+            Backend::Sqlite(s) => s
+                .campaign_write(CampaignWrite::Discard(campaign_id.clone()))
+                .await
+                .map(drop),
+            Backend::Postgres(p) => p.discard_campaign(campaign_id).await.map(drop),
+        }
     }
 
     /// Discards campaigns whose loading stopped more than `age` ago (the process died).
     pub async fn discard_stale_campaigns(&self, age: Duration) -> StoreResult<u64> {
-        self.sqlite()?
-            .campaign_write(CampaignWrite::DiscardStale(age))
-            .await
+        match &self.backend {
+            Backend::Sqlite(s) => s.campaign_write(CampaignWrite::DiscardStale(age)).await,
+            Backend::Postgres(p) => p.discard_stale_campaigns(age).await,
+        }
     }
 
     /// Makes a loaded campaign visible and startable; replays or refuses a repeated
     /// idempotency key instead (the caller then discards the campaign it staged).
     pub async fn finish_campaign(&self, finish: FinishCampaign) -> StoreResult<AcceptOutcome> {
-        let outcome = self.sqlite()?.finish_campaign(finish).await?;
+        let outcome = match &self.backend {
+            Backend::Sqlite(s) => s.finish_campaign(finish).await?,
+            Backend::Postgres(p) => p.finish_campaign(finish).await?,
+        };
         self.ready.notify_waiters();
         Ok(outcome)
     }
 
     /// Expands the next recipients of a running campaign into messages.
     pub async fn fan_out(&self, request: FanOutRequest) -> StoreResult<FanOutResult> {
-        let result = self.sqlite()?.fan_out(request).await?;
+        let result = match &self.backend {
+            Backend::Sqlite(s) => s.fan_out(request).await?,
+            Backend::Postgres(p) => p.fan_out(request).await?,
+        };
         if result.messages > 0 {
             self.ready.notify_waiters();
         }
@@ -269,15 +299,21 @@ impl Store {
             CampaignCommand::Resume => (resume_to, None),
             CampaignCommand::Cancel => (CampaignStatus::Canceled, None),
         };
-        let changed = self
-            .sqlite()?
-            .campaign_write(CampaignWrite::SetStatus {
-                campaign_id: campaign_id.clone(),
-                account_id: account_id.clone(),
-                to,
-                reason,
-            })
-            .await?;
+        let changed = match &self.backend {
+            Backend::Sqlite(s) => {
+                s.campaign_write(CampaignWrite::SetStatus {
+                    campaign_id: campaign_id.clone(),
+                    account_id: account_id.clone(),
+                    to,
+                    reason,
+                })
+                .await?
+            }
+            Backend::Postgres(p) => {
+                p.set_campaign_status(campaign_id, account_id, to, reason)
+                    .await?
+            }
+        };
         Ok(changed > 0)
     }
 
@@ -288,15 +324,26 @@ impl Store {
         campaign_id: &Id,
         status: CampaignStatus,
     ) -> StoreResult<u64> {
+        let how = match status {
+            CampaignStatus::Paused => Settle::Park,
+            CampaignStatus::Running => Settle::Unpark,
+            CampaignStatus::Canceled => Settle::Cancel,
+            CampaignStatus::Scheduled | CampaignStatus::Completed => return Ok(0),
+        };
         let mut total = 0;
         loop {
-            let write = match status {
-                CampaignStatus::Paused => CampaignWrite::Park(campaign_id.clone(), CHUNK),
-                CampaignStatus::Running => CampaignWrite::Unpark(campaign_id.clone(), CHUNK),
-                CampaignStatus::Canceled => CampaignWrite::CancelQueued(campaign_id.clone(), CHUNK),
-                CampaignStatus::Scheduled | CampaignStatus::Completed => return Ok(total),
+            let done = match &self.backend {
+                Backend::Sqlite(s) => {
+                    let id = campaign_id.clone();
+                    s.campaign_write(match how {
+                        Settle::Park => CampaignWrite::Park(id, CHUNK),
+                        Settle::Unpark => CampaignWrite::Unpark(id, CHUNK),
+                        Settle::Cancel => CampaignWrite::CancelQueued(id, CHUNK),
+                    })
+                    .await?
+                }
+                Backend::Postgres(p) => p.settle_chunk(campaign_id, how, CHUNK).await?,
             };
-            let done = self.sqlite()?.campaign_write(write).await?;
             total += done;
             if done < CHUNK as u64 {
                 break;
@@ -310,16 +357,22 @@ impl Store {
 
     /// Starts scheduled campaigns whose time has come; returns how many.
     pub async fn start_due_campaigns(&self) -> StoreResult<u64> {
-        self.sqlite()?.campaign_write(CampaignWrite::StartDue).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.campaign_write(CampaignWrite::StartDue).await,
+            Backend::Postgres(p) => p.start_due_campaigns().await,
+        }
     }
 
     /// Completes a running campaign with nothing left to send; true if it did.
     pub async fn complete_campaign(&self, campaign_id: &Id) -> StoreResult<bool> {
-        Ok(self
-            .sqlite()?
-            .campaign_write(CampaignWrite::Complete(campaign_id.clone()))
-            .await?
-            > 0)
+        let completed = match &self.backend {
+            Backend::Sqlite(s) => {
+                s.campaign_write(CampaignWrite::Complete(campaign_id.clone()))
+                    .await?
+            }
+            Backend::Postgres(p) => p.complete_campaign(campaign_id).await?,
+        };
+        Ok(completed > 0)
     }
 
     pub async fn campaign(
@@ -327,8 +380,13 @@ impl Store {
         account_id: &AccountId,
         campaign_id: &Id,
     ) -> StoreResult<Option<CampaignView>> {
-        let mut conn = self.sqlite()?.reads().acquire().await?;
-        reads::campaign(&mut conn, account_id, campaign_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let mut conn = s.reads().acquire().await?;
+                reads::campaign(&mut conn, account_id, campaign_id).await
+            }
+            Backend::Postgres(p) => p.campaign(account_id, campaign_id).await,
+        }
     }
 
     /// A campaign with its live counters, read from one snapshot, so the counters add up to
@@ -338,7 +396,11 @@ impl Store {
         account_id: &AccountId,
         campaign_id: &Id,
     ) -> StoreResult<Option<(CampaignView, CampaignCounts)>> {
-        let mut tx = self.sqlite()?.reads().begin().await?;
+        let s = match &self.backend {
+            Backend::Sqlite(s) => s,
+            Backend::Postgres(p) => return p.campaign_with_counts(account_id, campaign_id).await,
+        };
+        let mut tx = s.reads().begin().await?;
         let Some(view) = reads::campaign(&mut tx, account_id, campaign_id).await? else {
             return Ok(None);
         };
@@ -355,7 +417,13 @@ impl Store {
         before: Option<&Id>,
         limit: usize,
     ) -> StoreResult<Vec<(CampaignView, CampaignCounts)>> {
-        let mut tx = self.sqlite()?.reads().begin().await?;
+        let s = match &self.backend {
+            Backend::Sqlite(s) => s,
+            Backend::Postgres(p) => {
+                return p.campaigns_with_counts(account_id, before, limit).await;
+            }
+        };
+        let mut tx = s.reads().begin().await?;
         let views = reads::campaigns(&mut tx, account_id, before, limit).await?;
         let mut listed = Vec::with_capacity(views.len());
         for view in views {
@@ -373,26 +441,41 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> StoreResult<Vec<Rejection>> {
-        reads::rejections(self.sqlite()?.reads(), campaign_id, after, limit).await
+        match &self.backend {
+            Backend::Sqlite(s) => reads::rejections(s.reads(), campaign_id, after, limit).await,
+            Backend::Postgres(p) => p.campaign_rejections(campaign_id, after, limit).await,
+        }
     }
 
     pub async fn active_campaigns(&self) -> StoreResult<Vec<ActiveCampaign>> {
-        reads::active_campaigns(self.sqlite()?.reads()).await
+        match &self.backend {
+            Backend::Sqlite(s) => reads::active_campaigns(s.reads()).await,
+            Backend::Postgres(p) => p.active_campaigns().await,
+        }
     }
 
-    /// The status of a campaign by id, whoever owns it (for workers).
+    /// The status of a campaign, if it exists.
     pub async fn campaign_state(&self, campaign_id: &str) -> StoreResult<Option<CampaignStatus>> {
-        reads::campaign_state(self.sqlite()?.reads(), campaign_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => reads::campaign_state(s.reads(), campaign_id).await,
+            Backend::Postgres(p) => p.campaign_state(campaign_id).await,
+        }
     }
 
     /// Whether any message of the campaign still waits for delivery.
     pub async fn campaign_waiting(&self, campaign_id: &Id) -> StoreResult<bool> {
-        reads::campaign_waiting(self.sqlite()?.reads(), campaign_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => reads::campaign_waiting(s.reads(), campaign_id).await,
+            Backend::Postgres(p) => p.campaign_waiting(campaign_id).await,
+        }
     }
 
-    /// Whether a pause still holds messages of the campaign.
+    /// Whether a pause holds any of the campaign's messages.
     pub async fn campaign_held(&self, campaign_id: &Id) -> StoreResult<bool> {
-        reads::campaign_held(self.sqlite()?.reads(), campaign_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => reads::campaign_held(s.reads(), campaign_id).await,
+            Backend::Postgres(p) => p.campaign_held(campaign_id).await,
+        }
     }
 
     /// Opts a number out of an account; true if it was not already.
@@ -403,7 +486,7 @@ impl Store {
         source: &str,
     ) -> StoreResult<bool> {
         match &self.backend {
-            super::Backend::Sqlite(s) => Ok(s
+            Backend::Sqlite(s) => Ok(s
                 .campaign_write(CampaignWrite::AddOptOut {
                     account_id: account_id.clone(),
                     phone_number: phone_number.to_owned(),
@@ -411,7 +494,7 @@ impl Store {
                 })
                 .await?
                 > 0),
-            super::Backend::Postgres(p) => p.add_opt_out(account_id, phone_number, source).await,
+            Backend::Postgres(p) => p.add_opt_out(account_id, phone_number, source).await,
         }
     }
 
@@ -422,14 +505,14 @@ impl Store {
         phone_number: &str,
     ) -> StoreResult<bool> {
         match &self.backend {
-            super::Backend::Sqlite(s) => Ok(s
+            Backend::Sqlite(s) => Ok(s
                 .campaign_write(CampaignWrite::RemoveOptOut {
                     account_id: account_id.clone(),
                     phone_number: phone_number.to_owned(),
                 })
                 .await?
                 > 0),
-            super::Backend::Postgres(p) => p.remove_opt_out(account_id, phone_number).await,
+            Backend::Postgres(p) => p.remove_opt_out(account_id, phone_number).await,
         }
     }
 
@@ -441,16 +524,16 @@ impl Store {
         limit: usize,
     ) -> StoreResult<Vec<OptOut>> {
         match &self.backend {
-            super::Backend::Sqlite(s) => reads::opt_outs(s.reads(), account_id, after, limit).await,
-            super::Backend::Postgres(p) => p.opt_outs(account_id, after, limit).await,
+            Backend::Sqlite(s) => reads::opt_outs(s.reads(), account_id, after, limit).await,
+            Backend::Postgres(p) => p.opt_outs(account_id, after, limit).await,
         }
     }
 
     /// Every opted-out number of the account.
     pub async fn opt_out_set(&self, account_id: &AccountId) -> StoreResult<HashSet<String>> {
         match &self.backend {
-            super::Backend::Sqlite(s) => reads::opt_out_set(s.reads(), account_id).await,
-            super::Backend::Postgres(p) => p.opt_out_set(account_id).await,
+            Backend::Sqlite(s) => reads::opt_out_set(s.reads(), account_id).await,
+            Backend::Postgres(p) => p.opt_out_set(account_id).await,
         }
     }
 
@@ -460,18 +543,24 @@ impl Store {
         name: &str,
         body: &str,
     ) -> StoreResult<()> {
-        self.sqlite()?
-            .campaign_write(CampaignWrite::UpsertTemplate {
-                account_id: account_id.clone(),
-                name: name.to_owned(),
-                body: body.to_owned(),
-            })
-            .await?;
-        Ok(())
+        match &self.backend {
+            Backend::Sqlite(s) => s
+                .campaign_write(CampaignWrite::UpsertTemplate {
+                    account_id: account_id.clone(),
+                    name: name.to_owned(),
+                    body: body.to_owned(),
+                })
+                .await
+                .map(drop),
+            Backend::Postgres(p) => p.upsert_template(account_id, name, body).await,
+        }
     }
 
     pub async fn templates(&self, account_id: &AccountId) -> StoreResult<Vec<StoredTemplate>> {
-        reads::templates(self.sqlite()?.reads(), account_id).await
+        match &self.backend {
+            Backend::Sqlite(s) => reads::templates(s.reads(), account_id).await,
+            Backend::Postgres(p) => p.templates(account_id).await,
+        }
     }
 
     pub async fn template(
@@ -479,7 +568,10 @@ impl Store {
         account_id: &AccountId,
         name: &str,
     ) -> StoreResult<Option<StoredTemplate>> {
-        reads::template(self.sqlite()?.reads(), account_id, name).await
+        match &self.backend {
+            Backend::Sqlite(s) => reads::template(s.reads(), account_id, name).await,
+            Backend::Postgres(p) => p.template(account_id, name).await,
+        }
     }
 
     /// Messages created since `since`, by day, channel and current status.
@@ -488,6 +580,9 @@ impl Store {
         account_id: &AccountId,
         since: Timestamp,
     ) -> StoreResult<Vec<StatsRow>> {
-        reads::stats(self.sqlite()?.reads(), account_id, since).await
+        match &self.backend {
+            Backend::Sqlite(s) => reads::stats(s.reads(), account_id, since).await,
+            Backend::Postgres(p) => p.stats(account_id, since).await,
+        }
     }
 }

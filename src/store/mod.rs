@@ -5,8 +5,7 @@
 //! per dialect below `store/<dialect>/`, and the rules that decide (money, limits,
 //! idempotency, fairness, status moves, keywords, the webhook outbox) once, in
 //! `store::{accept, delivery, receive, outbox, search}`, over each dialect's statements.
-//! SQLite is the embedded default; PostgreSQL carries everything but campaigns and the live
-//! event stream for many processes, and answers [`StoreError::NotOnPostgres`] for those.
+//! SQLite is the embedded default; PostgreSQL carries the same for many processes.
 //!
 //! Writes of one process are committed in groups: on SQLite by a single writer task (SQLite
 //! has one writer anyway, and handing the lock from connection to connection costs
@@ -339,10 +338,6 @@ pub enum StoreError {
     /// answer each caller with this; the error itself cannot be cloned).
     #[error("the database refuses writes: {}", .0.reason())]
     Refused(WriteRefusal),
-    #[error(
-        "this runs on SQLite only so far; this Herald stores on PostgreSQL, which carries accepting, delivering and tracking messages"
-    )]
-    NotOnPostgres,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -523,19 +518,6 @@ impl Store {
             ready: Arc::new(Notify::new()),
             health,
         })
-    }
-
-    /// The SQLite store, for what runs on SQLite only so far.
-    fn sqlite(&self) -> StoreResult<&SqliteStore> {
-        match &self.backend {
-            Backend::Sqlite(s) => Ok(s),
-            Backend::Postgres(_) => Err(StoreError::NotOnPostgres),
-        }
-    }
-
-    /// Whether the store is PostgreSQL (shared by many processes).
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Why the database refused a write in the last few seconds, if it did (for `/readyz`).

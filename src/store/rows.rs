@@ -1,8 +1,14 @@
 //! Rows both dialects return for the same read, decoded once (`FromRow` is generic over the
 //! row type) and shaped into the store's types.
 
-use crate::domain::{AccountId, Channel, MessageId, MessageStatus, Money, Priority, Timestamp};
-use crate::store::{AwaitingReceipt, Balance, MessageView, ReceiptCursor};
+use crate::domain::{
+    AccountId, CampaignId, CampaignStatus, Channel, MessageId, MessageStatus, Money, PauseReason,
+    Priority, Timestamp,
+};
+use crate::store::{
+    ActiveCampaign, AwaitingReceipt, Balance, CampaignCounts, CampaignTotals, CampaignView,
+    MessageView, ReceiptCursor, StatsRow, StoredTemplate,
+};
 
 /// A message as `load_message.sql` returns it.
 #[derive(Debug, sqlx::FromRow)]
@@ -100,5 +106,152 @@ impl From<BalanceRow> for Balance {
             accepted_today: row.accepted_today,
             daily_limit: row.daily_limit,
         }
+    }
+}
+
+/// A campaign as `load_campaign.sql` and `list_campaigns.sql` return it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CampaignRow {
+    campaign_id: String,
+    name: String,
+    status: String,
+    pause_reason: Option<String>,
+    template: String,
+    channel: String,
+    priority: i64,
+    sender_id: Option<String>,
+    scheduled_at: i64,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    recipients_total: i64,
+    recipients_accepted: i64,
+    rejected: i64,
+    opted_out: i64,
+    estimated_cost: i64,
+    estimated_segments: i64,
+    skipped: i64,
+    last_seq: i64,
+    replies: i64,
+}
+
+impl From<CampaignRow> for CampaignView {
+    fn from(row: CampaignRow) -> Self {
+        CampaignView {
+            campaign_id: CampaignId::from_stored(row.campaign_id),
+            name: row.name,
+            status: CampaignStatus::parse(&row.status).unwrap_or(CampaignStatus::Paused),
+            pause_reason: row.pause_reason.as_deref().and_then(PauseReason::parse),
+            template: row.template,
+            channel: Channel::parse(&row.channel).unwrap_or(Channel::Sms),
+            priority: Priority::from_rank(row.priority).unwrap_or(Priority::Normal),
+            sender_id: row.sender_id,
+            scheduled_at: Timestamp::from_millis(row.scheduled_at),
+            created_at: Timestamp::from_millis(row.created_at),
+            started_at: row.started_at.map(Timestamp::from_millis),
+            finished_at: row.finished_at.map(Timestamp::from_millis),
+            totals: CampaignTotals {
+                recipients_total: row.recipients_total,
+                recipients_accepted: row.recipients_accepted,
+                rejected: row.rejected,
+                opted_out: row.opted_out,
+                estimated_cost: Money::from_units(row.estimated_cost),
+                estimated_segments: row.estimated_segments,
+                last_seq: row.last_seq,
+            },
+            skipped: row.skipped,
+            replies: row.replies,
+        }
+    }
+}
+
+/// A campaign's messages in one status (`campaign_counts.sql`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StatusCountRow {
+    status: String,
+    n: i64,
+    cost: Option<i64>,
+}
+
+impl FromIterator<StatusCountRow> for CampaignCounts {
+    fn from_iter<I: IntoIterator<Item = StatusCountRow>>(rows: I) -> Self {
+        CampaignCounts {
+            by_status: rows
+                .into_iter()
+                .filter_map(|row| {
+                    Some((
+                        MessageStatus::parse(&row.status)?,
+                        row.n,
+                        Money::from_units(row.cost.unwrap_or(0)),
+                    ))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A campaign the workers have work for (`active_campaigns.sql`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ActiveCampaignRow {
+    campaign_id: String,
+    status: String,
+    scheduled_at: i64,
+    fanned_out: i64,
+    last_seq: i64,
+}
+
+impl ActiveCampaignRow {
+    /// `None` for a status the workers have nothing to do with.
+    pub(crate) fn into_active(self) -> Option<ActiveCampaign> {
+        Some(ActiveCampaign {
+            status: CampaignStatus::parse(&self.status)?,
+            campaign_id: CampaignId::from_stored(self.campaign_id),
+            scheduled_at: Timestamp::from_millis(self.scheduled_at),
+            fanned_out: self.fanned_out,
+            last_seq: self.last_seq,
+        })
+    }
+}
+
+/// An account's template (`list_templates.sql`, `load_template.sql`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TemplateRow {
+    name: String,
+    body: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<TemplateRow> for StoredTemplate {
+    fn from(row: TemplateRow) -> Self {
+        StoredTemplate {
+            name: row.name,
+            body: row.body,
+            created_at: Timestamp::from_millis(row.created_at),
+            updated_at: Timestamp::from_millis(row.updated_at),
+        }
+    }
+}
+
+/// Messages of one day, channel and status (`stats.sql`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StatsSqlRow {
+    day: String,
+    channel: String,
+    status: String,
+    n: i64,
+    cost: Option<i64>,
+}
+
+impl StatsSqlRow {
+    /// `None` for a channel or status this build does not know.
+    pub(crate) fn into_stats(self) -> Option<StatsRow> {
+        Some(StatsRow {
+            day: self.day,
+            channel: Channel::parse(&self.channel)?,
+            status: MessageStatus::parse(&self.status)?,
+            count: self.n,
+            cost: Money::from_units(self.cost.unwrap_or(0)),
+        })
     }
 }

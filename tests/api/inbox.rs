@@ -722,14 +722,14 @@ async fn a_campaign_shows_its_replies_each_linked_to_the_message_it_answers() {
     );
     assert_eq!(replies[1]["keyword"], "stop");
     // Each answers the campaign's message to that number.
-    let pool = app.pool().await;
     for reply in replies {
-        let answered: (String, String) =
-            sqlx::query_as("SELECT phone_number, campaign_id FROM message WHERE message_id = ?")
-                .bind(reply["in_reply_to"].as_str().unwrap())
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let in_reply_to = reply["in_reply_to"].as_str().unwrap();
+        assert!(in_reply_to.starts_with("msg_"), "{reply}");
+        let answered: (String, String) = app
+            .fetch_one(&format!(
+                "SELECT phone_number, campaign_id FROM message WHERE message_id = '{in_reply_to}'"
+            ))
+            .await;
         assert_eq!(
             answered,
             (

@@ -23,6 +23,7 @@ mod mock_rules;
 mod overview;
 mod own_providers;
 mod postgres;
+mod postgres_campaigns;
 mod postgres_inbox;
 mod postgres_overview;
 mod postgres_parity;

@@ -10,11 +10,14 @@ impl AcceptSql for PgConnection {
         account_id: &str,
         day: &str,
     ) -> sqlx::Result<Option<AccountFigures>> {
-        sqlx::query_as(include_str!("queries/load_account_for_accept.sql"))
-            .bind(account_id)
-            .bind(day)
-            .fetch_optional(self)
-            .await
+        sqlx::query_as(concat!(
+            include_str!("queries/account_figures.sql"),
+            "FOR UPDATE OF a\n"
+        ))
+        .bind(account_id)
+        .bind(day)
+        .fetch_optional(self)
+        .await
     }
 
     async fn opted_out(&mut self, account_id: &str, phone_number: &str) -> sqlx::Result<bool> {

@@ -1,5 +1,5 @@
 //! PostgreSQL's statements for webhook deliveries (the rules are `store::outbox`, what is
-//! stored `store::events`). The event stream's reads are SQLite-only so far.
+//! stored `store::events`). The event stream reads the log in `stream.rs`.
 
 use super::PgStore;
 use crate::domain::{AccountId, Timestamp};

@@ -16,10 +16,13 @@
 //! rules of `store::receive`), and the webhook outbox (`events.rs`, the rules of
 //! `store::outbox`). The live event stream reads the log only up to a horizon every event
 //! below which is final (`stream.rs`), since identity numbers are not in commit order.
-//! Campaigns run on SQLite only so far; on PostgreSQL they answer
-//! [`StoreError::NotOnPostgres`].
+//! Campaigns (`campaign.rs`, reads in `campaign_reads.rs`) run the SQLite plan, their
+//! fan-out step holding the campaign row so that workers in many processes expand each
+//! recipient once.
 
 mod accept;
+mod campaign;
+mod campaign_reads;
 mod credentials;
 mod delivery;
 mod events;

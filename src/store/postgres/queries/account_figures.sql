@@ -1,7 +1,8 @@
 -- Account $1's available balance, daily limit, messages accepted on day $2 and whether it has
--- any opt-out, with the account row locked until the transaction ends: every accept and
--- every top-up of the account, in any process, waits here, so none decides on figures
--- another is changing.
+-- any opt-out. An accept reads them with the account row locked until the transaction ends
+-- (`FOR UPDATE OF a` added in accept.rs): every accept and every top-up of the account, in
+-- any process, waits there, so none decides on figures another is changing. A fan-out step
+-- plans with them unlocked and checks its plan under the lock at its end (campaign.rs).
 SELECT a.balance - a.reserved AS available,
        a.daily_limit AS daily_limit,
        COALESCE(u.accepted, 0) AS accepted_today,
@@ -9,4 +10,3 @@ SELECT a.balance - a.reserved AS available,
 FROM account AS a
 LEFT JOIN account_usage AS u ON u.account_id = a.account_id AND u.day = $2
 WHERE a.account_id = $1
-FOR UPDATE OF a

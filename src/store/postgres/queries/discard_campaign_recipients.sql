@@ -1,0 +1,3 @@
+-- Deletes the staged list of a campaign that never finished loading.
+DELETE FROM campaign_recipient WHERE campaign_id = $1
+  AND EXISTS (SELECT 1 FROM campaign WHERE campaign_id = $1 AND status = 'loading')
