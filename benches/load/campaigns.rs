@@ -77,13 +77,13 @@ fn code(i: usize) -> String {
 
 /// A list as the CSV upload takes it, written to a temporary file (a million rows are
 /// ~35 MB: streamed from disk rather than held in memory).
-struct List {
+pub(crate) struct List {
     dir: TempDir,
-    recipients: usize,
+    pub(crate) recipients: usize,
 }
 
 impl List {
-    fn generate(recipients: usize) -> anyhow::Result<List> {
+    pub(crate) fn generate(recipients: usize) -> anyhow::Result<List> {
         ensure!(
             recipients <= MAX_RECIPIENTS,
             "at most {MAX_RECIPIENTS} distinct numbers can be generated"
@@ -111,18 +111,22 @@ impl List {
 }
 
 /// What `POST /campaigns/upload` answered, and when.
-struct Uploaded {
+pub(crate) struct Uploaded {
     campaign_id: String,
     accepted: u64,
     /// When the request was started.
     started: Instant,
     /// Seconds from the start to the 202.
-    seconds: f64,
+    pub(crate) seconds: f64,
 }
 
 /// Uploads `list` as a campaign of `priority`, streamed from the file as the server reads
 /// it, and checks every row was accepted.
-async fn upload(sandbox: &Sandbox, list: &List, priority: &str) -> anyhow::Result<Uploaded> {
+pub(crate) async fn upload(
+    sandbox: &Sandbox,
+    list: &List,
+    priority: &str,
+) -> anyhow::Result<Uploaded> {
     let client = reqwest::Client::new();
     let file = tokio::fs::File::open(list.path()).await?;
     let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 64 * 1024));

@@ -95,6 +95,9 @@ enum Scenario {
     /// One mock sender limited to `--limit`/s, `--processes` `herald worker` processes on one
     /// PostgreSQL queue sharing the limit through Redis, `--pace-duration` seconds.
     PgLimit,
+    /// A `--recipients` campaign uploaded to `herald serve --no-workers` on PostgreSQL, then
+    /// expanded and sent by each of `--worker-counts` `herald worker` processes.
+    PgCampaign,
 }
 
 /// Whether the PostgreSQL scenarios reach the database through the harness's statement
@@ -284,6 +287,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::PgLimit {
         postgres::pg_limit(&args).await?;
+    }
+    if args.scenario == Scenario::PgCampaign {
+        postgres::pg_campaign(&args).await?;
     }
     if args.scenario == Scenario::Search {
         search::search(&args).await?;

@@ -556,6 +556,145 @@ const UNSENT: &str = "SELECT COUNT(*) FROM message \
      WHERE status IN ('failed', 'expired', 'undelivered', 'canceled')";
 
 // ---------------------------------------------------------------------------------------
+// pg-campaign: a campaign uploaded on PostgreSQL, expanded and sent by worker processes
+
+const CAMPAIGN_COLUMNS: [&str; 8] = [
+    "recipients",
+    "upload s",
+    "fanout s",
+    "fanout/s",
+    "sent s",
+    "msg/s",
+    "twice",
+    "busy wrk",
+];
+
+pub(crate) async fn pg_campaign(args: &Args) -> anyhow::Result<()> {
+    let list = crate::campaigns::List::generate(args.recipients)?;
+    let mut tables: Vec<Table> = args
+        .worker_counts
+        .iter()
+        .map(|n| {
+            Table::new(
+                format!(
+                    "pg-campaign: {} recipients as CSV uploaded to `herald serve --no-workers` \
+                     on PostgreSQL, then expanded and handed to the zero-latency mock by {n} \
+                     `herald worker` process{}, connected directly",
+                    list.recipients,
+                    if *n == 1 { "" } else { "es" },
+                ),
+                &CAMPAIGN_COLUMNS,
+            )
+        })
+        .collect();
+    for _ in 0..args.runs {
+        for (table, workers) in tables.iter_mut().zip(&args.worker_counts) {
+            let row = with_database(args, async |db: &BenchDatabase| {
+                campaign_run(args, db, &list, *workers).await
+            })
+            .await?;
+            table.push(row);
+        }
+    }
+    for table in &tables {
+        if tables.len() > 1 {
+            table.reprint();
+        }
+        table.finish(&[(
+            "each recipient handed over once (no second acceptance in any journal)",
+            table.max("twice") == 0.0,
+        )]);
+    }
+    println!(
+        "   (upload s: POST → 202, the list validated, rendered, priced and staged by the API \
+         process; fanout s: workers started → every recipient a queued message; sent s: \
+         workers started → no message queued or sending; fanout/s and msg/s: recipients ÷ \
+         those; twice: second acceptances of one id over all journals; busy wrk: workers \
+         whose journal has a hand-over)"
+    );
+    Ok(())
+}
+
+async fn campaign_run(
+    args: &Args,
+    db: &BenchDatabase,
+    list: &crate::campaigns::List,
+    workers: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let sandbox = Sandbox::new(args)?
+        .with_env("HERALD__DATABASE__URL", db.url())
+        .with_env("RUST_LOG", LOG_FILTER.to_owned())
+        .with_env(
+            "HERALD__PROVIDERS__MOCK__IDEMPOTENCY_WINDOW_SECONDS",
+            JOURNAL_WINDOW.to_owned(),
+        );
+    sandbox.migrate().await?;
+    let api = sandbox.serve(false).await?;
+    let uploaded = crate::campaigns::upload(&sandbox, list, "normal").await?;
+    let mut watch = Watcher::connect(db).await?;
+    let journals: Vec<PathBuf> = (0..workers)
+        .map(|i| sandbox.file(&format!("worker-{i}.journal")))
+        .collect();
+    let started = Instant::now();
+    let servers: Vec<Server> = journals
+        .iter()
+        .enumerate()
+        .map(|(i, journal)| {
+            sandbox.worker_with(
+                &format!("worker-{i}"),
+                &[(
+                    "HERALD__PROVIDERS__MOCK__HANDOVER_LOG",
+                    journal.display().to_string(),
+                )],
+            )
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut tails: Vec<JournalTail> = journals.iter().map(|p| JournalTail::new(p)).collect();
+    let mut handovers = Handovers::default();
+    let mut fanned_out = None;
+    let sent = loop {
+        for tail in &mut tails {
+            tail.read(&mut handovers)?;
+        }
+        if fanned_out.is_none() && watch.count(TO_EXPAND).await? == 0 {
+            fanned_out = Some(started.elapsed().as_secs_f64());
+        }
+        if fanned_out.is_some() && watch.count(BACKLOG).await? == 0 {
+            break started.elapsed().as_secs_f64();
+        }
+        ensure!(
+            started.elapsed() < DRAIN_TIMEOUT,
+            "the campaign was not sent within {DRAIN_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for server in servers {
+        server.stop().await?;
+    }
+    api.stop().await?;
+    watch.close().await?;
+    for tail in &mut tails {
+        tail.read(&mut handovers)?;
+    }
+    let n = list.recipients as f64;
+    let fanned_out = fanned_out.unwrap_or(f64::NAN);
+    Ok(vec![
+        n,
+        uploaded.seconds,
+        fanned_out,
+        n / fanned_out,
+        sent,
+        n / sent,
+        handovers.twice() as f64,
+        tails.iter().filter(|t| t.accepted > 0).count() as f64,
+    ])
+}
+
+/// Recipients of the run's campaign not expanded yet.
+const TO_EXPAND: &str =
+    "SELECT COALESCE(SUM(GREATEST(last_seq - fanned_out, 0)), 0)::bigint FROM campaign";
+
+// ---------------------------------------------------------------------------------------
 // pg-limit: one sender's limit kept through Redis by workers on one PostgreSQL queue
 
 pub(crate) async fn pg_limit(args: &Args) -> anyhow::Result<()> {

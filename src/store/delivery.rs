@@ -663,10 +663,45 @@ async fn known_refs(
         .collect())
 }
 
+/// Receipts waiting for the hand-over guard: (provider, status, allowed predecessors,
+/// receipts, looked at once already).
+type Unknown = Vec<(&'static str, MessageStatus, String, Vec<usize>, bool)>;
+
+/// Applies receipts; those whose message is not known yet are looked at again under the
+/// hand-over guard and held durably if they still match nothing.
 pub(crate) async fn apply_status_updates(
     conn: &mut impl DeliverySql,
     updates: Vec<StatusUpdate>,
 ) -> sqlx::Result<Vec<UpdateResult>> {
+    let (mut results, unknown) = apply_known(conn, &updates).await?;
+    if !unknown.is_empty() {
+        hold_unknown(conn, &updates, unknown, &mut results).await?;
+    }
+    Ok(results)
+}
+
+/// Applies what it can of `updates` without the hand-over guard, and answers the indexes of
+/// the rest: receipts whose message is not known by its reference yet, and the later
+/// statuses that must wait with them. Their results are left `Held`; the caller passes
+/// them to [`apply_status_updates`] later (a process whose own send is still being recorded
+/// then finds it recorded, and needs no guard).
+pub(crate) async fn apply_known_receipts(
+    conn: &mut impl DeliverySql,
+    updates: &[StatusUpdate],
+) -> sqlx::Result<(Vec<UpdateResult>, Vec<usize>)> {
+    let (results, unknown) = apply_known(conn, updates).await?;
+    let mut waiting: Vec<usize> = unknown
+        .into_iter()
+        .flat_map(|(_, _, _, members, _)| members)
+        .collect();
+    waiting.sort_unstable();
+    Ok((results, waiting))
+}
+
+async fn apply_known(
+    conn: &mut impl DeliverySql,
+    updates: &[StatusUpdate],
+) -> sqlx::Result<(Vec<UpdateResult>, Unknown)> {
     let mut results = vec![UpdateResult::Held; updates.len()];
     // Lifecycle order, so a `delivered` and a `read` in the same batch both apply.
     let mut order: Vec<usize> = (0..updates.len()).collect();
@@ -693,8 +728,7 @@ pub(crate) async fn apply_status_updates(
     // behind). Only receipts whose message is not known yet need the guard, which on
     // PostgreSQL excludes every worker's recording of sends while it is held: taken once,
     // at the end, and held only over what those receipts need.
-    // (provider, status, allowed predecessors, receipts, tried already)
-    let mut unknown: Vec<(&'static str, MessageStatus, String, Vec<usize>, bool)> = Vec::new();
+    let mut unknown: Unknown = Vec::new();
     for (provider, status, members) in groups {
         let allowed = json_array(
             &status
@@ -726,7 +760,7 @@ pub(crate) async fn apply_status_updates(
                     .is_some_and(|u| !applied.contains(&u.provider_message_id))
             })
             .collect();
-        let known = known_refs(conn, provider, &updates, &missed).await?;
+        let known = known_refs(conn, provider, updates, &missed).await?;
         // A message known now may have been recorded as sent just after the first look:
         // those receipts are looked at once more (no guard needed, their send is recorded).
         let retry: Vec<serde_json::Value> = missed
@@ -757,12 +791,25 @@ pub(crate) async fn apply_status_updates(
             unknown.push((provider, status, allowed, not_yet, true));
         }
     }
-    if unknown.is_empty() {
-        return Ok(results);
-    }
+    Ok((results, unknown))
+}
 
-    // Then the receipts whose message was not known: under the guard, look again (their send
-    // may have committed meanwhile), and hold what still matches nothing.
+/// The receipts whose message was not known: under the guard, look again (their send may
+/// have committed meanwhile), and hold what still matches nothing.
+async fn hold_unknown(
+    conn: &mut impl DeliverySql,
+    updates: &[StatusUpdate],
+    unknown: Unknown,
+    results: &mut [UpdateResult],
+) -> sqlx::Result<()> {
+    let receipt = |u: &StatusUpdate| {
+        serde_json::json!({
+            "ref": u.provider_message_id,
+            "at": u.at.millis(),
+            "code": u.error_code,
+            "message": u.error_message,
+        })
+    };
     let look_again = conn.guard_receipt_hand_over(true).await?;
     for (provider, status, allowed, members, tried) in unknown {
         let applied = if look_again || !tried {
@@ -784,7 +831,7 @@ pub(crate) async fn apply_status_updates(
                     .is_some_and(|u| !applied.contains(&u.provider_message_id))
             })
             .collect();
-        let known = known_refs(conn, provider, &updates, &missed).await?;
+        let known = known_refs(conn, provider, updates, &missed).await?;
         let mut unmatched = Vec::new();
         for i in members {
             let Some(u) = updates.get(i) else { continue };
@@ -815,7 +862,7 @@ pub(crate) async fn apply_status_updates(
             .await?;
         }
     }
-    Ok(results)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -211,8 +211,10 @@ async fn a_flaky_throttling_network_delivers_everything_without_retrying_early()
 async fn status_and_history_agree_on_every_read_while_receipts_stream_in() {
     // Arrange
     const N: u32 = 5000;
+    // Reads come a second after delivery: long enough that the loop below reads hundreds of
+    // times while receipts stream in, on PostgreSQL too (at 100 ms it once read only 384).
     let app =
-        spawn_app_with("[providers.mock]\ndeliver_after_ms = 50\nread_after_ms = 100\n").await;
+        spawn_app_with("[providers.mock]\ndeliver_after_ms = 50\nread_after_ms = 1000\n").await;
     let ids = send_many(&app, 1000, N, "normal").await;
 
     // Act: read statuses in a loop, eight at a time, until every message is read.

@@ -47,7 +47,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Both dialects keep the same migration names and versions (checked by a test).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -59,6 +59,8 @@ const RETRIES: u32 = 8;
 pub(super) struct PgStore {
     pool: PgPool,
     health: Arc<WriteHealth>,
+    /// Outcome batches this process has finished writing (see `Writer::write_updates`).
+    outcome_batches: Arc<watch::Sender<u64>>,
     inbox: inbound::Inbox,
     accepts: mpsc::Sender<(AcceptRequest, oneshot::Sender<StoreResult<AcceptOutcome>>)>,
     outcomes: mpsc::Sender<Job<DeliveryReport, ()>>,
@@ -75,6 +77,10 @@ type Job<T, R> = (Vec<T>, oneshot::Sender<StoreResult<R>>);
 /// per report would hold a pooled connection each, starving the heartbeat that keeps this
 /// process's leases.
 const BATCH_MAX: usize = 512;
+
+/// Longest a receipt whose message is not known yet waits for this process's outcome writer
+/// before it is looked at under the hand-over guard (`Writer::apply_updates`).
+const DEFER_AT_MOST: Duration = Duration::from_millis(250);
 
 /// The same error for every caller of a failed batch.
 fn shared(e: &StoreError) -> StoreError {
@@ -104,6 +110,7 @@ impl PgStore {
         let store = Self {
             pool,
             health,
+            outcome_batches: Arc::new(watch::channel(0).0),
             inbox: inbound::Inbox::default(),
             accepts,
             outcomes,
@@ -120,6 +127,7 @@ impl PgStore {
         Writer {
             pool: self.pool.clone(),
             health: Arc::clone(&self.health),
+            outcome_batches: Arc::clone(&self.outcome_batches),
         }
     }
 
@@ -436,6 +444,7 @@ impl PgStore {
 struct Writer {
     pool: PgPool,
     health: Arc<WriteHealth>,
+    outcome_batches: Arc<watch::Sender<u64>>,
 }
 
 impl Writer {
@@ -545,14 +554,14 @@ impl Writer {
                     )
                 })
                 .await;
+            self.outcome_batches.send_modify(|n| *n = n.wrapping_add(1));
             for reply in replies {
                 let _ = reply.send(result.as_ref().map(|_| ()).map_err(shared));
             }
         }
     }
 
-    /// Applies the receipts waiting together in one transaction; each caller gets the
-    /// results of its own.
+    /// Applies the receipts waiting together; each caller gets the results of its own.
     async fn write_updates(self, mut jobs: mpsc::Receiver<Job<StatusUpdate, Vec<UpdateResult>>>) {
         let mut waiting = Vec::with_capacity(BATCH_MAX);
         while jobs.recv_many(&mut waiting, BATCH_MAX).await > 0 {
@@ -562,15 +571,7 @@ impl Writer {
                 replies.push((batch.len(), reply));
                 updates.extend(batch);
             }
-            let result = self
-                .write(|conn| {
-                    let updates = updates.clone();
-                    Box::pin(async move {
-                        Ok(super::delivery::apply_status_updates(conn, updates).await?)
-                    })
-                })
-                .await;
-            match result {
+            match self.apply_updates(updates).await {
                 Ok(mut results) => {
                     for (len, reply) in replies {
                         let rest = results.split_off(len.min(results.len()));
@@ -585,6 +586,56 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Receipts in two transactions. The first applies what it can without the hand-over
+    /// guard, which excludes every process's recording of sends while it is held. Most
+    /// receipts it cannot apply are this process's own: the mock (or a fast carrier)
+    /// answers before the outcome writer has committed the send. So the second transaction,
+    /// which takes the guard for what is still unknown, waits for two more outcome batches
+    /// first (at most `DEFER_AT_MOST`); by then those sends are recorded and the guard's
+    /// queue stays short. Seen before this: with three worker processes sending a campaign,
+    /// 272 of 420 samples of the active backends waited on the guard. The receipts of one
+    /// batch finish before the next batch starts, so a later status never overtakes them.
+    async fn apply_updates(&self, updates: Vec<StatusUpdate>) -> StoreResult<Vec<UpdateResult>> {
+        let mut sent = self.outcome_batches.subscribe();
+        let (mut results, waiting) = self
+            .write(|conn| {
+                let updates = updates.clone();
+                Box::pin(
+                    async move { Ok(super::delivery::apply_known_receipts(conn, &updates).await?) },
+                )
+            })
+            .await?;
+        if waiting.is_empty() {
+            return Ok(results);
+        }
+        let _ = tokio::time::timeout(DEFER_AT_MOST, async {
+            for _ in 0..2 {
+                if sent.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        let later: Vec<StatusUpdate> = waiting
+            .iter()
+            .filter_map(|i| updates.get(*i).cloned())
+            .collect();
+        let applied = self
+            .write(|conn| {
+                let later = later.clone();
+                Box::pin(
+                    async move { Ok(super::delivery::apply_status_updates(conn, later).await?) },
+                )
+            })
+            .await?;
+        for (i, result) in waiting.into_iter().zip(applied) {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = result;
+            }
+        }
+        Ok(results)
     }
 }
 
