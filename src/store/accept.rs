@@ -139,15 +139,10 @@ impl Batch {
             render,
         } = request;
 
-        if let Some(record) = &idempotency {
-            let earlier = self.find_key(conn, &account_id, &record.key, now).await?;
-            if let Some((hash, response)) = earlier {
-                return Ok(if hash == record.request_hash {
-                    AcceptOutcome::Replayed(response)
-                } else {
-                    AcceptOutcome::Conflict
-                });
-            }
+        if let Some(record) = &idempotency
+            && let Some(earlier) = self.earlier_answer(conn, &account_id, record, now).await?
+        {
+            return Ok(earlier);
         }
 
         let mut outcomes = Vec::with_capacity(messages.len());
@@ -281,6 +276,25 @@ impl Batch {
             state.accepted.push(message);
             ItemOutcome::Accepted
         })
+    }
+
+    /// What a request under `record`'s key was answered within the last 24 hours: replayed
+    /// if it was the same request, a conflict if another one used the key.
+    pub(crate) async fn earlier_answer(
+        &self,
+        conn: &mut impl AcceptSql,
+        account_id: &AccountId,
+        record: &IdempotencyRecord,
+        now: Timestamp,
+    ) -> StoreResult<Option<AcceptOutcome>> {
+        let earlier = self.find_key(conn, account_id, &record.key, now).await?;
+        Ok(earlier.map(|(hash, response)| {
+            if hash == record.request_hash {
+                AcceptOutcome::Replayed(response)
+            } else {
+                AcceptOutcome::Conflict
+            }
+        }))
     }
 
     pub(crate) async fn find_key(

@@ -78,6 +78,26 @@ pub struct FanOutRequest {
     pub validity: Duration,
 }
 
+/// Where a fan-out step ends, from its plan: everything before the first recipient the
+/// money or the daily limit could not cover (`first_refused`) is done, and that recipient
+/// pauses the campaign for whichever of the two ran out.
+pub(crate) fn step_end(
+    window_end: i64,
+    first_refused: Option<i64>,
+    messages: i64,
+    daily_left: i64,
+) -> (i64, Option<PauseReason>) {
+    let reached = first_refused.map_or(window_end, |seq| seq - 1);
+    let paused = first_refused.map(|_| {
+        if messages >= daily_left {
+            PauseReason::DailyLimitExceeded
+        } else {
+            PauseReason::InsufficientBalance
+        }
+    });
+    (reached, paused)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FanOutResult {
     /// Messages created in this step.

@@ -10,7 +10,7 @@ use crate::domain::{
     AccountId, CampaignId, CampaignStatus, Channel, IdBlock, PauseReason, Priority, Timestamp,
 };
 use crate::store::accept::{AccountFigures, Batch};
-use crate::store::campaigns::Settle;
+use crate::store::campaigns::{Settle, step_end};
 use crate::store::delivery::{DeliverySql, json_array};
 use crate::store::receive::InboundSql;
 use crate::store::{
@@ -267,15 +267,11 @@ impl PgStore {
                 let mut batch = Batch::default();
                 let now = Timestamp::now();
                 if let Some(record) = &f.idempotency
-                    && let Some((hash, response)) = batch
-                        .find_key(&mut *conn, &f.account_id, &record.key, now)
+                    && let Some(earlier) = batch
+                        .earlier_answer(&mut *conn, &f.account_id, record, now)
                         .await?
                 {
-                    return Ok(if hash == record.request_hash {
-                        AcceptOutcome::Replayed(response)
-                    } else {
-                        AcceptOutcome::Conflict
-                    });
+                    return Ok(earlier);
                 }
                 let t = &f.totals;
                 sqlx::query(include_str!("queries/finish_campaign.sql"))
@@ -372,19 +368,13 @@ async fn expand(
     };
     let first_refused: Option<i64> = plan.try_get("first_refused")?;
     let messages: i64 = plan.try_get("messages")?;
+    let (reached, paused) = step_end(window_end, first_refused, messages, daily_left);
     let step = Step {
-        // Everything before the first recipient that could not be paid for is done now.
-        reached: first_refused.map_or(window_end, |seq| seq - 1),
+        reached,
         messages,
         cost: plan.try_get("cost")?,
         first_refused,
-        paused: first_refused.map(|_| {
-            if messages >= daily_left {
-                PauseReason::DailyLimitExceeded
-            } else {
-                PauseReason::InsufficientBalance
-            }
-        }),
+        paused,
     };
     if step.messages > 0 {
         let block = IdBlock::new();

@@ -6,6 +6,7 @@ use crate::domain::{
     AccountId, CampaignId, CampaignStatus, Channel, IdBlock, PauseReason, Priority, Timestamp,
 };
 use crate::store::accept::Batch;
+use crate::store::campaigns::step_end;
 use crate::store::{
     AcceptOutcome, FanOutRequest, FanOutResult, FinishCampaign, HELD, NewCampaign, Rejection,
     StagedRecipient, StoreResult,
@@ -324,15 +325,11 @@ pub(super) async fn finish(
 ) -> StoreResult<AcceptOutcome> {
     let now = Timestamp::now();
     if let Some(record) = &f.idempotency
-        && let Some((hash, response)) = accepts
-            .find_key(conn, &f.account_id, &record.key, now)
+        && let Some(earlier) = accepts
+            .earlier_answer(conn, &f.account_id, record, now)
             .await?
     {
-        return Ok(if hash == record.request_hash {
-            AcceptOutcome::Replayed(response)
-        } else {
-            AcceptOutcome::Conflict
-        });
+        return Ok(earlier);
     }
     let t = &f.totals;
     sqlx::query(include_str!("queries/finish_campaign.sql"))
@@ -407,15 +404,7 @@ pub(super) async fn fan_out(
     let first_refused: Option<i64> = plan.try_get("first_refused")?;
     let messages: i64 = plan.try_get("messages")?;
     let cost: i64 = plan.try_get("cost")?;
-    // Everything before the first recipient that could not be paid for is done now.
-    let reached = first_refused.map_or(window_end, |seq| seq - 1);
-    let paused = first_refused.map(|_| {
-        if messages >= daily_left {
-            PauseReason::DailyLimitExceeded
-        } else {
-            PauseReason::InsufficientBalance
-        }
-    });
+    let (reached, paused) = step_end(window_end, first_refused, messages, daily_left);
 
     if messages > 0 {
         let block = IdBlock::new();
