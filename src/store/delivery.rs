@@ -663,6 +663,16 @@ async fn known_refs(
         .collect())
 }
 
+/// A receipt as `apply_receipts` takes it.
+fn receipt(u: &StatusUpdate) -> serde_json::Value {
+    serde_json::json!({
+        "ref": u.provider_message_id,
+        "at": u.at.millis(),
+        "code": u.error_code,
+        "message": u.error_message,
+    })
+}
+
 /// Receipts waiting for the hand-over guard: (provider, status, allowed predecessors,
 /// receipts, looked at once already).
 type Unknown = Vec<(&'static str, MessageStatus, String, Vec<usize>, bool)>;
@@ -715,14 +725,6 @@ async fn apply_known(
         }
     }
 
-    let receipt = |u: &StatusUpdate| {
-        serde_json::json!({
-            "ref": u.provider_message_id,
-            "at": u.at.millis(),
-            "code": u.error_code,
-            "message": u.error_message,
-        })
-    };
     // First every group, without the hand-over guard: what applies, and what is stale (its
     // message is known by this reference, so its send is recorded: the receipt is simply
     // behind). Only receipts whose message is not known yet need the guard, which on
@@ -802,14 +804,6 @@ async fn hold_unknown(
     unknown: Unknown,
     results: &mut [UpdateResult],
 ) -> sqlx::Result<()> {
-    let receipt = |u: &StatusUpdate| {
-        serde_json::json!({
-            "ref": u.provider_message_id,
-            "at": u.at.millis(),
-            "code": u.error_code,
-            "message": u.error_message,
-        })
-    };
     let look_again = conn.guard_receipt_hand_over(true).await?;
     for (provider, status, allowed, members, tried) in unknown {
         let applied = if look_again || !tried {

@@ -12,6 +12,27 @@ use std::time::Duration;
 
 const RECIPIENTS: usize = 3_000;
 
+/// The campaign as the API shows it, once it is in `status`.
+async fn campaign_in(client: &reqwest::Client, base: &str, id: &str, status: &str) -> Value {
+    eventually(
+        &format!("the campaign to be {status}"),
+        Duration::from_secs(180),
+        || async {
+            let view: Value = client
+                .get(format!("{base}/api/messaging/campaigns/{id}"))
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (view["status"] == status).then_some(view)
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_worker_processes_fan_out_one_campaign_each_recipient_once() {
     // Arrange: an API process takes the campaign; three worker processes expand it in small
@@ -66,23 +87,7 @@ async fn three_worker_processes_fan_out_one_campaign_each_recipient_once() {
             )
         })
         .collect();
-    let campaign = eventually(
-        "the campaign to complete",
-        Duration::from_secs(180),
-        || async {
-            let view: Value = client
-                .get(format!("{}/api/messaging/campaigns/{id}", api.base))
-                .bearer_auth(API_KEY)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (view["status"] == "completed").then_some(view)
-        },
-    )
-    .await;
+    let campaign = campaign_in(&client, &api.base, &id, "completed").await;
 
     // Assert: one message per recipient, each handed over once over all three journals.
     let pool = db.pool().await;
@@ -214,19 +219,7 @@ async fn a_fan_out_step_outrun_by_a_spend_plans_again_and_never_reserves_past_th
     spender.commit().await.expect("committed");
 
     // Assert: 40 messages, the campaign paused for the balance, nothing reserved past it.
-    let campaign = eventually("the campaign to pause", Duration::from_secs(30), || async {
-        let view: Value = client
-            .get(format!("{}/api/messaging/campaigns/{id}", herald.base))
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (view["status"] == "paused").then_some(view)
-    })
-    .await;
+    let campaign = campaign_in(&client, &herald.base, &id, "paused").await;
     assert_eq!(
         campaign["pause_reason"], "insufficient_balance",
         "{campaign}"
