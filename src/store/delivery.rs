@@ -663,6 +663,19 @@ async fn known_refs(
         .collect())
 }
 
+/// The receipts of `members` that `applied` does not name.
+fn missed(members: &[usize], updates: &[StatusUpdate], applied: &HashSet<String>) -> Vec<usize> {
+    members
+        .iter()
+        .copied()
+        .filter(|i| {
+            updates
+                .get(*i)
+                .is_some_and(|u| !applied.contains(&u.provider_message_id))
+        })
+        .collect()
+}
+
 /// A receipt as `apply_receipts` takes it.
 fn receipt(u: &StatusUpdate) -> serde_json::Value {
     serde_json::json!({
@@ -753,15 +766,7 @@ async fn apply_known(
         let mut applied = apply_receipts(conn, provider, status, payload, &allowed).await?;
         // Receipts that moved nothing: one lookup for all of them (one per receipt made a
         // writer that fell behind, and so saw many, fall further behind).
-        let missed: Vec<usize> = members
-            .iter()
-            .copied()
-            .filter(|i| {
-                updates
-                    .get(*i)
-                    .is_some_and(|u| !applied.contains(&u.provider_message_id))
-            })
-            .collect();
+        let missed = missed(&members, updates, &applied);
         let known = known_refs(conn, provider, updates, &missed).await?;
         // A message known now may have been recorded as sent just after the first look:
         // those receipts are looked at once more (no guard needed, their send is recorded).
@@ -816,15 +821,7 @@ async fn hold_unknown(
         } else {
             HashSet::new()
         };
-        let missed: Vec<usize> = members
-            .iter()
-            .copied()
-            .filter(|i| {
-                updates
-                    .get(*i)
-                    .is_some_and(|u| !applied.contains(&u.provider_message_id))
-            })
-            .collect();
+        let missed = missed(&members, updates, &applied);
         let known = known_refs(conn, provider, updates, &missed).await?;
         let mut unmatched = Vec::new();
         for i in members {

@@ -100,6 +100,21 @@ impl Herald {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// The first few warnings and errors each of `processes` logged, for a failure message.
+    pub(crate) fn warnings(processes: &[Herald]) -> Vec<String> {
+        processes
+            .iter()
+            .flat_map(|p| {
+                p.logs()
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .take(5)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Waits until `/healthz` answers; fails with the process's logs if it exits first.
     pub(crate) async fn wait_healthy(&mut self, client: &reqwest::Client) {
         let deadline = Instant::now() + STARTUP;

@@ -209,17 +209,7 @@ async fn three_worker_processes_deliver_twenty_thousand_messages_once_each_urgen
     }
     assert_eq!(busy, 3, "all three worker processes delivered");
     let twice: Vec<_> = accepted.iter().filter(|(_, n)| **n > 1).collect();
-    let warnings: Vec<String> = _workers
-        .iter()
-        .flat_map(|w| {
-            w.logs()
-                .lines()
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                .take(5)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let warnings = Herald::warnings(&_workers);
     assert!(
         twice.is_empty(),
         "{} handed over more than once, e.g. {:?}; the workers warned: {warnings:#?}",

@@ -98,17 +98,7 @@ async fn three_worker_processes_fan_out_one_campaign_each_recipient_once() {
     .fetch_one(&pool)
     .await
     .expect("counted");
-    let warnings: Vec<String> = workers
-        .iter()
-        .flat_map(|w| {
-            w.logs()
-                .lines()
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                .take(5)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let warnings = Herald::warnings(&workers);
     assert_eq!(
         (messages, numbers_messaged),
         (RECIPIENTS as i64, RECIPIENTS as i64),
