@@ -1,6 +1,6 @@
 -- The status-event and webhook-outbox triggers, once per statement instead of once per row.
--- They write exactly the rows the row triggers of 20261205000010 wrote; SQLite's triggers
--- (its migration of the same name) are unchanged, since SQLite has only row triggers.
+-- They write exactly the rows the row triggers of 20261205000010 wrote. SQLite has only row
+-- triggers: its migration of the same name makes each row's work cheaper instead.
 --
 -- Why: a PL/pgSQL row trigger pays a function call and an executor start for each of its
 -- statements on every row, and every message gets about five history rows, each an event.

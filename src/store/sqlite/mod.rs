@@ -773,4 +773,102 @@ mod tests {
             "{details:?}"
         );
     }
+
+    /// Each status event names the previous status: the highest-ranked one already in the
+    /// message's history below the new one (queued < sending < sent < delivered < read <
+    /// every failure), whatever order the statuses arrive in. The trigger finds it by point
+    /// lookups from the next rank down; this checks it against the rule on histories in
+    /// every order a provider can produce, skipped statuses and failures included.
+    #[tokio::test]
+    async fn each_status_event_names_the_highest_status_below_it_in_any_arrival_order() {
+        fn rank(status: &str) -> u8 {
+            match status {
+                "queued" => 0,
+                "sending" => 1,
+                "sent" => 2,
+                "delivered" => 3,
+                "read" => 4,
+                _ => 5,
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = migrated_with_account(&dir).await;
+        let statuses = [
+            "queued",
+            "sending",
+            "sent",
+            "delivered",
+            "read",
+            "failed",
+            "undelivered",
+            "expired",
+        ];
+        // Every ordered pair and triple of distinct statuses, then a few longer runs.
+        let mut histories: Vec<Vec<&str>> = Vec::new();
+        for a in statuses {
+            for b in statuses.iter().filter(|b| **b != a) {
+                histories.push(vec![a, b]);
+                for c in statuses.iter().filter(|c| **c != a && *c != b) {
+                    histories.push(vec![a, b, c]);
+                }
+            }
+        }
+        histories.push(vec!["queued", "sending", "sent", "read", "delivered"]);
+        histories.push(vec![
+            "queued",
+            "sending",
+            "sent",
+            "delivered",
+            "read",
+            "failed",
+        ]);
+        histories.push(vec![
+            "read",
+            "queued",
+            "sent",
+            "sending",
+            "delivered",
+            "undelivered",
+        ]);
+
+        let mut want: Vec<(String, String, Option<String>)> = Vec::new();
+        for (n, history) in histories.iter().enumerate() {
+            let id = format!("msg_{n:05}");
+            sqlx::query(
+                "INSERT INTO message (message_id, account_id, channel, phone_number, body, \
+                 priority, status, segments, cost, billing, due_at, expires_at, created_at, \
+                 updated_at) VALUES (?, 'acc_1', 'sms', '+14155550123', 'hi', 1, 'queued', 1, \
+                 0, 'reserved', 0, 9999999999999, 0, 0)",
+            )
+            .bind(&id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            let mut seen: Vec<&str> = Vec::new();
+            for status in history {
+                sqlx::query(include_str!("queries/insert_status_events.sql"))
+                    .bind(format!("[\"{id}\"]"))
+                    .bind(*status)
+                    .bind(1_i64)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let previous = seen
+                    .iter()
+                    .filter(|s| rank(s) < rank(status))
+                    .max_by_key(|s| rank(s))
+                    .map(|s| (*s).to_owned());
+                want.push((id.clone(), (*status).to_owned(), previous));
+                seen.push(status);
+            }
+        }
+        let got: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT message_id, status, previous_status FROM event ORDER BY event_seq",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got, want);
+    }
 }
