@@ -289,6 +289,14 @@ impl Server {
         self.memory_mb("VmRSS:")
     }
 
+    /// Of the resident memory now, what the heap and other private memory hold (`RssAnon`)
+    /// and what mapped files hold (`RssFile`: the binary's pages as they are first run,
+    /// SQLite's shared WAL index), in MB: a soak tells growth that is a leak from growth
+    /// that is code and caches being touched for the first time.
+    pub(crate) fn rss_split_mb(&self) -> (f64, f64) {
+        (self.memory_mb("RssAnon:"), self.memory_mb("RssFile:"))
+    }
+
     fn memory_mb(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();

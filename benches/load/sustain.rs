@@ -220,8 +220,17 @@ pub(crate) async fn soak(args: &Args) -> anyhow::Result<()> {
         args.gen_threads,
     );
     println!(
-        "{:>7}  {:>10}  {:>9}  {:>9}  {:>10}  {:>9}  {:>8}  {:>8}",
-        "minute", "accepted", "queue", "queue max", "behind", "RSS MB", "srv CPU%", "load 1m"
+        "{:>7}  {:>10}  {:>9}  {:>9}  {:>10}  {:>9}  {:>8}  {:>8}  {:>8}  {:>8}",
+        "minute",
+        "accepted",
+        "queue",
+        "queue max",
+        "behind",
+        "RSS MB",
+        "anon MB",
+        "file MB",
+        "srv CPU%",
+        "load 1m"
     );
     let mut rss = Vec::new();
     let mut minute_max = 0u64;
@@ -234,16 +243,19 @@ pub(crate) async fn soak(args: &Args) -> anyhow::Result<()> {
             let cpu = 100.0 * (now.0 - last_cpu.0) / (now.1 - last_cpu.1).as_secs_f64();
             last_cpu = now;
             let mb = server.rss_mb();
+            let (anon, file) = server.rss_split_mb();
             rss.push(mb);
             let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
             println!(
-                "{:>7}  {:>10}  {:>9}  {:>9}  {:>10.0}  {:>9.1}  {:>8.1}  {:>8}",
+                "{:>7}  {:>10}  {:>9}  {:>9}  {:>10.0}  {:>9.1}  {:>8.1}  {:>8.1}  {:>8.1}  {:>8}",
                 second / 60,
                 s.accepted,
                 s.queued,
                 minute_max,
                 s.behind(),
                 mb,
+                anon,
+                file,
                 cpu,
                 load.split_whitespace().next().unwrap_or("?")
             );
