@@ -794,55 +794,34 @@ mod tests {
     /// every order a provider can produce, skipped statuses and failures included.
     #[tokio::test]
     async fn each_status_event_names_the_highest_status_below_it_in_any_arrival_order() {
-        fn rank(status: &str) -> u8 {
-            match status {
-                "queued" => 0,
-                "sending" => 1,
-                "sent" => 2,
-                "delivered" => 3,
-                "read" => 4,
-                _ => 5,
-            }
-        }
+        use crate::domain::MessageStatus::{
+            Delivered, Expired, Failed, Queued, Read, Sending, Sent, Undelivered,
+        };
         let dir = tempfile::tempdir().unwrap();
         let mut conn = migrated_with_account(&dir).await;
         let statuses = [
-            "queued",
-            "sending",
-            "sent",
-            "delivered",
-            "read",
-            "failed",
-            "undelivered",
-            "expired",
+            Queued,
+            Sending,
+            Sent,
+            Delivered,
+            Read,
+            Failed,
+            Undelivered,
+            Expired,
         ];
         // Every ordered pair and triple of distinct statuses, then a few longer runs.
-        let mut histories: Vec<Vec<&str>> = Vec::new();
+        let mut histories: Vec<Vec<crate::domain::MessageStatus>> = Vec::new();
         for a in statuses {
             for b in statuses.iter().filter(|b| **b != a) {
-                histories.push(vec![a, b]);
+                histories.push(vec![a, *b]);
                 for c in statuses.iter().filter(|c| **c != a && *c != b) {
-                    histories.push(vec![a, b, c]);
+                    histories.push(vec![a, *b, *c]);
                 }
             }
         }
-        histories.push(vec!["queued", "sending", "sent", "read", "delivered"]);
-        histories.push(vec![
-            "queued",
-            "sending",
-            "sent",
-            "delivered",
-            "read",
-            "failed",
-        ]);
-        histories.push(vec![
-            "read",
-            "queued",
-            "sent",
-            "sending",
-            "delivered",
-            "undelivered",
-        ]);
+        histories.push(vec![Queued, Sending, Sent, Read, Delivered]);
+        histories.push(vec![Queued, Sending, Sent, Delivered, Read, Failed]);
+        histories.push(vec![Read, Queued, Sent, Sending, Delivered, Undelivered]);
 
         let mut want: Vec<(String, String, Option<String>)> = Vec::new();
         for (n, history) in histories.iter().enumerate() {
@@ -857,22 +836,22 @@ mod tests {
             .execute(&mut conn)
             .await
             .unwrap();
-            let mut seen: Vec<&str> = Vec::new();
+            let mut seen: Vec<crate::domain::MessageStatus> = Vec::new();
             for status in history {
                 sqlx::query(include_str!("queries/insert_status_events.sql"))
                     .bind(format!("[\"{id}\"]"))
-                    .bind(*status)
+                    .bind(status.as_str())
                     .bind(1_i64)
                     .execute(&mut conn)
                     .await
                     .unwrap();
                 let previous = seen
                     .iter()
-                    .filter(|s| rank(s) < rank(status))
-                    .max_by_key(|s| rank(s))
-                    .map(|s| (*s).to_owned());
-                want.push((id.clone(), (*status).to_owned(), previous));
-                seen.push(status);
+                    .filter(|s| s.order() < status.order())
+                    .max_by_key(|s| s.order())
+                    .map(|s| s.as_str().to_owned());
+                want.push((id.clone(), status.as_str().to_owned(), previous));
+                seen.push(*status);
             }
         }
         let got: Vec<(String, String, Option<String>)> = sqlx::query_as(
