@@ -7,9 +7,15 @@
 //! ([`InboundSql`], one query file each) and the transaction; the decisions are made here
 //! once.
 //!
+//! The messages waiting together are stored together: one statement each for finding whose
+//! they are, inserting them, counting them in their threads and attaching them, however many
+//! there are (on SQLite every statement is a hand-over between threads, and it was these
+//! hand-overs, five per message, that bounded inbound). Keywords are then applied one message
+//! at a time, in order.
+//!
 //! On a database many processes share, the unique index on the provider's id decides which
-//! of two copies arriving at once is stored: the message is inserted first (`ON CONFLICT DO
-//! NOTHING`), and the copy that inserted nothing answers as a repeat and changes nothing
+//! of two copies arriving at once is stored: the messages are inserted first (`ON CONFLICT DO
+//! NOTHING`), and a copy that inserted nothing answers as a repeat and changes nothing
 //! else. A keyword locks its account's row first ([`InboundSql::lock_account`]), so accepts
 //! in other processes see the opt-out it records, and the answer is decided on figures no
 //! other transaction is changing.
@@ -22,7 +28,7 @@ use crate::store::inbound::{
     ThreadSummary,
 };
 use crate::store::{ItemOutcome, NewMessage, StoreError, StoreResult};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 /// An inbound message already stored under a provider's id.
@@ -33,16 +39,27 @@ pub(crate) struct StoredInbound {
     thread_id: Option<String>,
 }
 
-/// The last message sent to a number: whose it is, and what a reply answers.
+/// The last message sent to the number of the `idx`-th lookup: whose it is, and what a reply
+/// answers.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct LastOutbound {
+    idx: i64,
     message_id: String,
     account_id: String,
     campaign_id: Option<String>,
 }
 
+/// What `last_outbound` looks up for one message: the last message sent on `channel` to
+/// `phone_number` (by `account_id`, or by any account when None).
+#[derive(Debug, serde::Serialize)]
+struct OutboundLookup<'a> {
+    phone_number: &'a str,
+    channel: &'static str,
+    account_id: Option<&'a str>,
+}
+
 /// An inbound message as `insert_inbound` stores it (its thread is attached after).
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub(crate) struct InboundRow<'a> {
     pub message_id: &'a str,
     pub account_id: Option<&'a str>,
@@ -58,6 +75,37 @@ pub(crate) struct InboundRow<'a> {
     pub in_reply_to: Option<&'a str>,
     pub campaign_id: Option<&'a str>,
     pub received_at: i64,
+}
+
+/// What the inbound messages of one transaction add to a thread (made with `thread_id` if it
+/// is new): their count as unread, the latest one's text and time.
+#[derive(Debug, serde::Serialize)]
+struct ThreadCount<'a> {
+    thread_id: String,
+    account_id: &'a str,
+    channel: &'static str,
+    phone_number: &'a str,
+    last_inbound: &'a str,
+    last_inbound_at: i64,
+    unread: i64,
+    /// When the first of them was received: a new thread's birth.
+    created_at: i64,
+}
+
+/// A thread as `upsert_threads` answers it: its id and its key.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ThreadKey {
+    thread_id: String,
+    account_id: String,
+    channel: String,
+    phone_number: String,
+}
+
+/// An inbound message and the thread it goes in.
+#[derive(Debug, serde::Serialize)]
+struct Attachment<'a> {
+    message_id: &'a str,
+    thread_id: &'a str,
 }
 
 /// A thread as the list and load statements return it, with the last message sent to its
@@ -170,38 +218,33 @@ pub(crate) trait InboundSql: AcceptSql {
         provider: &str,
         reference: &str,
     ) -> impl Future<Output = sqlx::Result<Option<StoredInbound>>> + Send;
-    /// The last message sent on `channel` to `phone_number` (by `account_id`, or by any
-    /// account when None).
-    fn last_outbound_to(
+    /// For each lookup of the JSON array `lookups` ([`OutboundLookup`]), the last message
+    /// sent on its channel to its number, with the lookup's index (none where nothing was).
+    fn last_outbound(
         &mut self,
-        phone_number: &str,
-        channel: &str,
-        account_id: Option<&str>,
-    ) -> impl Future<Output = sqlx::Result<Option<LastOutbound>>> + Send;
+        lookups: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<LastOutbound>>> + Send;
     /// An account's id by its id or name.
     fn find_account(
         &mut self,
         name_or_id: &str,
     ) -> impl Future<Output = sqlx::Result<Option<String>>> + Send;
-    /// Stores `row` unless a message with its provider's id is stored already (then
-    /// answers false and stores nothing).
+    /// Stores the messages of the JSON array `rows` ([`InboundRow`]) but those whose
+    /// provider's id is stored already; answers the ids of those stored.
     fn insert_inbound(
         &mut self,
-        row: &InboundRow<'_>,
-    ) -> impl Future<Output = sqlx::Result<bool>> + Send;
-    /// Counts `row` in its thread (made with `thread_id` on the first message): its text
-    /// and time, one more unread. Answers the thread's id.
-    fn upsert_thread(
+        rows: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<String>>> + Send;
+    /// Adds each count of the JSON array `counts` ([`ThreadCount`], one per thread) to its
+    /// thread, made on the first message; answers each thread's id.
+    fn upsert_threads(
         &mut self,
-        thread_id: &str,
-        account_id: &str,
-        row: &InboundRow<'_>,
-    ) -> impl Future<Output = sqlx::Result<String>> + Send;
-    /// Puts a stored inbound message in its thread.
-    fn attach_thread(
+        counts: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<ThreadKey>>> + Send;
+    /// Puts stored inbound messages in their threads (the JSON array `attachments`).
+    fn attach_threads(
         &mut self,
-        message_id: &str,
-        thread_id: &str,
+        attachments: String,
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
     /// On a shared database, locks the account's row until the transaction ends (what may
     /// be sent to it waits); nothing where one writer runs every transaction.
@@ -260,82 +303,176 @@ async fn stored_copy(
     }))
 }
 
-/// Stores one inbound message (once), in its thread, with its keyword's effect; a reply is
-/// offered to `accepts`, which the caller flushes before it commits.
-pub(crate) async fn record(
+/// Stores inbound messages (each once), in their threads, with their keywords' effects, in
+/// order; a reply is offered to `accepts`, which the caller flushes before it commits.
+/// Answers one outcome per message, in the order given.
+pub(crate) async fn record_all(
     conn: &mut impl InboundSql,
     accepts: &mut Batch,
-    mut inbound: NewInbound,
-) -> StoreResult<InboundOutcome> {
-    let reply = inbound.reply.take();
-    if let Some(repeat) = stored_copy(conn, &inbound).await? {
-        return Ok(repeat);
+    mut messages: Vec<NewInbound>,
+) -> StoreResult<Vec<InboundOutcome>> {
+    let replies: Vec<Option<KeywordReply>> = messages.iter_mut().map(|m| m.reply.take()).collect();
+
+    // Whose each one is, and which of our messages it answers.
+    let lookups: Vec<OutboundLookup> = messages
+        .iter()
+        .map(|m| OutboundLookup {
+            phone_number: &m.from,
+            channel: m.channel.as_str(),
+            account_id: m.account_id.as_ref().map(AccountId::as_str),
+        })
+        .collect();
+    let mut last: Vec<Option<LastOutbound>> = messages.iter().map(|_| None).collect();
+    for found in conn.last_outbound(json_array(&lookups)).await? {
+        if let Some(slot) = usize::try_from(found.idx)
+            .ok()
+            .and_then(|i| last.get_mut(i))
+        {
+            *slot = Some(found);
+        }
     }
-
-    // Whose it is, and which of our messages it answers.
-    let last = conn
-        .last_outbound_to(
-            &inbound.from,
-            inbound.channel.as_str(),
-            inbound.account_id.as_ref().map(AccountId::as_str),
-        )
-        .await?;
-    let account = match (&inbound.account_id, &last) {
-        (Some(given), _) => Some(given.clone()),
-        (None, Some(last)) => Some(AccountId::from_stored(last.account_id.clone())),
-        (None, None) => match &inbound.fallback_account {
-            Some(name) => conn.find_account(name).await?.map(AccountId::from_stored),
-            None => None,
-        },
-    };
-
-    let row = InboundRow {
-        message_id: inbound.message_id.as_str(),
-        account_id: account.as_ref().map(AccountId::as_str),
-        channel: inbound.channel.as_str(),
-        provider: inbound.provider,
-        provider_message_id: inbound.provider_message_id.as_deref(),
-        from: &inbound.from,
-        to: inbound.to.as_deref(),
-        body: &inbound.body,
-        media_urls: (!inbound.media_urls.is_empty()).then(|| json_array(&inbound.media_urls)),
-        keyword: inbound.keyword.map(Keyword::as_str),
-        in_reply_to: last.as_ref().map(|l| l.message_id.as_str()),
-        campaign_id: last.as_ref().and_then(|l| l.campaign_id.as_deref()),
-        received_at: inbound.received_at.millis(),
-    };
-    // The message first: of two copies stored at once (two processes, one provider retry),
-    // the one the unique index lets in goes on; the other waited for it and is a repeat.
-    if !conn.insert_inbound(&row).await? {
-        return stored_copy(conn, &inbound).await?.ok_or_else(|| {
-            StoreError::Invalid(format!(
-                "inbound message {} was not stored and has no stored copy",
-                inbound.message_id
-            ))
+    let mut fallbacks: BTreeMap<&str, Option<AccountId>> = BTreeMap::new();
+    let mut accounts = Vec::with_capacity(messages.len());
+    for (message, last) in messages.iter().zip(&last) {
+        accounts.push(match (&message.account_id, last) {
+            (Some(given), _) => Some(given.clone()),
+            (None, Some(last)) => Some(AccountId::from_stored(last.account_id.clone())),
+            (None, None) => match message.fallback_account.as_deref() {
+                Some(name) => match fallbacks.get(name) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = conn.find_account(name).await?.map(AccountId::from_stored);
+                        fallbacks.insert(name, found.clone());
+                        found
+                    }
+                },
+                None => None,
+            },
         });
     }
-    let thread_id = match &account {
-        Some(account) => {
-            let thread = conn
-                .upsert_thread(ThreadId::generate().as_str(), account.as_str(), &row)
-                .await?;
-            conn.attach_thread(row.message_id, &thread).await?;
-            Some(ThreadId::from_stored(thread))
-        }
-        None => None,
-    };
 
-    let replied = match &account {
-        Some(account) => apply_keyword(conn, accepts, account, &inbound, reply).await?,
-        None => false,
-    };
-    Ok(InboundOutcome {
-        message_id: inbound.message_id,
-        repeat: false,
-        account_id: account,
-        thread_id,
-        replied,
-    })
+    let rows: Vec<InboundRow> = messages
+        .iter()
+        .zip(&accounts)
+        .zip(&last)
+        .map(|((inbound, account), last)| InboundRow {
+            message_id: inbound.message_id.as_str(),
+            account_id: account.as_ref().map(AccountId::as_str),
+            channel: inbound.channel.as_str(),
+            provider: inbound.provider,
+            provider_message_id: inbound.provider_message_id.as_deref(),
+            from: &inbound.from,
+            to: inbound.to.as_deref(),
+            body: &inbound.body,
+            media_urls: (!inbound.media_urls.is_empty()).then(|| json_array(&inbound.media_urls)),
+            keyword: inbound.keyword.map(Keyword::as_str),
+            in_reply_to: last.as_ref().map(|l| l.message_id.as_str()),
+            campaign_id: last.as_ref().and_then(|l| l.campaign_id.as_deref()),
+            received_at: inbound.received_at.millis(),
+        })
+        .collect();
+    // The messages first: of two copies stored at once (two processes, one provider retry,
+    // or both in this group), the one the unique index lets in goes on; the other waited for
+    // it and is a repeat.
+    let stored: BTreeSet<String> = conn
+        .insert_inbound(json_array(&rows))
+        .await?
+        .into_iter()
+        .collect();
+
+    // Each thread counted once, by every message it gained (in key order, so that two
+    // transactions on a shared database take the thread rows in the same order).
+    let mut counts: BTreeMap<(&str, &str, &str), ThreadCount> = BTreeMap::new();
+    for row in rows.iter().filter(|r| stored.contains(r.message_id)) {
+        let Some(account_id) = row.account_id else {
+            continue;
+        };
+        let count = counts
+            .entry((account_id, row.channel, row.from))
+            .or_insert_with(|| ThreadCount {
+                thread_id: ThreadId::generate().as_str().to_owned(),
+                account_id,
+                channel: row.channel,
+                phone_number: row.from,
+                last_inbound: row.body,
+                last_inbound_at: row.received_at,
+                unread: 0,
+                created_at: row.received_at,
+            });
+        count.unread += 1;
+        // As one message at a time would: the latest wins, the later of two at once.
+        if row.received_at >= count.last_inbound_at {
+            count.last_inbound = row.body;
+            count.last_inbound_at = row.received_at;
+        }
+    }
+    let mut threads: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    if !counts.is_empty() {
+        let counts: Vec<&ThreadCount> = counts.values().collect();
+        for key in conn.upsert_threads(json_array(&counts)).await? {
+            threads.insert(
+                (key.account_id, key.channel, key.phone_number),
+                key.thread_id,
+            );
+        }
+    }
+    // Each stored message's thread (a repeat's comes from its stored copy).
+    let thread_ids: Vec<Option<String>> = rows
+        .iter()
+        .map(|row| {
+            let key = (
+                row.account_id?.to_owned(),
+                row.channel.to_owned(),
+                row.from.to_owned(),
+            );
+            stored
+                .contains(row.message_id)
+                .then(|| threads.get(&key).cloned())?
+        })
+        .collect();
+    let attachments: Vec<Attachment> = rows
+        .iter()
+        .zip(&thread_ids)
+        .filter_map(|(row, thread_id)| {
+            Some(Attachment {
+                message_id: row.message_id,
+                thread_id: thread_id.as_deref()?,
+            })
+        })
+        .collect();
+    if !attachments.is_empty() {
+        conn.attach_threads(json_array(&attachments)).await?;
+    }
+
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for (((inbound, account), thread_id), reply) in messages
+        .into_iter()
+        .zip(accounts)
+        .zip(thread_ids)
+        .zip(replies)
+    {
+        if !stored.contains(inbound.message_id.as_str()) {
+            outcomes.push(stored_copy(conn, &inbound).await?.ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "inbound message {} was not stored and has no stored copy",
+                    inbound.message_id
+                ))
+            })?);
+            continue;
+        }
+        let replied = match &account {
+            Some(account) => apply_keyword(conn, accepts, account, &inbound, reply).await?,
+            None => false,
+        };
+        outcomes.push(InboundOutcome {
+            message_id: inbound.message_id,
+            repeat: false,
+            account_id: account,
+            thread_id: thread_id.map(ThreadId::from_stored),
+            replied,
+        });
+    }
+    Ok(outcomes)
 }
 
 /// Opts the number out or back in for a keyword, and offers its answer (past the opt-out

@@ -157,6 +157,91 @@ async fn seed_000s_inbox_flow_plain_and_enveloped() {
 }
 
 #[tokio::test]
+async fn a_burst_received_at_once_stores_each_message_once_counted_in_its_thread() {
+    // Arrange: 20 numbers write three messages each, every one delivered twice (a gateway's
+    // retry racing its first delivery), and one number says STOP twice, all at once, so the
+    // writer stores much of it together.
+    let app = spawn_app().await;
+    let numbers: Vec<String> = (0..20).map(|i| number(&format!("75{i:02}"))).collect();
+    let stopper = number("7599");
+    let text = |n: usize, k: usize| format!("Reply {k} from {n}");
+    let mut bodies = Vec::new();
+    for (n, phone) in numbers.iter().enumerate() {
+        for k in 0..3 {
+            let body = json!({
+                "phone_number": phone, "message": text(n, k), "external_id": format!("burst-{n}-{k}")
+            });
+            bodies.push(body.clone());
+            bodies.push(body);
+        }
+    }
+    let stop = json!({"phone_number": stopper, "message": "stop", "external_id": "burst-stop"});
+    bodies.push(stop.clone());
+    bodies.push(stop);
+
+    // Act
+    let responses = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|body| app.post_json_as("/sms/receive", body, &app.api_key)),
+    )
+    .await;
+
+    // Assert: both copies answered with one message id, once as the duplicate.
+    let mut answers: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for (body, response) in bodies.iter().zip(responses) {
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        let reference = body["external_id"].as_str().unwrap().to_owned();
+        answers.entry(reference).or_default().push(answer);
+    }
+    for (reference, copies) in &answers {
+        assert_eq!(
+            copies[0]["message_id"], copies[1]["message_id"],
+            "{reference}"
+        );
+        let repeats = copies.iter().filter(|a| a["duplicate"] == true).count();
+        assert_eq!(repeats, 1, "{reference}: {copies:?}");
+    }
+    // Each thread counts its own three messages once, and holds them.
+    let (_, threads) = get_json(&app, &app.api_key, "/threads?limit=200").await;
+    let threads = threads["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), numbers.len() + 1, "{threads:?}");
+    let thread_of = |phone: &str| {
+        let thread = threads.iter().find(|t| t["phone_number"] == phone).unwrap();
+        thread["thread_id"].as_str().unwrap().to_owned()
+    };
+    for (n, phone) in numbers.iter().enumerate() {
+        let thread = threads
+            .iter()
+            .find(|t| t["phone_number"] == *phone)
+            .unwrap();
+        assert_eq!(thread["unread_count"], 3, "{thread}");
+        let id = thread_of(phone);
+        let (_, page) = get_json(&app, &app.api_key, &format!("/threads/{id}/messages")).await;
+        let mut held: Vec<&str> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap())
+            .collect();
+        held.sort_unstable();
+        assert_eq!(held, [text(n, 0), text(n, 1), text(n, 2)], "{page}");
+    }
+    // The STOP opted its number out and was answered once, in the same commit.
+    assert!(opted_out(&app, &stopper).await);
+    let id = thread_of(&stopper);
+    let (_, page) = get_json(&app, &app.api_key, &format!("/threads/{id}/messages")).await;
+    let directions: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["direction"].as_str().unwrap())
+        .collect();
+    assert_eq!(directions, ["inbound", "outbound"], "{page}");
+}
+
+#[tokio::test]
 async fn a_thread_holds_both_directions_in_order_and_a_reply_is_linked_to_what_it_answers() {
     let app = spawn_app().await;
     let ann = number("7101");

@@ -16,7 +16,7 @@ use crate::store::inbound::{
     CampaignReply, InboundOutcome, KeywordReplies, NewInbound, ThreadMessage, ThreadSummary,
 };
 use crate::store::receive::{
-    self, CampaignReplyRow, InboundRow, InboundSql, LastOutbound, StoredInbound, ThreadMessageRow,
+    self, CampaignReplyRow, InboundSql, LastOutbound, StoredInbound, ThreadKey, ThreadMessageRow,
     ThreadRow, cursor_binds,
 };
 use crate::store::{OptOut, StoreError, StoreResult};
@@ -39,17 +39,10 @@ impl InboundSql for PgConnection {
             .await
     }
 
-    async fn last_outbound_to(
-        &mut self,
-        phone_number: &str,
-        channel: &str,
-        account_id: Option<&str>,
-    ) -> sqlx::Result<Option<LastOutbound>> {
-        sqlx::query_as(include_str!("queries/last_outbound_to.sql"))
-            .bind(phone_number)
-            .bind(channel)
-            .bind(account_id)
-            .fetch_optional(self)
+    async fn last_outbound(&mut self, lookups: String) -> sqlx::Result<Vec<LastOutbound>> {
+        sqlx::query_as(include_str!("queries/last_outbound.sql"))
+            .bind(lookups)
+            .fetch_all(self)
             .await
     }
 
@@ -60,47 +53,23 @@ impl InboundSql for PgConnection {
             .await
     }
 
-    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> sqlx::Result<bool> {
-        let inserted = sqlx::query(include_str!("queries/insert_inbound.sql"))
-            .bind(row.message_id)
-            .bind(row.account_id)
-            .bind(row.channel)
-            .bind(row.provider)
-            .bind(row.provider_message_id)
-            .bind(row.from)
-            .bind(row.to)
-            .bind(row.body)
-            .bind(row.media_urls.as_deref())
-            .bind(row.keyword)
-            .bind(row.in_reply_to)
-            .bind(row.campaign_id)
-            .bind(row.received_at)
-            .execute(self)
-            .await?;
-        Ok(inserted.rows_affected() > 0)
-    }
-
-    async fn upsert_thread(
-        &mut self,
-        thread_id: &str,
-        account_id: &str,
-        row: &InboundRow<'_>,
-    ) -> sqlx::Result<String> {
-        sqlx::query_scalar(include_str!("queries/upsert_thread.sql"))
-            .bind(thread_id)
-            .bind(account_id)
-            .bind(row.channel)
-            .bind(row.from)
-            .bind(row.body)
-            .bind(row.received_at)
-            .fetch_one(self)
+    async fn insert_inbound(&mut self, rows: String) -> sqlx::Result<Vec<String>> {
+        sqlx::query_scalar(include_str!("queries/insert_inbound.sql"))
+            .bind(rows)
+            .fetch_all(self)
             .await
     }
 
-    async fn attach_thread(&mut self, message_id: &str, thread_id: &str) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/attach_thread.sql"))
-            .bind(message_id)
-            .bind(thread_id)
+    async fn upsert_threads(&mut self, counts: String) -> sqlx::Result<Vec<ThreadKey>> {
+        sqlx::query_as(include_str!("queries/upsert_threads.sql"))
+            .bind(counts)
+            .fetch_all(self)
+            .await
+    }
+
+    async fn attach_threads(&mut self, attachments: String) -> sqlx::Result<()> {
+        sqlx::query(include_str!("queries/attach_threads.sql"))
+            .bind(attachments)
             .execute(self)
             .await?;
         Ok(())
@@ -445,10 +414,7 @@ impl Writer {
             let messages = messages.clone();
             Box::pin(async move {
                 let mut accepts = Batch::default();
-                let mut outcomes = Vec::with_capacity(messages.len());
-                for message in messages {
-                    outcomes.push(receive::record(&mut *conn, &mut accepts, message).await?);
-                }
+                let outcomes = receive::record_all(&mut *conn, &mut accepts, messages).await?;
                 accepts.flush(&mut *conn).await?;
                 Ok(outcomes)
             })

@@ -3,14 +3,16 @@
 //! queued with it), and the reads on the read pool.
 
 use crate::domain::{AccountId, Channel, ThreadId, Timestamp};
-use crate::store::StoreResult;
+use crate::store::accept::Batch;
 use crate::store::inbound::{
     CampaignReply, InboundOutcome, KeywordReplies, NewInbound, ThreadMessage, ThreadSummary,
 };
 use crate::store::receive::{
-    CampaignReplyRow, InboundRow, InboundSql, LastOutbound, StoredInbound, ThreadMessageRow,
+    self, CampaignReplyRow, InboundSql, LastOutbound, StoredInbound, ThreadKey, ThreadMessageRow,
     ThreadRow, cursor_binds,
 };
+use crate::store::{StoreError, StoreResult, WriteRefusal};
+use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
 impl InboundSql for SqliteConnection {
@@ -26,17 +28,10 @@ impl InboundSql for SqliteConnection {
             .await
     }
 
-    async fn last_outbound_to(
-        &mut self,
-        phone_number: &str,
-        channel: &str,
-        account_id: Option<&str>,
-    ) -> sqlx::Result<Option<LastOutbound>> {
-        sqlx::query_as(include_str!("queries/last_outbound_to.sql"))
-            .bind(phone_number)
-            .bind(channel)
-            .bind(account_id)
-            .fetch_optional(self)
+    async fn last_outbound(&mut self, lookups: String) -> sqlx::Result<Vec<LastOutbound>> {
+        sqlx::query_as(include_str!("queries/last_outbound.sql"))
+            .bind(lookups)
+            .fetch_all(self)
             .await
     }
 
@@ -47,47 +42,23 @@ impl InboundSql for SqliteConnection {
             .await
     }
 
-    async fn insert_inbound(&mut self, row: &InboundRow<'_>) -> sqlx::Result<bool> {
-        let inserted = sqlx::query(include_str!("queries/insert_inbound.sql"))
-            .bind(row.message_id)
-            .bind(row.account_id)
-            .bind(row.channel)
-            .bind(row.provider)
-            .bind(row.provider_message_id)
-            .bind(row.from)
-            .bind(row.to)
-            .bind(row.body)
-            .bind(row.media_urls.as_deref())
-            .bind(row.keyword)
-            .bind(row.in_reply_to)
-            .bind(row.campaign_id)
-            .bind(row.received_at)
-            .execute(self)
-            .await?;
-        Ok(inserted.rows_affected() > 0)
-    }
-
-    async fn upsert_thread(
-        &mut self,
-        thread_id: &str,
-        account_id: &str,
-        row: &InboundRow<'_>,
-    ) -> sqlx::Result<String> {
-        sqlx::query_scalar(include_str!("queries/upsert_thread.sql"))
-            .bind(thread_id)
-            .bind(account_id)
-            .bind(row.channel)
-            .bind(row.from)
-            .bind(row.body)
-            .bind(row.received_at)
-            .fetch_one(self)
+    async fn insert_inbound(&mut self, rows: String) -> sqlx::Result<Vec<String>> {
+        sqlx::query_scalar(include_str!("queries/insert_inbound.sql"))
+            .bind(rows)
+            .fetch_all(self)
             .await
     }
 
-    async fn attach_thread(&mut self, message_id: &str, thread_id: &str) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/attach_thread.sql"))
-            .bind(message_id)
-            .bind(thread_id)
+    async fn upsert_threads(&mut self, counts: String) -> sqlx::Result<Vec<ThreadKey>> {
+        sqlx::query_as(include_str!("queries/upsert_threads.sql"))
+            .bind(counts)
+            .fetch_all(self)
+            .await
+    }
+
+    async fn attach_threads(&mut self, attachments: String) -> sqlx::Result<()> {
+        sqlx::query(include_str!("queries/attach_threads.sql"))
+            .bind(attachments)
             .execute(self)
             .await?;
         Ok(())
@@ -155,13 +126,73 @@ impl InboundSql for SqliteConnection {
     }
 }
 
-/// Stores one inbound message (once), in its thread, with its keyword's effect.
-pub(super) async fn record(
+/// Stores the inbound messages of every request in a writer's batch: all of them together,
+/// in a savepoint (a few statements for the lot); should that fail, each request in a
+/// savepoint of its own, so that a bad request fails only itself and writes nothing. Runs
+/// before the batch's other operations, with accepts of its own (the answers keywords queue)
+/// flushed inside the savepoint: what a rolled-back attempt offered goes with it, and the
+/// batch's own accepts then load the account's figures with these answers already counted.
+/// Answers one result per request; fails only when the database refuses writes, which fails
+/// the whole transaction.
+pub(super) async fn record_requests(
     conn: &mut SqliteConnection,
-    accepts: &mut crate::store::accept::Batch,
-    inbound: NewInbound,
-) -> StoreResult<InboundOutcome> {
-    crate::store::receive::record(conn, accepts, inbound).await
+    requests: Vec<Vec<NewInbound>>,
+) -> sqlx::Result<Vec<StoreResult<Vec<InboundOutcome>>>> {
+    let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+    let together = match requests.as_slice() {
+        [_] => None,
+        _ => Some(record_in_savepoint(conn, requests.iter().flatten().cloned().collect()).await),
+    };
+    match together {
+        Some(Ok(mut outcomes)) => Ok(sizes
+            .into_iter()
+            .map(|size| {
+                let rest = outcomes.split_off(size.min(outcomes.len()));
+                Ok(std::mem::replace(&mut outcomes, rest))
+            })
+            .collect()),
+        Some(Err(StoreError::Database(e))) if WriteRefusal::of(&e).is_some() => Err(e),
+        Some(Err(_)) | None => {
+            let mut results = Vec::with_capacity(requests.len());
+            for request in requests {
+                match record_in_savepoint(conn, request).await {
+                    Err(StoreError::Database(e)) if WriteRefusal::of(&e).is_some() => {
+                        return Err(e);
+                    }
+                    result => results.push(result),
+                }
+            }
+            Ok(results)
+        }
+    }
+}
+
+/// `store::receive`'s rules for `messages` in a savepoint, released if they all succeed and
+/// rolled back otherwise.
+async fn record_in_savepoint(
+    conn: &mut SqliteConnection,
+    messages: Vec<NewInbound>,
+) -> StoreResult<Vec<InboundOutcome>> {
+    let mut savepoint = conn.begin().await?;
+    let mut accepts = Batch::default();
+    let result = async {
+        let outcomes = receive::record_all(&mut *savepoint, &mut accepts, messages).await?;
+        accepts.flush(&mut *savepoint).await?;
+        Ok(outcomes)
+    }
+    .await;
+    match result {
+        Ok(outcomes) => {
+            savepoint.commit().await?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            // A refusal may have rolled the whole transaction back already; the writer
+            // recovers from that.
+            let _ = savepoint.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 /// Marks the account's unread messages among `ids` read and lowers their threads' counts.

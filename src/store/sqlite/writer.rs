@@ -221,7 +221,16 @@ async fn commit_batch(
     conn: &mut SqliteConnection,
     ops: impl Iterator<Item = Op>,
 ) -> Result<(), Arc<sqlx::Error>> {
-    let mut ops = ops;
+    // Inbound messages go first, all requests' together (`inbound::record_requests`).
+    let (inbound, others): (Vec<Op>, Vec<Op>) = ops.partition(|op| matches!(op, Op::Inbound(..)));
+    let (mut inbound_requests, mut inbound_replies) = (Vec::new(), Vec::new());
+    for op in inbound {
+        if let Op::Inbound(batch, reply) = op {
+            inbound_requests.push(batch);
+            inbound_replies.push(reply);
+        }
+    }
+    let mut ops = others.into_iter();
     let mut pending = Vec::new();
     // Outcomes and receipts from many callers are merged and written as one statement each,
     // however many workers reported them.
@@ -233,6 +242,13 @@ async fn commit_batch(
         // IMMEDIATE takes the write lock up front, so the reads inside see what we write
         // against, and another process cannot slip in between.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        if !inbound_requests.is_empty() {
+            let results =
+                inbound::record_requests(&mut tx, std::mem::take(&mut inbound_requests)).await?;
+            for (reply, result) in inbound_replies.drain(..).zip(results) {
+                pending.push(Pending::Inbound(reply, result));
+            }
+        }
         let mut accepts = crate::store::accept::Batch::default();
         for op in ops.by_ref() {
             match op {
@@ -282,19 +298,13 @@ async fn commit_batch(
                     let result = campaign::fan_out(&mut tx, &mut accepts, request).await;
                     pending.push(Pending::FanOut(reply, result));
                 }
+                // Taken out before the loop; stored on its own should one get here.
                 Op::Inbound(batch, reply) => {
-                    let mut outcomes = Vec::with_capacity(batch.len());
-                    let mut failed = None;
-                    for inbound in batch {
-                        match inbound::record(&mut tx, &mut accepts, inbound).await {
-                            Ok(outcome) => outcomes.push(outcome),
-                            Err(e) => {
-                                failed = Some(e);
-                                break;
-                            }
-                        }
-                    }
-                    pending.push(Pending::Inbound(reply, failed.map_or(Ok(outcomes), Err)));
+                    let result = inbound::record_requests(&mut tx, vec![batch]).await?.pop();
+                    pending.push(Pending::Inbound(
+                        reply,
+                        result.unwrap_or(Err(StoreError::WriterGone)),
+                    ));
                 }
                 Op::MarkRead(account_id, ids, reply) => {
                     let marked = inbound::mark_read(&mut tx, &account_id, &ids).await;
@@ -347,6 +357,9 @@ async fn commit_batch(
             let _ = reply.send(Err(StoreError::CommitFailed(Arc::clone(e))));
         }
         for (_, reply) in update_replies {
+            let _ = reply.send(Err(StoreError::CommitFailed(Arc::clone(e))));
+        }
+        for reply in inbound_replies {
             let _ = reply.send(Err(StoreError::CommitFailed(Arc::clone(e))));
         }
         for op in ops {
