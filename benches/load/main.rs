@@ -132,6 +132,10 @@ pub(crate) struct Args {
     /// Concurrent connections for bulk sends (bulk, and filling backlogs).
     #[arg(long, default_value_t = 16)]
     pub(crate) bulk_connections: usize,
+    /// Numbers put on the account's opt-out list before ingest and bulk runs (none of them a
+    /// recipient): an account with a list, whose every accept then looks its numbers up.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) opt_outs: usize,
     /// Messages queued before the dispatch and priority scenarios.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) backlog: usize,

@@ -188,6 +188,29 @@ pub(crate) async fn measure(
 /// One closed-loop run against Herald, then (unless `--no-baseline`) the same load against
 /// the baseline. Herald is then killed with SIGKILL and its database counted: every message
 /// it answered 202 for must be there (`lost` counts those that are not).
+/// Puts `count` numbers on the account's opt-out list, none of them a recipient of the load
+/// (those are +1415555…).
+async fn opt_out(target: &http::Target, count: usize) -> anyhow::Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let mut client = Client::connect(target.clone()).await?;
+    for i in 0..count {
+        let body = serde_json::json!({ "phone_number": format!("+1202555{:04}", i % 10_000) });
+        let (status, answer) = client
+            .post(
+                hyper::Uri::from_static("/api/messaging/opt-outs"),
+                Bytes::from(body.to_string()),
+            )
+            .await?;
+        ensure!(
+            status.is_success(),
+            "opting a number out answered {status}: {answer:?}"
+        );
+    }
+    Ok(())
+}
+
 async fn compare(
     args: &Args,
     path: &'static str,
@@ -202,6 +225,7 @@ async fn compare(
     let sandbox = Sandbox::new(args)?;
     let server = sandbox.serve(args.workers).await?;
     let target = sandbox.target();
+    opt_out(&target, args.opt_outs).await?;
     let load = http::closed_loop(
         &target,
         path,

@@ -10,7 +10,7 @@ use crate::store::{
     AcceptOutcome, AcceptRequest, IdempotencyRecord, ItemOutcome, NewMessage, StoreError,
     StoreResult, StoredResponse,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -58,12 +58,13 @@ pub(crate) trait AcceptSql: DeliverySql {
         account_id: &str,
         day: &str,
     ) -> impl Future<Output = sqlx::Result<Option<AccountFigures>>> + Send;
-    /// Whether the number is on the account's opt-out list.
+    /// Which of the numbers in the JSON array `phone_numbers` are on the account's opt-out
+    /// list.
     fn opted_out(
         &mut self,
         account_id: &str,
-        phone_number: &str,
-    ) -> impl Future<Output = sqlx::Result<bool>> + Send;
+        phone_numbers: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<String>>> + Send;
     fn find_key(
         &mut self,
         account_id: &str,
@@ -145,12 +146,10 @@ impl Batch {
             return Ok(earlier);
         }
 
+        let opted_out = self.opted_out(conn, &account_id, &messages).await?;
         let mut outcomes = Vec::with_capacity(messages.len());
         for message in messages {
-            let opted_out = self
-                .opted_out(conn, &account_id, &message.phone_number)
-                .await?;
-            let outcome = if opted_out {
+            let outcome = if opted_out.contains(&message.phone_number) {
                 ItemOutcome::OptedOut
             } else {
                 self.offer(conn, &account_id, message).await?
@@ -242,18 +241,23 @@ impl Batch {
         );
     }
 
-    /// Whether `phone_number` opted out of the account. Most accounts have no opt-out at
-    /// all, and then this costs no lookup.
-    pub(crate) async fn opted_out(
+    /// Which of the messages' numbers opted out of the account, in one lookup for all of
+    /// them (a bulk request's thousand numbers are one statement, not a thousand). Most
+    /// accounts have no opt-out at all, and then this costs no lookup.
+    async fn opted_out(
         &mut self,
         conn: &mut impl AcceptSql,
         account_id: &AccountId,
-        phone_number: &str,
-    ) -> StoreResult<bool> {
-        if !self.account(conn, account_id).await?.any_opt_out {
-            return Ok(false);
+        messages: &[NewMessage],
+    ) -> StoreResult<BTreeSet<String>> {
+        if messages.is_empty() || !self.account(conn, account_id).await?.any_opt_out {
+            return Ok(BTreeSet::new());
         }
-        Ok(conn.opted_out(account_id.as_str(), phone_number).await?)
+        let numbers: Vec<&str> = messages.iter().map(|m| m.phone_number.as_str()).collect();
+        let found = conn
+            .opted_out(account_id.as_str(), json_array(&numbers))
+            .await?;
+        Ok(found.into_iter().collect())
     }
 
     /// Accepts `message` if the daily limit and the available balance (after everything

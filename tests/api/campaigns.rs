@@ -303,6 +303,30 @@ async fn opted_out_numbers_are_skipped_and_counted_and_single_sends_to_them_refu
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "recipient_opted_out");
+    // In bulk, the opted-out number is refused and the others go.
+    let response = app
+        .post_json(
+            "/send-bulk/",
+            &json!({"messages": [
+                {"phone_number": number("0143"), "message": "hi"},
+                {"phone_number": before, "message": "hi"},
+                {"phone_number": number("0144"), "message": "hi"},
+            ]}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    let outcomes: Vec<(bool, &str)> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["success"] == true, r["code"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(true, ""), (false, "recipient_opted_out"), (true, "")],
+        "{body}"
+    );
 
     // Scheduled a moment ahead, so `later` opts out after the list was loaded but before
     // the fan-out reaches it.

@@ -29,13 +29,16 @@ impl AcceptSql for SqliteConnection {
             .await
     }
 
-    async fn opted_out(&mut self, account_id: &str, phone_number: &str) -> sqlx::Result<bool> {
-        let found = sqlx::query(include_str!("queries/find_opted_out.sql"))
+    async fn opted_out(
+        &mut self,
+        account_id: &str,
+        phone_numbers: String,
+    ) -> sqlx::Result<Vec<String>> {
+        sqlx::query_scalar(include_str!("queries/find_opted_out.sql"))
             .bind(account_id)
-            .bind(json_array(&[phone_number]))
-            .fetch_optional(self)
-            .await?;
-        Ok(found.is_some())
+            .bind(phone_numbers)
+            .fetch_all(self)
+            .await
     }
 
     async fn find_key(
