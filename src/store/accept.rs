@@ -109,6 +109,9 @@ struct AccountState {
     /// Messages this transaction accepted by other means (a campaign's fan-out inserts its
     /// own); their cost is in `reserve`.
     accepted_elsewhere: i64,
+    /// Numbers this transaction looked up on the account's opt-out list, and whether each
+    /// was on it.
+    screened: BTreeMap<String, bool>,
 }
 
 impl AccountState {
@@ -184,6 +187,7 @@ impl Batch {
                     daily_limit: row.daily_limit,
                     accepted_today: row.accepted_today,
                     any_opt_out: row.any_opt_out,
+                    screened: BTreeMap::new(),
                     reserve: 0,
                     accepted: Vec::new(),
                     accepted_elsewhere: 0,
@@ -224,6 +228,7 @@ impl Batch {
     pub(crate) fn note_opt_out(&mut self, account_id: &AccountId) {
         if let Some(state) = self.accounts.get_mut(account_id) {
             state.any_opt_out = true;
+            state.screened.clear();
         }
     }
 
@@ -241,23 +246,76 @@ impl Batch {
         );
     }
 
-    /// Which of the messages' numbers opted out of the account, in one lookup for all of
-    /// them (a bulk request's thousand numbers are one statement, not a thousand). Most
-    /// accounts have no opt-out at all, and then this costs no lookup.
+    /// Looks up ahead, in one statement per account, the numbers (with their accounts) the
+    /// requests of a writer's batch are about to send to, so that their accepts find them screened (a batch of a
+    /// hundred single sends is one lookup, not a hundred). An account that cannot be read
+    /// here is left to its requests, which then fail on it one by one.
+    pub(crate) async fn screen_ahead(
+        &mut self,
+        conn: &mut impl AcceptSql,
+        numbers: Vec<(&AccountId, &str)>,
+    ) {
+        let mut by_account: BTreeMap<&AccountId, Vec<&str>> = BTreeMap::new();
+        for (account_id, number) in numbers {
+            by_account.entry(account_id).or_default().push(number);
+        }
+        for (account_id, numbers) in by_account {
+            // Looked up again, and failed if it must be, by the accepts themselves.
+            let _ = self.screen(conn, account_id, numbers).await;
+        }
+    }
+
+    /// Looks up on the account's opt-out list the `numbers` this transaction has not looked
+    /// up yet, in one statement. Most accounts have no opt-out at all, and then this costs no
+    /// lookup.
+    async fn screen(
+        &mut self,
+        conn: &mut impl AcceptSql,
+        account_id: &AccountId,
+        numbers: Vec<&str>,
+    ) -> StoreResult<()> {
+        let state = self.account(conn, account_id).await?;
+        if !state.any_opt_out {
+            return Ok(());
+        }
+        let fresh: BTreeSet<&str> = numbers
+            .into_iter()
+            .filter(|n| !state.screened.contains_key(*n))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let fresh: Vec<&str> = fresh.into_iter().collect();
+        let found: BTreeSet<String> = conn
+            .opted_out(account_id.as_str(), json_array(&fresh))
+            .await?
+            .into_iter()
+            .collect();
+        for number in fresh {
+            state
+                .screened
+                .insert(number.to_owned(), found.contains(number));
+        }
+        Ok(())
+    }
+
+    /// Which of the messages' numbers opted out of the account (those not screened yet
+    /// looked up in one statement: a bulk request's thousand numbers are one, not a
+    /// thousand).
     async fn opted_out(
         &mut self,
         conn: &mut impl AcceptSql,
         account_id: &AccountId,
         messages: &[NewMessage],
     ) -> StoreResult<BTreeSet<String>> {
-        if messages.is_empty() || !self.account(conn, account_id).await?.any_opt_out {
-            return Ok(BTreeSet::new());
-        }
-        let numbers: Vec<&str> = messages.iter().map(|m| m.phone_number.as_str()).collect();
-        let found = conn
-            .opted_out(account_id.as_str(), json_array(&numbers))
-            .await?;
-        Ok(found.into_iter().collect())
+        let numbers = messages.iter().map(|m| m.phone_number.as_str()).collect();
+        self.screen(conn, account_id, numbers).await?;
+        let state = self.account(conn, account_id).await?;
+        Ok(messages
+            .iter()
+            .filter(|m| state.screened.get(&m.phone_number) == Some(&true))
+            .map(|m| m.phone_number.clone())
+            .collect())
     }
 
     /// Accepts `message` if the daily limit and the available balance (after everything

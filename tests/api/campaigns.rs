@@ -328,6 +328,29 @@ async fn opted_out_numbers_are_skipped_and_counted_and_single_sends_to_them_refu
         "{body}"
     );
 
+    // Single sends at once, which the writer accepts together: each number is refused only if
+    // it opted out.
+    let numbers: Vec<String> = (0..20).map(|i| number(&format!("02{i:02}"))).collect();
+    for opted in numbers.iter().step_by(2) {
+        let response = app
+            .post_json("/opt-outs", &json!({ "phone_number": opted }))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let bodies: Vec<Value> = numbers
+        .iter()
+        .map(|n| json!({"phone_number": n, "message": "hi"}))
+        .collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| app.send_message(b))).await;
+    let refused: Vec<bool> = answers.iter().map(|r| r.status() == 400).collect();
+    let expected: Vec<bool> = (0..numbers.len()).map(|i| i % 2 == 0).collect();
+    assert_eq!(refused, expected);
+    assert!(
+        answers
+            .iter()
+            .all(|r| [202, 400].contains(&r.status().as_u16()))
+    );
+
     // Scheduled a moment ahead, so `later` opts out after the list was loaded but before
     // the fan-out reaches it.
     let start = chrono::Utc::now() + chrono::Duration::milliseconds(1500);

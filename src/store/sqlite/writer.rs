@@ -250,6 +250,20 @@ async fn commit_batch(
             }
         }
         let mut accepts = crate::store::accept::Batch::default();
+        let numbers = ops
+            .as_slice()
+            .iter()
+            .filter_map(|op| match op {
+                Op::Accept(request, _) => Some(request),
+                _ => None,
+            })
+            .flat_map(|r| {
+                r.messages
+                    .iter()
+                    .map(|m| (&r.account_id, m.phone_number.as_str()))
+            })
+            .collect();
+        accepts.screen_ahead(&mut *tx, numbers).await;
         for op in ops.by_ref() {
             match op {
                 Op::Accept(request, reply) => {
