@@ -406,28 +406,30 @@ pub(crate) async fn record_all(
             count.last_inbound_at = row.received_at;
         }
     }
-    let mut threads: BTreeMap<(String, String, String), String> = BTreeMap::new();
-    if !counts.is_empty() {
+    let keys = if counts.is_empty() {
+        Vec::new()
+    } else {
         let counts: Vec<&ThreadCount> = counts.values().collect();
-        for key in conn.upsert_threads(json_array(&counts)).await? {
-            threads.insert(
-                (key.account_id, key.channel, key.phone_number),
-                key.thread_id,
+        conn.upsert_threads(json_array(&counts)).await?
+    };
+    let threads: BTreeMap<(&str, &str, &str), &str> = keys
+        .iter()
+        .map(|k| {
+            let key = (
+                k.account_id.as_str(),
+                k.channel.as_str(),
+                k.phone_number.as_str(),
             );
-        }
-    }
+            (key, k.thread_id.as_str())
+        })
+        .collect();
     // Each stored message's thread (a repeat's comes from its stored copy).
     let thread_ids: Vec<Option<String>> = rows
         .iter()
         .map(|row| {
-            let key = (
-                row.account_id?.to_owned(),
-                row.channel.to_owned(),
-                row.from.to_owned(),
-            );
-            stored
-                .contains(row.message_id)
-                .then(|| threads.get(&key).cloned())?
+            let key = (row.account_id?, row.channel, row.from);
+            let thread = threads.get(&key).map(|id| (*id).to_owned());
+            thread.filter(|_| stored.contains(row.message_id))
         })
         .collect();
     let attachments: Vec<Attachment> = rows

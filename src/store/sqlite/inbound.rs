@@ -1,6 +1,6 @@
 //! Inbound messages and threads on SQLite: the statements of `store::receive`'s rules, run in
-//! the writer's transaction (with the accepts of the same batch, so a STOP's confirmation is
-//! queued with it), and the reads on the read pool.
+//! the writer's transaction (all the inbound requests of a batch together, in a savepoint with
+//! the accepts of their STOP and HELP answers), and the reads on the read pool.
 
 use crate::domain::{AccountId, Channel, ThreadId, Timestamp};
 use crate::store::accept::Batch;
