@@ -39,7 +39,8 @@ pub struct WebhookSettings {
     /// Whether customer URLs may be on loopback, private or link-local addresses.
     pub allow_private_targets: bool,
     pub timeout_ms: u64,
-    /// Posts in flight at once per account, and in all.
+    /// Posts in flight at once per account (four times as many to an endpoint that answers
+    /// fast: `workers::webhook_lanes`), and in all.
     pub per_account_in_flight: usize,
     pub in_flight: usize,
     pub backoff_initial_ms: u64,

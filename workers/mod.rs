@@ -25,6 +25,7 @@ mod retry;
 mod route;
 mod sweeper;
 mod tally;
+mod webhook_lanes;
 mod webhooks;
 
 pub use deliver::Deliverer;

@@ -10,27 +10,22 @@
 //! record means the post is made again after the lease: receivers drop duplicates by
 //! `X-Herald-Event-Id`.
 //!
-//! Each account has `per_account_in_flight` posts at most outstanding (the rest wait in the
-//! table), so one slow endpoint holds back only its own account.
+//! Each account has a few posts at most outstanding (the rest wait in the table), so one slow
+//! endpoint holds back only its own account (`webhook_lanes`).
 
 use super::RetryPolicy;
+use super::webhook_lanes::{Lanes, QUEUED_ROUNDS};
 use crate::config::{Settings, WebhookSettings};
-use crate::domain::{AccountId, Timestamp};
+use crate::domain::Timestamp;
 use crate::events::{self, target, twilio_format};
 use crate::metrics::Metrics;
 use crate::sealing::SealingKey;
 use crate::store::Store;
 use crate::store::events::{AttemptOutcome, DeliveryJob, NextStep, TwilioCallback};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-
-/// An account may have this many rounds of `per_account_in_flight` posts claimed at once:
-/// enough that claiming (a write) is not what limits a fast endpoint, few enough that a slow
-/// one holds little.
-const QUEUED_ROUNDS: u32 = 8;
 
 /// Outcomes recorded per write at most.
 const RECORD_BATCH: usize = 1024;
@@ -49,13 +44,6 @@ pub(super) struct Dispatcher {
 
 /// How often old events and finished deliveries are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
-
-/// Claimed deliveries not yet recorded, per account, with the account's post slots.
-#[derive(Default)]
-struct Outstanding {
-    accounts: HashMap<AccountId, (usize, Arc<Semaphore>)>,
-    total: usize,
-}
 
 impl Dispatcher {
     /// # Errors
@@ -104,7 +92,10 @@ impl Dispatcher {
     /// Never: database errors are logged and retried.
     pub(super) async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let this = Arc::new(self);
-        let outstanding = Arc::new(Mutex::new(Outstanding::default()));
+        let lanes = Arc::new(Mutex::new(Lanes::new(
+            this.settings.per_account_in_flight,
+            this.settings.in_flight,
+        )));
         let (done_tx, done_rx) = mpsc::unbounded_channel::<AttemptOutcome>();
         // Rung as posts are answered, so claiming goes on without waiting for the next poll.
         let freed = Arc::new(Notify::new());
@@ -112,9 +103,6 @@ impl Dispatcher {
         let mut tick =
             tokio::time::interval(Duration::from_millis(this.settings.poll_interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let per_account = this.settings.per_account_in_flight.max(1);
-        let most = this.settings.in_flight.max(1);
-        let share = per_account * QUEUED_ROUNDS as usize;
         let mut purged = Instant::now();
         loop {
             tokio::select! {
@@ -131,19 +119,7 @@ impl Dispatcher {
             // Claims while there is work and room: a full claim means more may be due.
             let mut more = false;
             loop {
-                let (room, busy) = {
-                    let o = lock(&outstanding);
-                    let busy: Vec<String> = o
-                        .accounts
-                        .iter()
-                        .filter(|(_, (n, _))| *n >= share / 2)
-                        .map(|(a, _)| a.as_str().to_owned())
-                        .collect();
-                    // One claim adds at most half a share to an account below half of it, so
-                    // none has more than its share, nor waits for more than `QUEUED_ROUNDS`
-                    // rounds of posts: inside the lease.
-                    (most.saturating_sub(o.total).min(share / 2), busy)
-                };
+                let (room, busy) = lock(&lanes).room();
                 if room == 0 || shutdown.is_cancelled() {
                     break;
                 }
@@ -173,29 +149,20 @@ impl Dispatcher {
                 let full = jobs.len() >= room;
                 more = full;
                 for job in jobs {
-                    let slots = {
-                        let mut o = lock(&outstanding);
-                        o.total += 1;
-                        let entry = o
-                            .accounts
-                            .entry(job.event.account_id.clone())
-                            .or_insert_with(|| (0, Arc::new(Semaphore::new(per_account))));
-                        entry.0 += 1;
-                        Arc::clone(&entry.1)
-                    };
+                    let slots = lock(&lanes).claimed(&job.event.account_id);
                     let this = Arc::clone(&this);
                     let done = done_tx.clone();
-                    let outstanding = Arc::clone(&outstanding);
+                    let lanes = Arc::clone(&lanes);
                     let freed = Arc::clone(&freed);
                     tokio::spawn(async move {
-                        // Closed never: the semaphore lives as long as its entry.
+                        // Closed never: the semaphore lives as long as its lane.
                         let permit = slots.acquire_owned().await;
                         let account = job.event.account_id.clone();
                         let outcome = this.post(job).await;
                         drop(permit);
                         // Answered: its place is free (it stays claimed until recorded, so
                         // nobody posts it again meanwhile).
-                        release(&outstanding, &account);
+                        lock(&lanes).answered(&account, outcome.latency);
                         freed.notify_one();
                         let _ = done.send(outcome);
                     });
@@ -413,18 +380,6 @@ fn result_label(next: NextStep) -> &'static str {
     }
 }
 
-/// Frees an answered post's place in its account's share.
-fn release(outstanding: &Mutex<Outstanding>, account: &AccountId) {
-    let mut o = lock(outstanding);
-    o.total = o.total.saturating_sub(1);
-    if let Some(entry) = o.accounts.get_mut(account) {
-        entry.0 = entry.0.saturating_sub(1);
-        if entry.0 == 0 {
-            o.accounts.remove(account);
-        }
-    }
-}
-
-fn lock(o: &Mutex<Outstanding>) -> std::sync::MutexGuard<'_, Outstanding> {
+fn lock(o: &Mutex<Lanes>) -> std::sync::MutexGuard<'_, Lanes> {
     o.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

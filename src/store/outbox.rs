@@ -124,7 +124,12 @@ pub(crate) trait OutboxSql: Send {
         &mut self,
         attempts: String,
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
-    /// `moves`: the same objects with {state, due, finished}.
+    /// `delivered`: a JSON array of [id, attempt, at, latency, status], one per success.
+    fn mark_webhooks_delivered(
+        &mut self,
+        delivered: String,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    /// `moves`: the failed attempts' objects with {state, due, finished}.
     fn finish_webhook_deliveries(
         &mut self,
         moves: String,
@@ -214,33 +219,46 @@ async fn record(
             "error": o.error,
         })
     };
-    // Only the attempts that failed get a row; every attempt, the last on the delivery.
-    let failed: Vec<serde_json::Value> = outcomes
-        .iter()
-        .filter(|o| o.next != NextStep::Delivered)
-        .map(attempt)
-        .collect();
-    let moves: Vec<serde_json::Value> = outcomes
-        .iter()
-        .map(|o| {
-            let (state, due, finished) = match o.next {
-                NextStep::Delivered => ("delivered", None, Some(o.at.millis())),
-                NextStep::GiveUp => ("failed", None, Some(o.at.millis())),
-                NextStep::RetryAt(t) => ("pending", Some(t.millis()), None),
-            };
-            let mut step = attempt(o);
-            if let Some(fields) = step.as_object_mut() {
-                fields.insert("state".into(), state.into());
-                fields.insert("due".into(), due.into());
-                fields.insert("finished".into(), finished.into());
-            }
-            step
-        })
-        .collect();
-    if !failed.is_empty() {
-        conn.insert_webhook_attempts(json_array(&failed)).await?;
+    // A success (nearly every attempt) is marked by the lean statement and gets no attempt
+    // row; a failure gets its row and moves to a retry or to giving up.
+    let (delivered, failed): (Vec<&AttemptOutcome>, Vec<&AttemptOutcome>) =
+        outcomes.iter().partition(|o| o.next == NextStep::Delivered);
+    if !delivered.is_empty() {
+        let rows: Vec<[i64; 5]> = delivered
+            .iter()
+            .map(|o| {
+                [
+                    o.delivery_id,
+                    o.attempt,
+                    o.at.millis(),
+                    i64::try_from(o.latency.as_millis()).unwrap_or(i64::MAX),
+                    o.response_status.map_or(0, i64::from),
+                ]
+            })
+            .collect();
+        conn.mark_webhooks_delivered(json_array(&rows)).await?;
     }
-    conn.finish_webhook_deliveries(json_array(&moves)).await?;
+    if !failed.is_empty() {
+        let attempts: Vec<serde_json::Value> = failed.iter().map(|o| attempt(o)).collect();
+        let moves: Vec<serde_json::Value> = failed
+            .iter()
+            .map(|o| {
+                let (state, due, finished) = match o.next {
+                    NextStep::RetryAt(t) => ("pending", Some(t.millis()), None),
+                    NextStep::GiveUp | NextStep::Delivered => ("failed", None, Some(o.at.millis())),
+                };
+                let mut step = attempt(o);
+                if let Some(fields) = step.as_object_mut() {
+                    fields.insert("state".into(), state.into());
+                    fields.insert("due".into(), due.into());
+                    fields.insert("finished".into(), finished.into());
+                }
+                step
+            })
+            .collect();
+        conn.insert_webhook_attempts(json_array(&attempts)).await?;
+        conn.finish_webhook_deliveries(json_array(&moves)).await?;
+    }
 
     // The health of each account's webhook: any success in this round clears it.
     let mut worked: HashMap<&str, bool> = HashMap::new();

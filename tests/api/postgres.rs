@@ -587,7 +587,7 @@ async fn webhooks_from_two_worker_processes_reach_a_recovering_receiver_once_eac
     eventually(
         "every event refused once",
         Duration::from_secs(60),
-        || async { (receiver.seen(|s| s.failed) >= expected).then_some(()) },
+        || async { (receiver.seen(|s| s.failed.len()) >= expected).then_some(()) },
     )
     .await;
     receiver.set_failing(false);

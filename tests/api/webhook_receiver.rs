@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,8 +16,9 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct Seen {
     /// Events answered 2xx, with the path they came to, in arrival order.
     pub(crate) accepted: Vec<(String, Value)>,
-    /// Posts answered 500 because the receiver was failing.
-    pub(crate) failed: usize,
+    /// The deliveries (path and event id) answered 500 because the receiver was failing:
+    /// distinct, so a retried event does not stand in for one not yet tried.
+    pub(crate) failed: HashSet<(String, String)>,
     /// Posts whose signature or event id did not check out (answered 401).
     pub(crate) forged: usize,
 }
@@ -111,7 +113,8 @@ async fn receive(
         return StatusCode::UNAUTHORIZED;
     }
     if shared.failing.load(Ordering::SeqCst) {
-        seen.failed += 1;
+        let event_id = header("x-herald-event-id");
+        seen.failed.insert((uri.path().to_owned(), event_id));
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
     if let Some(event) = parsed {

@@ -104,6 +104,14 @@ impl OutboxSql for PgConnection {
         Ok(())
     }
 
+    async fn mark_webhooks_delivered(&mut self, delivered: String) -> sqlx::Result<()> {
+        sqlx::query(include_str!("queries/mark_webhooks_delivered.sql"))
+            .bind(delivered)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
     async fn finish_webhook_deliveries(&mut self, moves: String) -> sqlx::Result<()> {
         sqlx::query(include_str!("queries/finish_webhook_deliveries.sql"))
             .bind(moves)

@@ -102,6 +102,14 @@ impl OutboxSql for SqliteConnection {
         Ok(())
     }
 
+    async fn mark_webhooks_delivered(&mut self, delivered: String) -> sqlx::Result<()> {
+        sqlx::query(include_str!("queries/mark_webhooks_delivered.sql"))
+            .bind(delivered)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
     async fn finish_webhook_deliveries(&mut self, moves: String) -> sqlx::Result<()> {
         sqlx::query(include_str!("queries/finish_webhook_deliveries.sql"))
             .bind(moves)

@@ -1,4 +1,5 @@
--- Moves deliveries after an attempt; $1 a JSON array of {id, attempt, at, latency, status,
+-- Moves deliveries after an attempt that failed, to a retry or to giving up (a success is
+-- `mark_webhooks_delivered.sql`); $1 a JSON array of {id, attempt, at, latency, status,
 -- error, state, due, finished}. Only under the attempt that claimed it (the fencing token).
 UPDATE webhook_delivery
 SET state = v.item ->> 'state',

@@ -1,7 +1,7 @@
--- Moves deliveries on after an attempt: ?1 is a JSON array of {id, attempt, state, due,
--- finished, at, latency, status, error}. Only under the claim that made the attempt (a
--- stalled dispatcher whose claim was taken over writes nothing), and only a pending one.
--- `due` is set for a retry only, so a delivered one never moves in the due index.
+-- Moves deliveries on after an attempt that failed, to a retry or to giving up (a success is
+-- `mark_webhooks_delivered.sql`): ?1 is a JSON array of {id, attempt, state, due, finished,
+-- at, latency, status, error}. Only under the claim that made the attempt (a stalled
+-- dispatcher whose claim was taken over writes nothing), and only a pending one.
 UPDATE webhook_delivery
 SET state = v.value ->> 'state', due_at = COALESCE(v.value ->> 'due', due_at),
     claimed_until = 0, finished_at = v.value ->> 'finished',
