@@ -59,7 +59,7 @@ impl Lanes {
     /// Slots the account has earned now.
     fn limit_for(&self, account: &AccountId) -> usize {
         match self.speed.get(account) {
-            Some(average) if *average <= FAST_POST => self.base * FAST_FACTOR,
+            Some(average) if *average <= FAST_POST => self.base.saturating_mul(FAST_FACTOR),
             _ => self.base,
         }
     }
@@ -73,13 +73,15 @@ impl Lanes {
         let busy = self
             .accounts
             .iter()
-            .filter(|(account, lane)| lane.claimed >= self.limit_for(account) * rounds / 2)
+            .filter(|(account, lane)| {
+                lane.claimed >= self.limit_for(account).saturating_mul(rounds) / 2
+            })
             .map(|(account, _)| account.as_str().to_owned())
             .collect();
         let room = self
             .most
             .saturating_sub(self.total)
-            .min(self.base * rounds / 2);
+            .min(self.base.saturating_mul(rounds) / 2);
         (room, busy)
     }
 
@@ -108,7 +110,7 @@ impl Lanes {
     pub(super) fn answered(&mut self, account: &AccountId, took: Duration) {
         let average = match self.speed.get(account) {
             // An average over about the last eight posts.
-            Some(average) => (*average * 7 + took) / 8,
+            Some(average) => average.saturating_mul(7).saturating_add(took) / 8,
             None => took,
         };
         self.speed.insert(account.clone(), average);
