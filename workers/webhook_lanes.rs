@@ -108,12 +108,14 @@ impl Lanes {
     /// A post of `account` was answered (or gave up) after `took`: its place is free, and the
     /// endpoint's speed decides its slots from now on.
     pub(super) fn answered(&mut self, account: &AccountId, took: Duration) {
-        let average = match self.speed.get(account) {
+        match self.speed.get_mut(account) {
             // An average over about the last eight posts.
-            Some(average) => average.saturating_mul(7).saturating_add(took) / 8,
-            None => took,
-        };
-        self.speed.insert(account.clone(), average);
+            Some(average) => *average = average.saturating_mul(7).saturating_add(took) / 8,
+            // The account's id is copied once, not at every post.
+            None => {
+                self.speed.insert(account.clone(), took);
+            }
+        }
         let limit = self.limit_for(account);
         self.total = self.total.saturating_sub(1);
         let Some(lane) = self.accounts.get_mut(account) else {

@@ -247,9 +247,9 @@ impl Batch {
     }
 
     /// Looks up ahead, in one statement per account, the numbers (with their accounts) the
-    /// requests of a writer's batch are about to send to, so that their accepts find them screened (a batch of a
-    /// hundred single sends is one lookup, not a hundred). An account that cannot be read
-    /// here is left to its requests, which then fail on it one by one.
+    /// requests of a writer's batch are about to send to, so that their accepts find them
+    /// screened (a batch of a hundred single sends is one lookup, not a hundred). An account
+    /// that cannot be read here is left to its requests, which then fail on it one by one.
     pub(crate) async fn screen_ahead(
         &mut self,
         conn: &mut impl AcceptSql,

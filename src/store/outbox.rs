@@ -200,6 +200,11 @@ pub(crate) async fn run(conn: &mut impl OutboxSql, write: EventWrite) -> StoreRe
     })
 }
 
+/// The attempt's latency as stored, in whole milliseconds.
+fn latency_ms(o: &AttemptOutcome) -> i64 {
+    i64::try_from(o.latency.as_millis()).unwrap_or(i64::MAX)
+}
+
 async fn record(
     conn: &mut impl OutboxSql,
     outcomes: &[AttemptOutcome],
@@ -214,7 +219,7 @@ async fn record(
             "id": o.delivery_id,
             "attempt": o.attempt,
             "at": o.at.millis(),
-            "latency": i64::try_from(o.latency.as_millis()).unwrap_or(i64::MAX),
+            "latency": latency_ms(o),
             "status": o.response_status,
             "error": o.error,
         })
@@ -231,7 +236,7 @@ async fn record(
                     o.delivery_id,
                     o.attempt,
                     o.at.millis(),
-                    i64::try_from(o.latency.as_millis()).unwrap_or(i64::MAX),
+                    latency_ms(o),
                     o.response_status.map_or(0, i64::from),
                 ]
             })
