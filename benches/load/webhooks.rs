@@ -33,10 +33,31 @@ const COLUMNS: [&str; 11] = [
 ];
 
 /// What the receiver saw: per event, its sequence number, the delay from its `at`, and when
-/// it arrived (ms since the epoch).
+/// it arrived (ms since the epoch); and the delays apart per status reached.
 #[derive(Default)]
 struct Seen {
     events: Vec<(i64, f64, i64)>,
+    by_status: std::collections::BTreeMap<String, Vec<f64>>,
+}
+
+impl Seen {
+    /// p50/p99 of the delay per status: a status whose `at` is set before the writer records
+    /// it (sent, and the receipts) includes the writer's lag; `queued` is stamped as written.
+    fn by_status_line(&mut self) -> String {
+        let mut parts = Vec::new();
+        for (status, delays) in &mut self.by_status {
+            delays.sort_by(f64::total_cmp);
+            parts.push(format!(
+                "{status} {:.0}/{:.0}",
+                quantile(delays, 0.5),
+                quantile(delays, 0.99)
+            ));
+        }
+        format!(
+            "   delay by status reached, p50/p99 ms: {}",
+            parts.join(", ")
+        )
+    }
 }
 
 /// Starts the receiver on its own thread; answers its address.
@@ -65,10 +86,11 @@ fn start_receiver(seen: Arc<Mutex<Seen>>) -> anyhow::Result<SocketAddr> {
                             .as_str()
                             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                             .map_or(now, |t| t.timestamp_millis());
-                        seen.lock()
-                            .unwrap()
-                            .events
-                            .push((seq, (now - at) as f64, now));
+                        let status = event["status"].as_str().unwrap_or("?").to_owned();
+                        let delay = (now - at) as f64;
+                        let mut seen = seen.lock().unwrap();
+                        seen.events.push((seq, delay, now));
+                        seen.by_status.entry(status).or_default().push(delay);
                     }
                     axum::http::StatusCode::OK
                 }
@@ -126,7 +148,8 @@ pub(crate) async fn webhooks(args: &Args) -> anyhow::Result<()> {
         let url = format!("http://{addr}/hooks");
         let on = pace_run_with(args, &sandbox, args.rate, duration, Some(&url)).await?;
         let logged = sandbox.db().await?.events().await?;
-        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        let mut seen = std::mem::take(&mut *seen.lock().unwrap());
+        println!("{}", seen.by_status_line());
         let distinct: HashSet<i64> = seen.events.iter().map(|e| e.0).collect();
         let mut delays: Vec<f64> = seen.events.iter().map(|e| e.1).collect();
         delays.sort_by(f64::total_cmp);

@@ -4,8 +4,8 @@
 //! statements ([`AcceptSql`]) and a transaction in which the account's figures cannot change
 //! under it (SQLite: its single writer; PostgreSQL: the account row locked first).
 
-use crate::domain::{AccountId, Timestamp, WhatsappTemplate};
-use crate::store::delivery::{DeliverySql, json_array};
+use crate::domain::{AccountId, MessageStatus, Timestamp, WhatsappTemplate};
+use crate::store::delivery::{DeliverySql, json_array, status_events};
 use crate::store::{
     AcceptOutcome, AcceptRequest, IdempotencyRecord, ItemOutcome, NewMessage, StoreError,
     StoreResult, StoredResponse,
@@ -396,13 +396,14 @@ impl Batch {
             }
             conn.insert_messages(account_id.as_str(), &state.accepted, now.millis())
                 .await?;
-            let ids: Vec<&str> = state
-                .accepted
-                .iter()
-                .map(|m| m.message_id.as_str())
-                .collect();
-            if !ids.is_empty() {
-                conn.insert_status_events(json_array(&ids), "queued", now.millis())
+            if !state.accepted.is_empty() {
+                let events = status_events(
+                    state
+                        .accepted
+                        .iter()
+                        .map(|m| (m.message_id.as_str(), account_id.as_str(), now.millis())),
+                );
+                conn.insert_status_events(events, MessageStatus::Queued.as_str())
                     .await?;
             }
             conn.reserve(

@@ -60,6 +60,7 @@ pub(crate) struct SentRow {
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ReceiptMove {
     pub message_id: String,
+    pub account_id: String,
     pub provider_message_id: String,
     pub updated_at: i64,
 }
@@ -103,15 +104,10 @@ pub(crate) trait DeliverySql: Send {
         rank: i64,
         quota: i64,
     ) -> impl Future<Output = sqlx::Result<Vec<ClaimRow>>> + Send;
-    /// Adds `status` at `at` to the history of each message in the JSON array `ids`.
+    /// Adds `status` to the history of the messages in `events` (made by [`status_events`])
+    /// and writes a status event for each history row added; a status already in a
+    /// message's history keeps its first time and gets no second event.
     fn insert_status_events(
-        &mut self,
-        ids: String,
-        status: &'static str,
-        at: i64,
-    ) -> impl Future<Output = sqlx::Result<()>> + Send;
-    /// The same, with each message's own time: `events` is a JSON array of [id, at].
-    fn insert_status_events_at(
         &mut self,
         events: String,
         status: &'static str,
@@ -296,13 +292,13 @@ pub(crate) async fn claim_due(
     }
     let claimed = screen(conn, claimed, now, due.any_opt_out).await?;
     if !claimed.is_empty() {
-        let ids: Vec<&str> = claimed.iter().map(|m| m.message_id.as_str()).collect();
-        conn.insert_status_events(
-            json_array(&ids),
-            MessageStatus::Sending.as_str(),
-            now.millis(),
-        )
-        .await?;
+        let events = status_events(
+            claimed
+                .iter()
+                .map(|m| (m.message_id.as_str(), m.account_id.as_str(), now.millis())),
+        );
+        conn.insert_status_events(events, MessageStatus::Sending.as_str())
+            .await?;
     }
     Ok(claimed)
 }
@@ -310,6 +306,18 @@ pub(crate) async fn claim_due(
 /// A batch as one JSON parameter (strings and numbers only: encoding cannot fail).
 pub(crate) fn json_array<T: serde::Serialize>(items: &[T]) -> String {
     serde_json::to_string(items).unwrap_or_default()
+}
+
+/// History rows as [`DeliverySql::insert_status_events`] takes them: a JSON array of
+/// [message_id, account_id, at], each message once (its first entry, as the history keeps a
+/// status's first time; a second entry would otherwise get an event of its own).
+pub(crate) fn status_events<'a>(rows: impl IntoIterator<Item = (&'a str, &'a str, i64)>) -> String {
+    let mut seen = HashSet::new();
+    let rows: Vec<(&str, &str, i64)> = rows
+        .into_iter()
+        .filter(|(id, _, _)| seen.insert(*id))
+        .collect();
+    json_array(&rows)
 }
 
 /// Takes out of a fresh claim, before its `sending` is recorded, what must not be sent: messages
@@ -518,8 +526,13 @@ pub(crate) async fn record_outcomes(
                     )
                     .await?;
                 if let Some(row) = row {
+                    insert_events(
+                        conn,
+                        status,
+                        &[(id, row.account_id.as_str(), row.updated_at)],
+                    )
+                    .await?;
                     accounts.entry(row.account_id).or_default().released += row.cost;
-                    insert_events(conn, status, &[(id, row.updated_at)]).await?;
                 }
             }
             DeliveryOutcome::Held => {
@@ -537,15 +550,20 @@ pub(crate) async fn record_outcomes(
             .await?;
         let mut events = Vec::with_capacity(rows.len());
         let mut references = Vec::with_capacity(rows.len());
-        for row in rows {
-            let settlement = accounts.entry(row.account_id).or_default();
+        for row in &rows {
+            let settlement = accounts.entry(row.account_id.clone()).or_default();
             settlement.charged += row.cost;
             settlement.sent += 1;
-            events.push((row.message_id, row.updated_at));
+            events.push((
+                row.message_id.as_str(),
+                row.account_id.as_str(),
+                row.updated_at,
+            ));
+        }
+        insert_events(conn, MessageStatus::Sent, &events).await?;
+        for row in rows {
             references.push(row.provider_message_id);
         }
-        let events: Vec<(&str, i64)> = events.iter().map(|(id, at)| (id.as_str(), *at)).collect();
-        insert_events(conn, MessageStatus::Sent, &events).await?;
         if !references.is_empty() {
             conn.guard_receipt_hand_over(false).await?;
             apply_held_receipts(conn, &providers, &references).await?;
@@ -600,15 +618,16 @@ async fn apply_held_receipts(
     Ok(())
 }
 
+/// Adds `status` to the history of (message_id, account_id, at) `events`, with their events.
 async fn insert_events(
     conn: &mut impl DeliverySql,
     status: MessageStatus,
-    events: &[(&str, i64)],
+    events: &[(&str, &str, i64)],
 ) -> sqlx::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    conn.insert_status_events_at(json_array(events), status.as_str())
+    conn.insert_status_events(status_events(events.iter().copied()), status.as_str())
         .await
 }
 
@@ -630,9 +649,15 @@ async fn apply_receipts(
             allowed.to_owned(),
         )
         .await?;
-    let events: Vec<(&str, i64)> = rows
+    let events: Vec<(&str, &str, i64)> = rows
         .iter()
-        .map(|row| (row.message_id.as_str(), row.updated_at))
+        .map(|row| {
+            (
+                row.message_id.as_str(),
+                row.account_id.as_str(),
+                row.updated_at,
+            )
+        })
         .collect();
     insert_events(conn, status, &events).await?;
     Ok(rows

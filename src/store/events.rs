@@ -1,8 +1,9 @@
 //! Events and the webhooks that carry them to customers, as stored (SPEC §7).
 //!
-//! Triggers write an event for every status a message reaches and every inbound message, in
-//! the transaction that makes the change, and queue one delivery per target (the account's
-//! webhook, the message's `status_callback`). So an event is never lost nor invented: what
+//! An event is written for every status a message reaches (by the statements that add it to
+//! the history, `DeliverySql::insert_status_events`) and every inbound message (by a
+//! trigger), in the transaction that makes the change, and a trigger queues one delivery per
+//! target (the account's webhook, the message's `status_callback`). So an event is never lost nor invented: what
 //! follows (signing, posting, retrying, streaming) only reads and marks them.
 
 use super::outbox::{EventWrite, EventWritten};

@@ -93,26 +93,29 @@ pub(crate) fn process_env<'a>(db: &'a TestDatabase, journal: &'a str) -> Vec<(&'
     ]
 }
 
-/// Cancels the scheduled message `id` in a transaction left open: its history's trigger
-/// writes an event whose number is taken now and committed only when the caller commits the
-/// transaction. Answers the transaction and that event's number.
+/// Cancels the scheduled message `id` in a transaction left open: Herald's own history
+/// statement writes an event whose number is taken now and committed only when the caller
+/// commits the transaction. Answers the transaction and that event's number.
 pub(crate) async fn cancel_in_open_transaction(
     pool: &PgPool,
     id: &str,
 ) -> (sqlx::Transaction<'static, sqlx::Postgres>, i64) {
     let mut open = pool.begin().await.expect("a transaction");
     let now = chrono::Utc::now().timestamp_millis();
-    sqlx::query("UPDATE message SET status = 'canceled', updated_at = $2 WHERE message_id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(&mut *open)
-        .await
-        .expect("canceled");
-    sqlx::query(
-        "INSERT INTO message_status_event (message_id, status, at) VALUES ($1, 'canceled', $2)",
+    let account: String = sqlx::query_scalar(
+        "UPDATE message SET status = 'canceled', updated_at = $2 WHERE message_id = $1 \
+         RETURNING account_id",
     )
     .bind(id)
     .bind(now)
+    .fetch_one(&mut *open)
+    .await
+    .expect("canceled");
+    sqlx::query(include_str!(
+        "../../src/store/postgres/queries/insert_status_events.sql"
+    ))
+    .bind(json!([[id, account, now]]).to_string())
+    .bind("canceled")
     .execute(&mut *open)
     .await
     .expect("in its history");

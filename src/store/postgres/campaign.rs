@@ -7,11 +7,12 @@
 
 use super::PgStore;
 use crate::domain::{
-    AccountId, CampaignId, CampaignStatus, Channel, IdBlock, PauseReason, Priority, Timestamp,
+    AccountId, CampaignId, CampaignStatus, Channel, IdBlock, MessageStatus, PauseReason, Priority,
+    Timestamp,
 };
 use crate::store::accept::{AccountFigures, Batch};
 use crate::store::campaigns::{Settle, step_end};
-use crate::store::delivery::{DeliverySql, json_array};
+use crate::store::delivery::{DeliverySql, status_events};
 use crate::store::receive::InboundSql;
 use crate::store::{
     AcceptOutcome, FanOutRequest, FanOutResult, FinishCampaign, HELD, NewCampaign, Rejection,
@@ -503,15 +504,20 @@ async fn cancel_queued(
         .bind(HELD)
         .fetch_all(&mut *conn)
         .await?;
-    let mut ids = Vec::with_capacity(rows.len());
+    let mut canceled: Vec<(String, String)> = Vec::with_capacity(rows.len());
     let mut released: BTreeMap<String, i64> = BTreeMap::new();
     for row in &rows {
-        ids.push(row.try_get::<String, _>("message_id")?);
-        *released.entry(row.try_get("account_id")?).or_default() +=
-            row.try_get::<i64, _>("cost")?;
+        let account: String = row.try_get("account_id")?;
+        *released.entry(account.clone()).or_default() += row.try_get::<i64, _>("cost")?;
+        canceled.push((row.try_get("message_id")?, account));
     }
-    if !ids.is_empty() {
-        conn.insert_status_events(json_array(&ids), "canceled", now.millis())
+    if !canceled.is_empty() {
+        let events = status_events(
+            canceled
+                .iter()
+                .map(|(id, account)| (id.as_str(), account.as_str(), now.millis())),
+        );
+        conn.insert_status_events(events, MessageStatus::Canceled.as_str())
             .await?;
     }
     for (account, amount) in released {

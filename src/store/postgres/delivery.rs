@@ -34,25 +34,10 @@ impl DeliverySql for PgConnection {
 
     async fn insert_status_events(
         &mut self,
-        ids: String,
-        status: &'static str,
-        at: i64,
-    ) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/insert_status_events.sql"))
-            .bind(ids)
-            .bind(status)
-            .bind(at)
-            .execute(self)
-            .await?;
-        Ok(())
-    }
-
-    async fn insert_status_events_at(
-        &mut self,
         events: String,
         status: &'static str,
     ) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/insert_status_events_at.sql"))
+        sqlx::query(include_str!("queries/insert_status_events.sql"))
             .bind(events)
             .bind(status)
             .execute(self)

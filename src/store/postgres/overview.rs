@@ -20,11 +20,11 @@
 //!   whose id is below `xid`, because (1) the identity's sequence hands numbers out in
 //!   increasing order over time (CACHE 1, the default the migration keeps), so each number
 //!   up to `upto` was handed out before `upto` was, which committed before the snapshot;
-//!   (2) events are written only by the AFTER INSERT triggers on `message_status_event` and
-//!   `inbound_message` (migrations 20261205000010 and 20261206000015: once per statement for
-//!   statuses, at its end, once per row for inbound messages), so an event's transaction
-//!   already holds an id, from the insert that fired the trigger, when the event's number is
-//!   handed out;
+//!   (2) status events are written only by the statements that add history rows
+//!   (`insert_status_events.sql`, `fanout_insert.sql`: the history insert in a WITH, whose
+//!   rows the event insert reads), and inbound events only by the AFTER INSERT trigger on
+//!   `inbound_message`, so an event's transaction already holds an id, from that history or
+//!   inbound insert, when the event's number is handed out;
 //!   (3) transaction ids are handed out in increasing order, and `xid` came after all that.
 //! * The mark has settled once the oldest transaction still running anywhere in the cluster
 //!   (`pg_snapshot_xmin`) is younger than `xid` (`tallies_settled.sql`). Then every

@@ -1,8 +1,6 @@
 //! SQLite's statements for the accept rules (`store::accept`).
 
-use crate::domain::Timestamp;
 use crate::store::accept::{AcceptSql, AccountFigures, StoredKey, template_json};
-use crate::store::delivery::{DeliverySql, json_array};
 use crate::store::{NewMessage, StoredResponse};
 use sqlx::QueryBuilder;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
@@ -133,19 +131,4 @@ impl AcceptSql for SqliteConnection {
             .await?;
         Ok(())
     }
-}
-
-/// Adds `status` at `at` to the history of each message in `ids`.
-pub(super) async fn insert_events(
-    conn: &mut SqliteConnection,
-    status: &'static str,
-    ids: &[impl AsRef<str>],
-    at: Timestamp,
-) -> sqlx::Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
-    conn.insert_status_events(json_array(&ids), status, at.millis())
-        .await
 }

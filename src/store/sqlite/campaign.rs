@@ -1,12 +1,13 @@
 //! Campaign writes: staging a list, finishing it, the fan-out step, state changes, and the
 //! opt-out and template writes that go with them. All run inside the writer's transaction.
 
-use super::accept;
 use crate::domain::{
-    AccountId, CampaignId, CampaignStatus, Channel, IdBlock, PauseReason, Priority, Timestamp,
+    AccountId, CampaignId, CampaignStatus, Channel, IdBlock, MessageStatus, PauseReason, Priority,
+    Timestamp,
 };
 use crate::store::accept::Batch;
 use crate::store::campaigns::step_end;
+use crate::store::delivery::{DeliverySql, status_events};
 use crate::store::{
     AcceptOutcome, FanOutRequest, FanOutResult, FinishCampaign, HELD, NewCampaign, Rejection,
     StagedRecipient, StoreResult,
@@ -297,14 +298,22 @@ async fn cancel_queued(
         .bind(HELD)
         .fetch_all(&mut *conn)
         .await?;
-    let mut ids = Vec::with_capacity(rows.len());
+    let mut canceled: Vec<(String, String)> = Vec::with_capacity(rows.len());
     let mut released: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     for row in &rows {
-        ids.push(row.try_get::<String, _>("message_id")?);
-        *released.entry(row.try_get("account_id")?).or_default() +=
-            row.try_get::<i64, _>("cost")?;
+        let account: String = row.try_get("account_id")?;
+        *released.entry(account.clone()).or_default() += row.try_get::<i64, _>("cost")?;
+        canceled.push((row.try_get("message_id")?, account));
     }
-    accept::insert_events(conn, "canceled", &ids, now).await?;
+    if !canceled.is_empty() {
+        let events = status_events(
+            canceled
+                .iter()
+                .map(|(id, account)| (id.as_str(), account.as_str(), now.millis())),
+        );
+        conn.insert_status_events(events, MessageStatus::Canceled.as_str())
+            .await?;
+    }
     for (account, amount) in released {
         sqlx::query(include_str!("queries/release_reservation.sql"))
             .bind(amount)
@@ -425,14 +434,21 @@ pub(super) async fn fan_out(
             .await?
             .rows_affected();
         let last = u32::try_from(inserted.saturating_sub(1)).unwrap_or(u32::MAX);
-        sqlx::query(include_str!("queries/insert_status_events_for_block.sql"))
-            .bind(block.id(0).as_str())
-            .bind(block.id(last).as_str())
-            .bind(campaign_id.as_str())
-            .bind("queued")
-            .bind(now.millis())
-            .execute(&mut *conn)
-            .await?;
+        // The events first: each is written only where the history does not hold the status
+        // yet, which the history insert then changes.
+        for sql in [
+            include_str!("queries/insert_message_events_for_block.sql"),
+            include_str!("queries/insert_status_events_for_block.sql"),
+        ] {
+            sqlx::query(sql)
+                .bind(block.id(0).as_str())
+                .bind(block.id(last).as_str())
+                .bind(campaign_id.as_str())
+                .bind(MessageStatus::Queued.as_str())
+                .bind(now.millis())
+                .execute(&mut *conn)
+                .await?;
+        }
         accepts.reserve_elsewhere(&account_id, cost, messages);
     }
     let skipped = sqlx::query(include_str!("queries/fanout_skip_opted_out.sql"))

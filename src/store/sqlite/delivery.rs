@@ -34,25 +34,17 @@ impl DeliverySql for SqliteConnection {
 
     async fn insert_status_events(
         &mut self,
-        ids: String,
-        status: &'static str,
-        at: i64,
-    ) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/insert_status_events.sql"))
-            .bind(ids)
-            .bind(status)
-            .bind(at)
-            .execute(self)
-            .await?;
-        Ok(())
-    }
-
-    async fn insert_status_events_at(
-        &mut self,
         events: String,
         status: &'static str,
     ) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/insert_status_events_at.sql"))
+        // The events first: each is written only where the history does not hold the status
+        // yet, which the history insert then changes.
+        sqlx::query(include_str!("queries/insert_message_events.sql"))
+            .bind(events.as_str())
+            .bind(status)
+            .execute(&mut *self)
+            .await?;
+        sqlx::query(include_str!("queries/insert_status_events.sql"))
             .bind(events)
             .bind(status)
             .execute(self)

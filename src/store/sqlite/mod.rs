@@ -431,6 +431,7 @@ fn connect_options(settings: &DatabaseSettings) -> StoreResult<SqliteConnectOpti
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::store::delivery::{DeliverySql, status_events};
     use sqlx::Executor;
     use sqlx::sqlite::SqliteConnection;
 
@@ -511,6 +512,8 @@ mod tests {
             include_str!("queries/fanout_insert.sql"),
             include_str!("queries/fanout_skip_opted_out.sql"),
             include_str!("queries/insert_status_events_for_block.sql"),
+            include_str!("queries/insert_message_events_for_block.sql"),
+            include_str!("queries/insert_message_events.sql"),
             include_str!("queries/last_outbound.sql"),
             include_str!("queries/attach_threads.sql"),
             include_str!("queries/list_threads.sql"),
@@ -773,26 +776,31 @@ mod tests {
     async fn the_fan_out_finds_its_block_by_primary_key() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = migrated(&dir).await;
-        let sql = include_str!("queries/insert_status_events_for_block.sql");
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
-        let details: Vec<&str> = plan.iter().map(|(_, _, _, d)| d.as_str()).collect();
-        assert!(
-            details
-                .iter()
-                .any(|d| d.contains("sqlite_autoindex_message_1 (message_id>? AND message_id<?)")),
-            "{details:?}"
-        );
+        for sql in [
+            include_str!("queries/insert_message_events_for_block.sql"),
+            include_str!("queries/insert_status_events_for_block.sql"),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            let details: Vec<&str> = plan.iter().map(|(_, _, _, d)| d.as_str()).collect();
+            assert!(
+                details.iter().any(|d| {
+                    d.contains("sqlite_autoindex_message_1 (message_id>? AND message_id<?)")
+                }),
+                "{sql}\n{details:?}"
+            );
+        }
     }
 
     /// Each status event names the previous status: the highest-ranked one already in the
     /// message's history below the new one (queued < sending < sent < delivered < read <
-    /// every failure), whatever order the statuses arrive in. The trigger finds it by point
-    /// lookups from the next rank down; this checks it against the rule on histories in
-    /// every order a provider can produce, skipped statuses and failures included.
+    /// every failure), whatever order the statuses arrive in, and a status gets one event
+    /// however often it is added. `insert_message_events.sql` finds it by point lookups from
+    /// the next rank down; this checks it against the rule on histories in every order a
+    /// provider can produce, skipped statuses and failures included.
     #[tokio::test]
     async fn each_status_event_names_the_highest_status_below_it_in_any_arrival_order() {
         use crate::domain::MessageStatus::{
@@ -833,13 +841,13 @@ mod tests {
             .unwrap();
             let mut seen: Vec<crate::domain::MessageStatus> = Vec::new();
             for status in history {
-                sqlx::query(include_str!("queries/insert_status_events.sql"))
-                    .bind(format!("[\"{id}\"]"))
-                    .bind(status.as_str())
-                    .bind(1_i64)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
+                // Named twice in one call: the second entry adds nothing.
+                conn.insert_status_events(
+                    status_events([(id.as_str(), "acc_1", 1), (id.as_str(), "acc_1", 2)]),
+                    status.as_str(),
+                )
+                .await
+                .unwrap();
                 let previous = seen
                     .iter()
                     .filter(|s| s.order() < status.order())
@@ -847,6 +855,15 @@ mod tests {
                     .map(|s| s.as_str().to_owned());
                 want.push((id.clone(), status.as_str().to_owned(), previous));
                 seen.push(*status);
+            }
+            // A status already in the history gets no second event.
+            if let Some(first) = history.first() {
+                conn.insert_status_events(
+                    status_events([(id.as_str(), "acc_1", 3)]),
+                    first.as_str(),
+                )
+                .await
+                .unwrap();
             }
         }
         let got: Vec<(String, String, Option<String>)> = sqlx::query_as(

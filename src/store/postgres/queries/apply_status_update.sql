@@ -15,4 +15,4 @@ SET status = $2,
 FROM receipt
 WHERE message.message_id = receipt.id
   AND message.status IN (SELECT jsonb_array_elements_text($4::jsonb))
-RETURNING message.message_id, message.provider_message_id, message.updated_at
+RETURNING message.message_id, message.account_id, message.provider_message_id, message.updated_at

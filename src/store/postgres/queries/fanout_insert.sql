@@ -3,7 +3,7 @@
 -- the first 20 characters of an id (`msg_`, a ULID's timestamp and 30 random bits) and the
 -- last 10 are the Crockford base-32 digits of $11 + the row's position (random 50 bits),
 -- so the ids are valid ULIDs, distinct, and ascending in input order. Each new message's
--- history starts with `queued` at $9, written by the same statement.
+-- history starts with `queued` at $9, and its status event, written by the same statement.
 WITH inserted AS (
     INSERT INTO message (
         message_id, account_id, campaign_id, channel, phone_number, sender_id, body,
@@ -27,6 +27,12 @@ WITH inserted AS (
                           WHERE o.account_id = $4 AND o.phone_number = c.phone_number)
     ) AS r
     RETURNING message_id
+),
+history AS (
+    INSERT INTO message_status_event (message_id, status, at)
+    SELECT message_id, 'queued', $9 FROM inserted
 )
-INSERT INTO message_status_event (message_id, status, at)
-SELECT message_id, 'queued', $9 FROM inserted
+INSERT INTO event (account_id, kind, message_id, status, previous_status, at, created_at)
+SELECT $4, 'message.status', message_id, 'queued', NULL, $9,
+       floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint
+FROM inserted

@@ -17,4 +17,4 @@ SET status = ?2,
 FROM receipt
 WHERE message.message_id = receipt.id
   AND message.status IN (SELECT s.value FROM json_each(?4) AS s)
-RETURNING message_id, provider_message_id, updated_at
+RETURNING message_id, account_id, provider_message_id, updated_at

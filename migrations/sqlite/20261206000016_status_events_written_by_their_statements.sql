@@ -1,0 +1,11 @@
+-- A status event is written by the statements that add the history row
+-- (store/sqlite/queries/insert_message_events.sql, then insert_status_events.sql, and the
+-- fan-out's block statements), not by a trigger on the history. Their callers know each
+-- message's account, so an event no longer looks its message up, and no trigger program
+-- runs per history row. The previous status is found by the same point lookups as
+-- 20261206000015's trigger, and the rows written are the same.
+--
+-- Measured in Python's sqlite3 (CPU time per history row, 40,000 messages through five
+-- statuses in statements of 200, every migration applied): 7.6–8.5 µs with the trigger,
+-- 5.4–5.6 µs with the two statements.
+DROP TRIGGER message_status_event_is_an_event;
