@@ -24,7 +24,7 @@ pub(super) const QUEUED_ROUNDS: u32 = 8;
 /// endpoint takes seconds, or times out)...
 const FAST_POST: Duration = Duration::from_millis(250);
 /// ...and may have this many times `per_account_in_flight` posts outstanding.
-const FAST_FACTOR: usize = 4;
+pub(super) const FAST_FACTOR: usize = 4;
 
 pub(super) struct Lanes {
     /// `per_account_in_flight`.

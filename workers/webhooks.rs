@@ -14,7 +14,7 @@
 //! endpoint holds back only its own account (`webhook_lanes`).
 
 use super::RetryPolicy;
-use super::webhook_lanes::{Lanes, QUEUED_ROUNDS};
+use super::webhook_lanes::{FAST_FACTOR, Lanes, QUEUED_ROUNDS};
 use crate::config::{Settings, WebhookSettings};
 use crate::domain::Timestamp;
 use crate::events::{self, target, twilio_format};
@@ -45,6 +45,9 @@ pub(super) struct Dispatcher {
 /// How often old events and finished deliveries are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
+/// The most of a receiver's answer read to keep its connection (see [`drain`]).
+const DRAIN_LIMIT: usize = 64 * 1024;
+
 impl Dispatcher {
     /// # Errors
     /// The HTTP client cannot be built.
@@ -58,7 +61,9 @@ impl Dispatcher {
             // A redirect could lead anywhere, a private address included: not followed, and
             // counted as a failed attempt.
             .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(settings.per_account_in_flight.max(1));
+            // As many as a fast endpoint may have in flight, so none is closed after a burst
+            // only to be opened again for the next.
+            .pool_max_idle_per_host(settings.per_account_in_flight.max(1) * FAST_FACTOR);
         if !settings.allow_private_targets {
             client = client.dns_resolver(Arc::new(target::PublicOnly));
         }
@@ -279,14 +284,16 @@ impl Dispatcher {
         };
         match request.send().await {
             Ok(response) => {
+                let status = response.status().as_u16();
                 let retry_after = response
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
+                drain(response).await;
                 Attempted::Answered {
-                    status: response.status().as_u16(),
+                    status,
                     retry_after,
                 }
             }
@@ -359,6 +366,20 @@ enum Attempted {
     Failed(String),
     /// Not tried, and trying again would not help.
     Refused(String),
+}
+
+/// Reads what the receiver answered, up to `DRAIN_LIMIT` bytes, and drops it: a response
+/// dropped unread closes its connection, so every post to an endpoint that answers with a
+/// body (`{"ok":true}`) would open a new one, TLS handshake included. A longer answer, or one
+/// that fails midway, costs just its connection.
+async fn drain(mut response: reqwest::Response) {
+    let mut read = 0;
+    while read <= DRAIN_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => break,
+        }
+    }
 }
 
 fn describe(e: reqwest::Error) -> String {

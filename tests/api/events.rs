@@ -413,6 +413,35 @@ async fn a_slow_endpoint_holds_back_only_its_own_account() {
     assert_eq!(slow.seen(|s| s.forged) + fast.seen(|s| s.forged), 0);
 }
 
+/// Many endpoints answer with a body (`{"ok":true}`); an answer left unread closes its
+/// connection, and every event would pay a new one (with HTTPS, a TLS handshake too).
+#[tokio::test]
+async fn an_endpoint_that_answers_with_a_body_keeps_its_connections() {
+    // Arrange: 16 KiB answers (more than arrives with the status line), and one post in
+    // flight for the account to start with: four once the endpoint has shown it is fast.
+    let app = spawn_app_with("[webhooks]\nper_account_in_flight = 1\n").await;
+    let receiver = Receiver::start().await;
+    receiver.set_reply(&[b' '; 16 * 1024]);
+    hook_up(&app, &receiver).await;
+
+    // Act
+    let items = bulk_items(&numbers_from(7800, 20), "normal", "kept");
+    let ids = app.send_bulk_ok(&items).await;
+    let posts = ids.len() * 5;
+    eventually("every event", PATIENCE, || async {
+        (receiver.seen(|s| s.accepted.len()) == posts).then_some(())
+    })
+    .await;
+
+    // Assert: the posts came over a few kept connections, not one each (at most two for
+    // each post that may be in flight, should the receiver close one).
+    let connections = receiver.seen(|s| s.connections.len());
+    assert!(
+        connections <= 8,
+        "{connections} connections for {posts} posts"
+    );
+}
+
 #[tokio::test]
 async fn urls_on_private_addresses_are_refused_unless_allowed() {
     let app = spawn_app_with("[webhooks]\nallow_private_targets = false\n").await;

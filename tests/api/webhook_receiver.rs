@@ -1,14 +1,16 @@
 //! A customer's webhook receiver on loopback, as a customer would write one: it checks
 //! `X-Herald-Signature` against the account's secret and that `X-Herald-Event-Id` matches
-//! the body, and answers 500 while told to fail. Everything it saw is kept for assertions.
+//! the body, and answers 500 while told to fail. Everything it saw is kept for assertions,
+//! with the connections the posts came over.
 
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +23,8 @@ pub(crate) struct Seen {
     pub(crate) failed: HashSet<(String, String)>,
     /// Posts whose signature or event id did not check out (answered 401).
     pub(crate) forged: usize,
+    /// The client address of every post: one per connection Herald opened.
+    pub(crate) connections: HashSet<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -30,6 +34,9 @@ struct Shared {
     failing: Arc<AtomicBool>,
     /// Milliseconds to wait before answering: a slow endpoint.
     delay_ms: Arc<AtomicU64>,
+    /// The body a 2xx answer carries (none by default), sent a moment after the status
+    /// line, as an endpoint that flushes its headers first does.
+    reply: Arc<Mutex<Bytes>>,
 }
 
 pub(crate) struct Receiver {
@@ -44,6 +51,7 @@ impl Receiver {
             secret: Arc::default(),
             failing: Arc::default(),
             delay_ms: Arc::default(),
+            reply: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(receive)
@@ -52,7 +60,13 @@ impl Receiver {
             .await
             .expect("a port for the receiver");
         let base = format!("http://{}", listener.local_addr().expect("an address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
         Receiver { base, shared }
     }
 
@@ -67,6 +81,11 @@ impl Receiver {
     pub(crate) fn set_delay(&self, delay: std::time::Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap();
         self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Answers every accepted event with `body`, as many real endpoints do.
+    pub(crate) fn set_reply(&self, body: &'static [u8]) {
+        *self.shared.reply.lock().unwrap() = Bytes::from_static(body);
     }
 
     pub(crate) fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
@@ -85,10 +104,11 @@ pub(crate) fn expected_signature(secret: &str, timestamp: &str, body: &[u8]) -> 
 
 async fn receive(
     State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, Body) {
     let header = |name: &str| {
         headers
             .get(name)
@@ -108,17 +128,27 @@ async fn receive(
             .as_ref()
             .is_some_and(|b| b["event_id"] == header("x-herald-event-id").as_str());
     let mut seen = shared.seen.lock().unwrap();
+    seen.connections.insert(peer);
     if !genuine {
         seen.forged += 1;
-        return StatusCode::UNAUTHORIZED;
+        return (StatusCode::UNAUTHORIZED, Body::empty());
     }
     if shared.failing.load(Ordering::SeqCst) {
         let event_id = header("x-herald-event-id");
         seen.failed.insert((uri.path().to_owned(), event_id));
-        return StatusCode::INTERNAL_SERVER_ERROR;
+        return (StatusCode::INTERNAL_SERVER_ERROR, Body::empty());
     }
     if let Some(event) = parsed {
         seen.accepted.push((uri.path().to_owned(), event));
     }
-    StatusCode::OK
+    let reply = shared.reply.lock().unwrap().clone();
+    if reply.is_empty() {
+        return (StatusCode::OK, Body::empty());
+    }
+    // After the head has gone out on its own: Herald cannot have the body with it.
+    let later = futures::stream::once(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        Ok::<_, std::convert::Infallible>(reply)
+    });
+    (StatusCode::OK, Body::from_stream(later))
 }
