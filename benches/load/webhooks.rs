@@ -38,6 +38,8 @@ const COLUMNS: [&str; 11] = [
 struct Seen {
     events: Vec<(i64, f64, i64)>,
     by_status: std::collections::BTreeMap<String, Vec<f64>>,
+    /// The client address of every post: one per connection Herald opened.
+    connections: HashSet<SocketAddr>,
 }
 
 impl Seen {
@@ -54,8 +56,10 @@ impl Seen {
             ));
         }
         format!(
-            "   delay by status reached, p50/p99 ms: {}",
-            parts.join(", ")
+            "   delay by status reached, p50/p99 ms: {}; {} connections for {} posts",
+            parts.join(", "),
+            self.connections.len(),
+            self.events.len()
         )
     }
 }
@@ -72,30 +76,38 @@ fn start_receiver(seen: Arc<Mutex<Seen>>) -> anyhow::Result<SocketAddr> {
             .expect("a runtime for the receiver");
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("the listener");
-            let app = axum::Router::new().fallback(move |body: Bytes| {
-                let seen = Arc::clone(&seen);
-                async move {
-                    let now = chrono::Utc::now().timestamp_millis();
-                    if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) {
-                        let seq = event["event_id"]
-                            .as_str()
-                            .and_then(|id| id.strip_prefix("evt_"))
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(-1);
-                        let at = event["at"]
-                            .as_str()
-                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                            .map_or(now, |t| t.timestamp_millis());
-                        let status = event["status"].as_str().unwrap_or("?").to_owned();
-                        let delay = (now - at) as f64;
-                        let mut seen = seen.lock().unwrap();
-                        seen.events.push((seq, delay, now));
-                        seen.by_status.entry(status).or_default().push(delay);
+            let app = axum::Router::new().fallback(
+                move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+                      body: Bytes| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        let now = chrono::Utc::now().timestamp_millis();
+                        if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) {
+                            let seq = event["event_id"]
+                                .as_str()
+                                .and_then(|id| id.strip_prefix("evt_"))
+                                .and_then(|n| n.parse().ok())
+                                .unwrap_or(-1);
+                            let at = event["at"]
+                                .as_str()
+                                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                .map_or(now, |t| t.timestamp_millis());
+                            let status = event["status"].as_str().unwrap_or("?").to_owned();
+                            let delay = (now - at) as f64;
+                            let mut seen = seen.lock().unwrap();
+                            seen.events.push((seq, delay, now));
+                            seen.by_status.entry(status).or_default().push(delay);
+                            seen.connections.insert(peer);
+                        }
+                        axum::http::StatusCode::OK
                     }
-                    axum::http::StatusCode::OK
-                }
-            });
-            let _ = axum::serve(listener, app).await;
+                },
+            );
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
         });
     });
     Ok(addr)
