@@ -4,7 +4,9 @@ use crate::domain::{
     AccountId, CampaignId, CampaignStatus, Channel, MessageStatus, Money, PauseReason, Priority,
     Timestamp,
 };
+use crate::store::delivery::{DeliverySql, status_events};
 use crate::store::{IdempotencyRecord, StoredResponse};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// `due_at` of a queued message whose campaign is paused: past every real time, so the
@@ -96,6 +98,35 @@ pub(crate) fn step_end(
         }
     });
     (reached, paused)
+}
+
+/// A canceled campaign's unsent messages, just canceled (message_id, account_id, cost): their
+/// `canceled` history and events, and their reservations given back, accounts in one order
+/// (so two cancels never wait for each other's accounts).
+pub(crate) async fn canceled_unsent(
+    conn: &mut impl DeliverySql,
+    canceled: &[(String, String, i64)],
+    now: Timestamp,
+) -> sqlx::Result<()> {
+    if canceled.is_empty() {
+        return Ok(());
+    }
+    let events = status_events(
+        canceled
+            .iter()
+            .map(|(id, account, _)| (id.as_str(), account.as_str(), now.millis())),
+    );
+    conn.insert_status_events(events, MessageStatus::Canceled.as_str())
+        .await?;
+    let mut released: BTreeMap<&str, i64> = BTreeMap::new();
+    for (_, account, cost) in canceled {
+        *released.entry(account.as_str()).or_default() += cost;
+    }
+    for (account, amount) in released {
+        conn.release_reservation(account, amount, now.millis())
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,8 +6,7 @@ use crate::domain::{
     Timestamp,
 };
 use crate::store::accept::Batch;
-use crate::store::campaigns::step_end;
-use crate::store::delivery::{DeliverySql, status_events};
+use crate::store::campaigns::{canceled_unsent, step_end};
 use crate::store::{
     AcceptOutcome, FanOutRequest, FanOutResult, FinishCampaign, HELD, NewCampaign, Rejection,
     StagedRecipient, StoreResult,
@@ -298,30 +297,17 @@ async fn cancel_queued(
         .bind(HELD)
         .fetch_all(&mut *conn)
         .await?;
-    let mut canceled: Vec<(String, String)> = Vec::with_capacity(rows.len());
-    let mut released: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    for row in &rows {
-        let account: String = row.try_get("account_id")?;
-        *released.entry(account.clone()).or_default() += row.try_get::<i64, _>("cost")?;
-        canceled.push((row.try_get("message_id")?, account));
-    }
-    if !canceled.is_empty() {
-        let events = status_events(
-            canceled
-                .iter()
-                .map(|(id, account)| (id.as_str(), account.as_str(), now.millis())),
-        );
-        conn.insert_status_events(events, MessageStatus::Canceled.as_str())
-            .await?;
-    }
-    for (account, amount) in released {
-        sqlx::query(include_str!("queries/release_reservation.sql"))
-            .bind(amount)
-            .bind(now.millis())
-            .bind(&account)
-            .execute(&mut *conn)
-            .await?;
-    }
+    let canceled = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get("message_id")?,
+                row.try_get("account_id")?,
+                row.try_get("cost")?,
+            ))
+        })
+        .collect::<sqlx::Result<Vec<(String, String, i64)>>>()?;
+    canceled_unsent(conn, &canceled, now).await?;
     Ok(rows.len() as u64)
 }
 
