@@ -290,25 +290,16 @@ async fn cancel_queued(
     limit: usize,
     now: Timestamp,
 ) -> sqlx::Result<u64> {
-    let rows = sqlx::query(include_str!("queries/cancel_campaign_messages.sql"))
-        .bind(campaign_id.as_str())
-        .bind(now.millis())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(HELD)
-        .fetch_all(&mut *conn)
-        .await?;
-    let canceled = rows
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get("message_id")?,
-                row.try_get("account_id")?,
-                row.try_get("cost")?,
-            ))
-        })
-        .collect::<sqlx::Result<Vec<(String, String, i64)>>>()?;
+    let canceled: Vec<(String, String, i64)> =
+        sqlx::query_as(include_str!("queries/cancel_campaign_messages.sql"))
+            .bind(campaign_id.as_str())
+            .bind(now.millis())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(HELD)
+            .fetch_all(&mut *conn)
+            .await?;
     canceled_unsent(conn, &canceled, now).await?;
-    Ok(rows.len() as u64)
+    Ok(canceled.len() as u64)
 }
 
 /// Makes a loaded campaign visible, unless the idempotency key says this request was
