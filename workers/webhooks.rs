@@ -63,7 +63,12 @@ impl Dispatcher {
             .redirect(reqwest::redirect::Policy::none())
             // As many as a fast endpoint may have in flight, so none is closed after a burst
             // only to be opened again for the next.
-            .pool_max_idle_per_host(settings.per_account_in_flight.max(1) * FAST_FACTOR);
+            .pool_max_idle_per_host(
+                settings
+                    .per_account_in_flight
+                    .max(1)
+                    .saturating_mul(FAST_FACTOR),
+            );
         if !settings.allow_private_targets {
             client = client.dns_resolver(Arc::new(target::PublicOnly));
         }
