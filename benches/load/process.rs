@@ -279,6 +279,20 @@ impl Server {
         cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
 
+    /// Bytes the process has caused to be written to storage so far (`write_bytes` of
+    /// `/proc/<pid>/io`: the WAL, the database and its checkpoints, not sockets); 0 when
+    /// unreadable.
+    pub(crate) fn written_bytes(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))
+            .ok()
+            .and_then(|io| {
+                io.lines()
+                    .find_map(|line| line.strip_prefix("write_bytes:"))
+                    .and_then(|n| n.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
     /// The process's peak resident memory so far (`VmHWM`), in MB; NaN when unreadable.
     pub(crate) fn peak_rss_mb(&self) -> f64 {
         self.memory_mb("VmHWM:")

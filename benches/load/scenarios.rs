@@ -160,19 +160,22 @@ pub(crate) fn mode(args: &Args) -> &'static str {
     }
 }
 
-/// A load's tally and the CPU the server and the generator used meanwhile (% of one core).
+/// A load's tally, the CPU the server and the generator used meanwhile (% of one core), and
+/// what the server wrote to storage meanwhile (MB/s).
 pub(crate) struct Measured {
     pub(crate) tally: Tally,
     pub(crate) server_cpu: f64,
     pub(crate) generator_cpu: f64,
+    pub(crate) server_written_mb_s: f64,
 }
 
 pub(crate) async fn measure(
     server: &Server,
     load: impl Future<Output = anyhow::Result<Tally>>,
 ) -> anyhow::Result<Measured> {
-    let (server_before, own_before, started) = (
+    let (server_before, written_before, own_before, started) = (
         server.cpu_seconds(),
+        server.written_bytes(),
         process::own_cpu_seconds(),
         Instant::now(),
     );
@@ -182,6 +185,7 @@ pub(crate) async fn measure(
         tally,
         server_cpu: 100.0 * (server.cpu_seconds() - server_before) / wall,
         generator_cpu: 100.0 * (process::own_cpu_seconds() - own_before) / wall,
+        server_written_mb_s: (server.written_bytes() - written_before) / wall / 1e6,
     })
 }
 
@@ -558,7 +562,7 @@ pub(crate) async fn pace(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) const PACE_COLUMNS: [&str; 17] = [
+pub(crate) const PACE_COLUMNS: [&str; 18] = [
     "accepted/s",
     "sent/s",
     "sent÷rate",
@@ -570,6 +574,7 @@ pub(crate) const PACE_COLUMNS: [&str; 17] = [
     "errors",
     "srv CPU%",
     "gen CPU%",
+    "srv MB/s written",
     "late s",
     "drain s",
     "twice",
@@ -581,6 +586,7 @@ pub(crate) const PACE_COLUMNS: [&str; 17] = [
 pub(crate) const PACE_LEGEND: &str = "(accepted/s, sent/s: from 5 s to the end of the offered window; behind: offered so far − sent, \
      i.e. waiting in the API or the queue; slope: its growth over the second half, least squares; \
      CPU%: of one core, the generator's over all its threads; \
+     written: what the server had the kernel write to storage (WAL, database, checkpoints); \
      late: how long after the window the last request was answered)";
 
 /// One pace run's row (in `PACE_COLUMNS` order) and what it says about keeping pace.
@@ -732,6 +738,7 @@ pub(crate) async fn pace_run_with(
         measured.tally.errors as f64,
         measured.server_cpu,
         measured.generator_cpu,
+        measured.server_written_mb_s,
         late,
         drain,
         handovers.accepted_twice as f64,
