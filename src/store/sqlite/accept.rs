@@ -1,12 +1,14 @@
 //! SQLite's statements for the accept rules (`store::accept`).
 
+use super::pieces::pieces;
 use crate::store::accept::{AcceptSql, AccountFigures, StoredKey, template_json};
 use crate::store::{NewMessage, StoredResponse};
 use sqlx::QueryBuilder;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
 
-/// Rows per INSERT: 21 parameters × 1,000 rows stays below SQLite's 32,766 variables.
-const ROWS_PER_INSERT: usize = 1_000;
+/// Rows per INSERT: 21 parameters × 1,024 rows stays below SQLite's 32,766 variables.
+/// Smaller batches are cut into powers of two (`pieces`).
+const ROWS_PER_INSERT: usize = 1_024;
 
 /// The column list of `insert_messages.sql`; the VALUES tuple is repeated per row.
 fn insert_messages_prefix() -> &'static str {
@@ -59,7 +61,7 @@ impl AcceptSql for SqliteConnection {
         messages: &[NewMessage],
         now: i64,
     ) -> sqlx::Result<()> {
-        for chunk in messages.chunks(ROWS_PER_INSERT) {
+        for chunk in pieces(messages, ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(insert_messages_prefix());
             insert.push_values(chunk, |mut row, m| {
                 row.push_bind(m.message_id.as_str())

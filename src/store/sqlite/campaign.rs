@@ -1,6 +1,7 @@
 //! Campaign writes: staging a list, finishing it, the fan-out step, state changes, and the
 //! opt-out and template writes that go with them. All run inside the writer's transaction.
 
+use super::pieces::pieces;
 use crate::domain::{
     AccountId, CampaignId, CampaignStatus, Channel, IdBlock, MessageStatus, PauseReason, Priority,
     Timestamp,
@@ -15,8 +16,9 @@ use sqlx::sqlite::{Sqlite, SqliteConnection};
 use sqlx::{QueryBuilder, Row};
 use std::time::Duration;
 
-/// Rows per multi-row INSERT: 6 parameters × 4,000 rows stays below SQLite's 32,766.
-const ROWS_PER_INSERT: usize = 4_000;
+/// Rows per multi-row INSERT: 6 parameters × 4,096 rows stays below SQLite's 32,766.
+/// Smaller lists are cut into powers of two (`pieces`).
+const ROWS_PER_INSERT: usize = 4_096;
 
 /// An account's writes that answer with a count of rows changed: campaigns, and the
 /// opt-outs, templates and provider credentials beside them.
@@ -230,7 +232,7 @@ async fn stage(
     recipients: &[StagedRecipient],
     rejections: &[Rejection],
 ) -> sqlx::Result<()> {
-    for chunk in recipients.chunks(ROWS_PER_INSERT) {
+    for chunk in pieces(recipients, ROWS_PER_INSERT) {
         let mut insert =
             QueryBuilder::<Sqlite>::new(prefix(include_str!("queries/stage_recipients.sql")));
         insert.push_values(chunk, |mut row, r| {
@@ -255,7 +257,7 @@ async fn insert_rejections(
     let (head, tail) = sql
         .split_once("\nVALUES (?1, ?2, ?3, ?4, ?5)")
         .unwrap_or((sql, ""));
-    for chunk in rejections.chunks(ROWS_PER_INSERT) {
+    for chunk in pieces(rejections, ROWS_PER_INSERT) {
         let mut insert = QueryBuilder::<Sqlite>::new(head);
         insert.push_values(chunk, |mut row, r| {
             row.push_bind(campaign_id.as_str())

@@ -10,6 +10,7 @@ mod delivery;
 pub(super) mod events;
 pub(super) mod inbound;
 pub(super) mod overview;
+mod pieces;
 mod reads;
 pub(super) mod search;
 mod writer;
