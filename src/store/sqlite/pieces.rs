@@ -3,9 +3,10 @@
 //! sqlx keeps each statement it prepares on a connection, up to the cache's capacity (256),
 //! and a multi-row INSERT is a different statement for every number of rows. One of
 //! `message` costs about 13 KB of SQLite's memory plus 2 KB a row (`.stats` of the sqlite3
-//! shell). Cut at whatever size a batch had, the writer's cache slowly filled with one
-//! statement for every batch size it ever saw: the few megabytes a 30-minute soak grew by.
-//! Cut into powers of two, a kind of INSERT has at most `log2(most) + 1` statements.
+//! shell), a campaign's staging insert 2.4 MB for 3,999 rows. Cut at whatever size a batch
+//! had, the writer kept one statement for every size it ever saw: 60 campaigns of different
+//! sizes took Herald from 28 to 219 MB (BENCHMARKS.md, "Memory over a soak"). Cut into
+//! powers of two, a kind of INSERT has at most `log2(most) + 1` statements.
 
 /// `rows` in pieces of `most` rows, then what is left in decreasing powers of two (13 rows:
 /// 8, 4, 1). `most` should be a power of two itself.

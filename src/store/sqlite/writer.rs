@@ -208,10 +208,11 @@ const GATHER_REST: Duration = Duration::from_millis(100);
 /// and of its indexes, the account's row, the event log), however few operations it holds. At
 /// ordinary rates the channel holds one or two operations at a time, so without a wait the
 /// writer committed nearly every operation alone: at 1,000 msg/s the server used 96 % of a
-/// core and wrote 53 MB/s, and with the wait 67 % and 35 MB/s (BENCHMARKS.md, "A small batch
-/// waits for company"). A caller waits up to two milliseconds more for its answer. A client that sends
-/// one request at a time brings nothing to wait for: a wait that gathered nothing stops the
-/// waiting for `GATHER_REST`, so such a client pays one wait in a hundred milliseconds.
+/// core and wrote 53 MB/s, and with the wait 67 % and 35 MB/s (BENCHMARKS.md, "A small
+/// batch waits for company"). A caller waits up to two milliseconds more for its answer.
+/// A client that sends one request at a time brings nothing to wait for: a wait that
+/// gathered nothing stops the waiting for `GATHER_REST`, so such a client pays one wait in
+/// a hundred milliseconds.
 #[derive(Default)]
 struct Gathering {
     rest_until: Option<tokio::time::Instant>,
