@@ -283,14 +283,7 @@ impl Server {
     /// `/proc/<pid>/io`: the WAL, the database and its checkpoints, not sockets); 0 when
     /// unreadable.
     pub(crate) fn written_bytes(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))
-            .ok()
-            .and_then(|io| {
-                io.lines()
-                    .find_map(|line| line.strip_prefix("write_bytes:"))
-                    .and_then(|n| n.trim().parse::<f64>().ok())
-            })
-            .unwrap_or(0.0)
+        self.proc_field("io", "write_bytes:").unwrap_or(0.0)
     }
 
     /// The process's peak resident memory so far (`VmHWM`), in MB; NaN when unreadable.
@@ -312,10 +305,15 @@ impl Server {
     }
 
     fn memory_mb(&self, field: &str) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
+        self.proc_field("status", field)
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// The number on the line that starts with `field` in `/proc/<pid>/<file>` (a trailing
+    /// unit such as `kB` dropped); None when unreadable.
+    fn proc_field(&self, file: &str, field: &str) -> Option<f64> {
+        let text = std::fs::read_to_string(format!("/proc/{}/{file}", self.child.id())).ok()?;
+        text.lines()
             .find_map(|line| line.strip_prefix(field))
             .and_then(|rest| {
                 rest.trim()
@@ -324,7 +322,6 @@ impl Server {
                     .parse::<f64>()
                     .ok()
             })
-            .map_or(f64::NAN, |kb| kb / 1024.0)
     }
 
     /// The process id (for profiling it from outside).
