@@ -32,6 +32,7 @@
 //! and, carrying ids of their own, are stored once.
 
 mod journal;
+mod recent;
 
 use super::{Accepted, InDoubt, InboundMessage, Provider, ProviderError, SendRequest, SentMatch};
 use crate::config::MockSettings;
@@ -42,9 +43,10 @@ use crate::workers::ReceiptSink;
 use futures::future::BoxFuture;
 use journal::{Entry, Journal};
 use rand::Rng;
+use recent::Recent;
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -96,33 +98,33 @@ fn key(message_id: &str) -> u64 {
     hasher.finish()
 }
 
-/// What the mock remembers: ids accepted within the idempotency window (oldest first, for
-/// eviction), and failed attempts of numbers ending in 0001.
+/// What the mock remembers: ids accepted within the idempotency window, and failed attempts
+/// of numbers ending in 0001.
 struct Memory {
     window_ms: i64,
-    accepted: HashSet<u64>,
-    order: VecDeque<(i64, u64)>,
+    accepted: Recent,
     failures: HashMap<u64, (u32, i64)>,
     journal: Option<Journal>,
 }
 
 impl Memory {
-    fn remember(&mut self, id: u64, at_ms: i64) {
-        if self.accepted.insert(id) {
-            self.order.push_back((at_ms, id));
+    fn new(window_ms: i64) -> Memory {
+        Memory {
+            window_ms,
+            accepted: Recent::new(window_ms),
+            failures: HashMap::new(),
+            journal: None,
         }
+    }
+
+    fn remember(&mut self, id: u64, at_ms: i64) {
+        self.accepted.insert(id, at_ms);
         self.failures.remove(&id);
     }
 
     fn forget_before(&mut self, now_ms: i64) {
+        self.accepted.forget_before(now_ms);
         let horizon = now_ms.saturating_sub(self.window_ms);
-        while let Some((at, id)) = self.order.front().copied() {
-            if at >= horizon {
-                break;
-            }
-            self.order.pop_front();
-            self.accepted.remove(&id);
-        }
         if self.failures.len() > 10_000 {
             self.failures.retain(|_, (_, at)| *at >= horizon);
         }
@@ -146,6 +148,33 @@ impl Memory {
 struct Planned {
     due_ms: i64,
     event: NetworkEvent,
+}
+
+/// A planned event in the network's timer: due first, then in the order planned.
+struct Due {
+    due_ms: i64,
+    seq: u64,
+    event: NetworkEvent,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due_ms, self.seq) == (other.due_ms, other.seq)
+    }
+}
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due_ms, self.seq).cmp(&(other.due_ms, other.seq))
+    }
 }
 
 /// What the network sends Herald when it is due.
@@ -185,13 +214,7 @@ impl MockProvider {
         let window_ms = i64::try_from(settings.idempotency_window_seconds.saturating_mul(1000))
             .unwrap_or(i64::MAX);
         let now = Timestamp::now().millis();
-        let mut memory = Memory {
-            window_ms,
-            accepted: HashSet::new(),
-            order: VecDeque::new(),
-            failures: HashMap::new(),
-            journal: None,
-        };
+        let mut memory = Memory::new(window_ms);
         let (tx, rx) = mpsc::unbounded_channel();
         let mut delivered_up_to = i64::MIN;
         if let Some(path) = journal {
@@ -247,7 +270,7 @@ impl MockProvider {
         let id = request.message_id.as_str();
         let k = key(id);
         let reference = reference(id);
-        if memory.accepted.contains(&k) {
+        if memory.accepted.contains(k) {
             memory.write(&Entry::Replay {
                 message_id: id,
                 reference: &reference,
@@ -501,7 +524,7 @@ impl Provider for MockProvider {
                 let now = Timestamp::now().millis();
                 memory.forget_before(now);
                 let id = request.message_id.as_str();
-                if memory.accepted.contains(&key(id)) {
+                if memory.accepted.contains(key(id)) {
                     InDoubt::Found(vec![SentMatch {
                         provider_message_id: reference(id),
                         // Its network sends the receipts, from the journal after a restart.
@@ -536,17 +559,17 @@ async fn send_receipts(
     memory: Arc<Mutex<Memory>>,
     shutdown: CancellationToken,
 ) {
-    let mut heap: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
-    let mut waiting: HashMap<u64, NetworkEvent> = HashMap::new();
+    // The events sit in the heap itself. A map from sequence to event beside it filled with
+    // tombstones as receipts left, and hashbrown doubled it after each burst.
+    let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
     let mut seq = 0u64;
     loop {
-        let next_due = heap.peek().map(|Reverse((due, _))| *due);
+        let next_due = heap.peek().map(|Reverse(due)| due.due_ms);
         tokio::select! {
             received = rx.recv() => match received {
                 Some(planned) => {
                     seq += 1;
-                    heap.push(Reverse((planned.due_ms, seq)));
-                    waiting.insert(seq, planned.event);
+                    heap.push(Reverse(Due { due_ms: planned.due_ms, seq, event: planned.event }));
                 }
                 None => return,
             },
@@ -555,21 +578,19 @@ async fn send_receipts(
                 let mut batch = Vec::new();
                 let mut replies = Vec::new();
                 let mut up_to = i64::MIN;
-                while let Some(Reverse((due, id))) = heap.peek().copied() {
-                    if due > now.millis() || batch.len() + replies.len() >= RECEIPT_BATCH {
-                        break;
-                    }
-                    heap.pop();
-                    match waiting.remove(&id) {
+                while heap.peek().is_some_and(|Reverse(due)| due.due_ms <= now.millis())
+                    && batch.len() + replies.len() < RECEIPT_BATCH
+                {
+                    let Some(Reverse(due)) = heap.pop() else { break };
+                    match due.event {
                         // A receipt is stamped when the network sends it, not when planned.
-                        Some(NetworkEvent::Receipt(mut update)) => {
+                        NetworkEvent::Receipt(mut update) => {
                             update.at = now;
                             batch.push(update);
                         }
-                        Some(NetworkEvent::Reply(reply)) => replies.push(reply),
-                        None => continue,
+                        NetworkEvent::Reply(reply) => replies.push(reply),
                     }
-                    up_to = due;
+                    up_to = due.due_ms;
                 }
                 if batch.is_empty() && replies.is_empty() {
                     continue;
@@ -663,25 +684,6 @@ mod tests {
         assert_eq!(Rule::for_number("+14155550004"), Rule::Undelivered);
         assert_eq!(Rule::for_number("+14155550005"), Rule::Normal);
         assert_eq!(Rule::for_number("+1"), Rule::Normal);
-    }
-
-    #[test]
-    fn the_memory_forgets_ids_older_than_the_window() {
-        let mut memory = Memory {
-            window_ms: 1_000,
-            accepted: HashSet::new(),
-            order: VecDeque::new(),
-            failures: HashMap::new(),
-            journal: None,
-        };
-        for i in 0..100 {
-            memory.remember(i, i64::try_from(i).unwrap_or(0) * 100);
-        }
-        memory.forget_before(10_000);
-        // Accepted at 9,000..=9,900: the last second.
-        assert_eq!(memory.accepted.len(), 10);
-        assert!(memory.accepted.contains(&99) && !memory.accepted.contains(&89));
-        assert_eq!(memory.order.len(), 10);
     }
 
     #[test]
