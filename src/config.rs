@@ -100,6 +100,7 @@ pub enum Synchronous {
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
+    pub sqlite_readers: u32,
     pub synchronous: Synchronous,
     pub commit_batch_max: usize,
     pub busy_timeout_ms: u64,
@@ -355,7 +356,7 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         crate::sealing::SealingKey::from_config(&self.credentials.key)?;
-        let checks: [(bool, &str); 13] = [
+        let checks: [(bool, &str); 14] = [
             (
                 self.redis.local_share > 0.0 && self.redis.local_share <= 1.0,
                 "redis.local_share must be above 0 and at most 1",
@@ -371,6 +372,10 @@ impl Settings {
             (
                 self.database.max_connections >= 1,
                 "database.max_connections must be at least 1",
+            ),
+            (
+                self.database.sqlite_readers >= 1,
+                "database.sqlite_readers must be at least 1",
             ),
             (
                 self.database.commit_batch_max >= 1,

@@ -256,6 +256,7 @@ async fn two_worker_processes_folding_at_once_count_every_status_exactly_once() 
     let store = Store::open(&DatabaseSettings {
         url: db.url.clone(),
         max_connections: 8,
+        sqlite_readers: 4,
         synchronous: Synchronous::Normal,
         commit_batch_max: 512,
         busy_timeout_ms: 5_000,
