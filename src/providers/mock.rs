@@ -17,10 +17,11 @@
 //!
 //! Like a real provider with idempotency tokens, it accepts a message id once within
 //! `idempotency_window_seconds`: sending it again returns the first acceptance. Its memory is
-//! that window, not every message ever sent. The same memory answers in-doubt lookups
-//! ([`Provider::find_sent`]): within the window it knows whether it accepted a message id, so
-//! a send left in doubt by a crash is resolved without sending again; an attempt older than
-//! the window cannot be asked about (the replay would be accepted as new).
+//! that window (and at most a quarter more: see `recent`), not every message ever sent. The
+//! same memory answers in-doubt lookups ([`Provider::find_sent`]): within the window it
+//! knows whether it accepted a message id, so a send left in doubt by a crash is resolved
+//! without sending again; an attempt older than the window cannot be asked about (the
+//! replay would be accepted as new).
 //!
 //! Faults on purpose (all off by default): a share of sends refused as transient failures, as
 //! throttled (with `Retry-After`), or timed out (half of those after the mock accepted, so
