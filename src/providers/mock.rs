@@ -153,14 +153,19 @@ struct Planned {
 
 /// A planned event in the network's timer: due first, then in the order planned.
 struct Due {
-    due_ms: i64,
     seq: u64,
-    event: NetworkEvent,
+    planned: Planned,
+}
+
+impl Due {
+    fn key(&self) -> (i64, u64) {
+        (self.planned.due_ms, self.seq)
+    }
 }
 
 impl PartialEq for Due {
     fn eq(&self, other: &Self) -> bool {
-        (self.due_ms, self.seq) == (other.due_ms, other.seq)
+        self.key() == other.key()
     }
 }
 
@@ -174,7 +179,7 @@ impl PartialOrd for Due {
 
 impl Ord for Due {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.due_ms, self.seq).cmp(&(other.due_ms, other.seq))
+        self.key().cmp(&other.key())
     }
 }
 
@@ -565,12 +570,12 @@ async fn send_receipts(
     let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
     let mut seq = 0u64;
     loop {
-        let next_due = heap.peek().map(|Reverse(due)| due.due_ms);
+        let next_due = heap.peek().map(|Reverse(due)| due.planned.due_ms);
         tokio::select! {
             received = rx.recv() => match received {
                 Some(planned) => {
                     seq += 1;
-                    heap.push(Reverse(Due { due_ms: planned.due_ms, seq, event: planned.event }));
+                    heap.push(Reverse(Due { seq, planned }));
                 }
                 None => return,
             },
@@ -579,11 +584,11 @@ async fn send_receipts(
                 let mut batch = Vec::new();
                 let mut replies = Vec::new();
                 let mut up_to = i64::MIN;
-                while heap.peek().is_some_and(|Reverse(due)| due.due_ms <= now.millis())
+                while heap.peek().is_some_and(|Reverse(due)| due.planned.due_ms <= now.millis())
                     && batch.len() + replies.len() < RECEIPT_BATCH
                 {
                     let Some(Reverse(due)) = heap.pop() else { break };
-                    match due.event {
+                    match due.planned.event {
                         // A receipt is stamped when the network sends it, not when planned.
                         NetworkEvent::Receipt(mut update) => {
                             update.at = now;
@@ -591,7 +596,7 @@ async fn send_receipts(
                         }
                         NetworkEvent::Reply(reply) => replies.push(reply),
                     }
-                    up_to = due.due_ms;
+                    up_to = due.planned.due_ms;
                 }
                 if batch.is_empty() && replies.is_empty() {
                     continue;
