@@ -44,6 +44,10 @@ pub(crate) struct ClaimRow {
     provider: Option<String>,
     in_doubt_since: Option<i64>,
     whatsapp_template: Option<String>,
+    /// Whether the claim statement wrote the `sending` history itself (PostgreSQL's does for
+    /// messages [`screen`] could not take out; SQLite's leaves it all to [`finish_claim`]).
+    #[sqlx(default)]
+    recorded: bool,
 }
 
 /// A message marked sent: whose it is, what it cost, and when it changed.
@@ -96,6 +100,8 @@ pub(crate) struct Retry {
 /// transaction. JSON arrays carry a batch in one parameter on every dialect.
 pub(crate) trait DeliverySql: Send {
     fn due_lanes(&mut self, now: i64) -> impl Future<Output = sqlx::Result<DueLanes>> + Send;
+    /// Claims up to `quota` messages of one lane. It may write their `sending` history too,
+    /// for messages [`screen`] could not take out of the claim ([`ClaimRow::recorded`]).
     fn claim_lane(
         &mut self,
         lease_until: i64,
@@ -156,7 +162,11 @@ pub(crate) trait DeliverySql: Send {
         now: i64,
         claim: ClaimToken,
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
-    /// `sent`: a JSON array of {id, claim, provider, ref, at}.
+    /// Marks messages sent and adds `sent` to their history, with their status events
+    /// (one statement on PostgreSQL). `sent`: a JSON array of {id, claim, provider, ref, at}.
+    /// Where other processes write too, it holds the receipt hand-over guard shared
+    /// ([`DeliverySql::guard_receipt_hand_over`]) from before it marks any message to the
+    /// end of the transaction, so the held receipts taken after it are complete.
     fn mark_sent(
         &mut self,
         sent: String,
@@ -182,7 +192,8 @@ pub(crate) trait DeliverySql: Send {
         references: String,
     ) -> impl Future<Output = sqlx::Result<Vec<HeldReceipt>>> + Send;
     /// Moves the messages the receipts in `payload` (JSON {ref, at, code, message}) name to
-    /// `status`, from one of the `allowed` (JSON array) statuses; returns the moved ones.
+    /// `status`, from one of the `allowed` (JSON array) statuses, and adds `status` to their
+    /// history with their status events (one statement on PostgreSQL); returns the moved ones.
     fn apply_status_update(
         &mut self,
         provider: &str,
@@ -195,16 +206,15 @@ pub(crate) trait DeliverySql: Send {
         provider: &str,
         references: String,
     ) -> impl Future<Output = sqlx::Result<Vec<String>>> + Send;
-    /// Orders holding receipts (`exclusive`) against taking held ones (shared) where other
-    /// processes write at the same time: without it, a receipt that found no message could
-    /// be held just after the send it reports on was recorded and its held receipts taken,
-    /// and wait forever. Answers whether the caller must look again for the messages it
-    /// missed (they may have been committed while it waited); a database with one writer
-    /// has no such race and answers `false` without a statement.
-    fn guard_receipt_hand_over(
-        &mut self,
-        exclusive: bool,
-    ) -> impl Future<Output = sqlx::Result<bool>> + Send;
+    /// Holds the receipt hand-over guard exclusive, to hold receipts that found no message,
+    /// against [`DeliverySql::mark_sent`]'s shared hold while sends are recorded and their
+    /// held receipts taken, where other processes write at the same time: without it, a
+    /// receipt that found no message could be held just after the send it reports on was
+    /// recorded and its held receipts taken, and wait forever. Answers whether the caller
+    /// must look again for the messages it missed (they may have been committed while it
+    /// waited); a database with one writer has no such race and answers `false` without a
+    /// statement.
+    fn guard_receipt_hand_over(&mut self) -> impl Future<Output = sqlx::Result<bool>> + Send;
     /// `held`: a JSON array of {ref, status, at, code, message}.
     fn hold_pending_receipts(
         &mut self,
@@ -235,6 +245,8 @@ fn lane_quota(pass: usize, priority: Priority, remaining: usize, batch: usize) -
     }
 }
 
+/// Claims up to `limit` due messages by lane ([`claim_lanes`]), then screens them and
+/// records their `sending` ([`finish_claim`]), in the caller's transaction.
 pub(crate) async fn claim_due(
     conn: &mut impl DeliverySql,
     instance_id: &str,
@@ -242,9 +254,45 @@ pub(crate) async fn claim_due(
     lease: Duration,
     fair: bool,
 ) -> sqlx::Result<Vec<ClaimedMessage>> {
+    let claim = claim_lanes(conn, instance_id, limit, lease, fair).await?;
+    finish_claim(conn, claim).await
+}
+
+/// A claim whose messages are leased to the worker, before [`finish_claim`].
+#[derive(Clone)]
+pub(crate) struct Claim {
+    messages: Vec<ClaimedMessage>,
+    /// Messages whose `sending` the claim statement recorded (none of them can be screened out).
+    recorded: HashSet<MessageId>,
+    now: Timestamp,
+    any_opt_out: bool,
+}
+
+impl Claim {
+    /// Whether the claim statements did all there was to do: every message recorded.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.messages.len() == self.recorded.len()
+    }
+
+    pub(crate) fn into_messages(self) -> Vec<ClaimedMessage> {
+        self.messages
+    }
+}
+
+/// Claims up to `limit` due messages by lane, highest first, fair claims giving lower lanes
+/// their floors first. Each lane's claim is one statement, so this needs no transaction of
+/// its own: every later write about these messages is fenced by their claim tokens.
+pub(crate) async fn claim_lanes(
+    conn: &mut impl DeliverySql,
+    instance_id: &str,
+    limit: usize,
+    lease: Duration,
+    fair: bool,
+) -> sqlx::Result<Claim> {
     let now = Timestamp::now();
     let lease_until = now.plus(lease);
     let mut claimed = Vec::with_capacity(limit);
+    let mut recorded = HashSet::new();
     // One probe tells which lanes have work; asking an empty lane costs a statement (a round
     // trip) for nothing, and most traffic sits in one lane.
     let due = conn.due_lanes(now.millis()).await?;
@@ -258,46 +306,73 @@ pub(crate) async fn claim_due(
     .filter(|(_, has_work)| !has_work)
     .map(|(priority, _)| priority)
     .collect();
-    if exhausted.len() == Priority::DESCENDING.len() {
-        return Ok(claimed);
-    }
-    // A fair claim gives lower lanes their floors first; others follow priority strictly
-    // (small top-ups, where a floor of one would be the whole claim, taken from urgent).
-    // With a single lane due there is nothing to share.
-    let single_lane = exhausted.len() + 1 == Priority::DESCENDING.len();
-    let first_pass = if fair && !single_lane { 0 } else { 1 };
-    for pass in first_pass..2 {
-        for priority in Priority::DESCENDING {
-            let remaining = limit.saturating_sub(claimed.len());
-            let quota = lane_quota(pass, priority, remaining, limit);
-            if quota == 0 || exhausted.contains(&priority) {
-                continue;
-            }
-            let rows = conn
-                .claim_lane(
-                    lease_until.millis(),
-                    instance_id,
-                    now.millis(),
-                    priority.rank(),
-                    i64::try_from(quota).unwrap_or(i64::MAX),
-                )
-                .await?;
-            if rows.len() < quota {
-                exhausted.push(priority);
-            }
-            for row in rows {
-                claimed.push(claimed_message(row)?);
+    if exhausted.len() < Priority::DESCENDING.len() {
+        // A fair claim gives lower lanes their floors first; others follow priority strictly
+        // (small top-ups, where a floor of one would be the whole claim, taken from urgent).
+        // With a single lane due there is nothing to share.
+        let single_lane = exhausted.len() + 1 == Priority::DESCENDING.len();
+        let first_pass = if fair && !single_lane { 0 } else { 1 };
+        for pass in first_pass..2 {
+            for priority in Priority::DESCENDING {
+                let remaining = limit.saturating_sub(claimed.len());
+                let quota = lane_quota(pass, priority, remaining, limit);
+                if quota == 0 || exhausted.contains(&priority) {
+                    continue;
+                }
+                let rows = conn
+                    .claim_lane(
+                        lease_until.millis(),
+                        instance_id,
+                        now.millis(),
+                        priority.rank(),
+                        i64::try_from(quota).unwrap_or(i64::MAX),
+                    )
+                    .await?;
+                if rows.len() < quota {
+                    exhausted.push(priority);
+                }
+                for row in rows {
+                    let is_recorded = row.recorded;
+                    let message = claimed_message(row)?;
+                    if is_recorded {
+                        recorded.insert(message.message_id.clone());
+                    }
+                    claimed.push(message);
+                }
             }
         }
     }
-    let claimed = screen(conn, claimed, now, due.any_opt_out).await?;
-    if !claimed.is_empty() {
-        let events = status_events(
-            claimed
-                .iter()
-                .map(|m| (m.message_id.as_str(), m.account_id.as_str(), now.millis())),
-        );
-        conn.insert_status_events(events, MessageStatus::Sending.as_str())
+    Ok(Claim {
+        messages: claimed,
+        recorded,
+        now,
+        any_opt_out: due.any_opt_out,
+    })
+}
+
+/// Screens a claim and records `sending` for the messages that stay and the claim statement
+/// did not record; answers the messages to deliver.
+pub(crate) async fn finish_claim(
+    conn: &mut impl DeliverySql,
+    claim: Claim,
+) -> sqlx::Result<Vec<ClaimedMessage>> {
+    if claim.is_finished() {
+        return Ok(claim.messages);
+    }
+    let Claim {
+        messages,
+        recorded,
+        now,
+        any_opt_out,
+    } = claim;
+    let claimed = screen(conn, messages, now, any_opt_out).await?;
+    let unrecorded: Vec<(&str, &str, i64)> = claimed
+        .iter()
+        .filter(|m| !recorded.contains(&m.message_id))
+        .map(|m| (m.message_id.as_str(), m.account_id.as_str(), now.millis()))
+        .collect();
+    if !unrecorded.is_empty() {
+        conn.insert_status_events(status_events(unrecorded), MessageStatus::Sending.as_str())
             .await?;
     }
     Ok(claimed)
@@ -548,24 +623,15 @@ pub(crate) async fn record_outcomes(
         let rows = conn
             .mark_sent(serde_json::Value::Array(sent).to_string())
             .await?;
-        let mut events = Vec::with_capacity(rows.len());
         let mut references = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let settlement = accounts.entry(row.account_id.clone()).or_default();
+        for row in rows {
+            let settlement = accounts.entry(row.account_id).or_default();
             settlement.charged += row.cost;
             settlement.sent += 1;
-            events.push((
-                row.message_id.as_str(),
-                row.account_id.as_str(),
-                row.updated_at,
-            ));
-        }
-        insert_events(conn, MessageStatus::Sent, &events).await?;
-        for row in rows {
             references.push(row.provider_message_id);
         }
         if !references.is_empty() {
-            conn.guard_receipt_hand_over(false).await?;
+            // mark_sent took the hand-over guard.
             apply_held_receipts(conn, &providers, &references).await?;
         }
     }
@@ -649,17 +715,6 @@ async fn apply_receipts(
             allowed.to_owned(),
         )
         .await?;
-    let events: Vec<(&str, &str, i64)> = rows
-        .iter()
-        .map(|row| {
-            (
-                row.message_id.as_str(),
-                row.account_id.as_str(),
-                row.updated_at,
-            )
-        })
-        .collect();
-    insert_events(conn, status, &events).await?;
     Ok(rows
         .into_iter()
         .map(|row| row.provider_message_id)
@@ -834,7 +889,7 @@ async fn hold_unknown(
     unknown: Unknown,
     results: &mut [UpdateResult],
 ) -> sqlx::Result<()> {
-    let look_again = conn.guard_receipt_hand_over(true).await?;
+    let look_again = conn.guard_receipt_hand_over().await?;
     for (provider, status, allowed, members, tried) in unknown {
         let applied = if look_again || !tried {
             let again: Vec<serde_json::Value> = members

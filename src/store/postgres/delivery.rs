@@ -152,23 +152,12 @@ impl DeliverySql for PgConnection {
         sent: i64,
         day: &str,
     ) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/settle_balance.sql"))
+        sqlx::query(include_str!("queries/settle.sql"))
             .bind(account_id)
             .bind(charged)
             .bind(now)
-            .execute(&mut *self)
-            .await?;
-        sqlx::query(include_str!("queries/record_charge.sql"))
-            .bind(account_id)
-            .bind(charged)
             .bind(sent)
-            .bind(now)
-            .execute(&mut *self)
-            .await?;
-        sqlx::query(include_str!("queries/count_sent.sql"))
-            .bind(account_id)
             .bind(day)
-            .bind(sent)
             .execute(self)
             .await?;
         Ok(())
@@ -244,9 +233,8 @@ impl DeliverySql for PgConnection {
         Ok(())
     }
 
-    async fn guard_receipt_hand_over(&mut self, exclusive: bool) -> sqlx::Result<bool> {
+    async fn guard_receipt_hand_over(&mut self) -> sqlx::Result<bool> {
         sqlx::query(include_str!("queries/lock_receipt_hand_over.sql"))
-            .bind(exclusive)
             .execute(self)
             .await?;
         Ok(true)

@@ -148,6 +148,11 @@ impl PgStore {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Claims due messages. The lane probe and the claims run on their own, each statement
+    /// its own transaction (a claim statement records its `sending` itself), so the usual
+    /// claim is two statements rather than five with BEGIN and COMMIT. Only a claim holding
+    /// messages to screen (a campaign's, or to a number that opted out) takes a transaction
+    /// for that: the failures and releases it may write move money.
     pub(super) async fn claim_due(
         &self,
         instance_id: &str,
@@ -155,11 +160,18 @@ impl PgStore {
         lease: Duration,
         fair: bool,
     ) -> StoreResult<Vec<ClaimedMessage>> {
+        let claimed = async {
+            let mut conn = self.pool.acquire().await?;
+            Ok(super::delivery::claim_lanes(&mut *conn, instance_id, limit, lease, fair).await?)
+        }
+        .await;
+        let claim = self.writer().noted(claimed)?;
+        if claim.is_finished() {
+            return Ok(claim.into_messages());
+        }
         self.write(|conn| {
-            let instance_id = instance_id.to_owned();
-            Box::pin(async move {
-                Ok(super::delivery::claim_due(conn, &instance_id, limit, lease, fair).await?)
-            })
+            let claim = claim.clone();
+            Box::pin(async move { Ok(super::delivery::finish_claim(conn, claim).await?) })
         })
         .await
     }

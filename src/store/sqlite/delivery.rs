@@ -1,8 +1,10 @@
 //! SQLite's statements for the delivery rules (`store::delivery`).
 
+use crate::domain::MessageStatus;
 use crate::store::ClaimToken;
 use crate::store::delivery::{
     ClaimRow, DeliverySql, DueLanes, HeldReceipt, ReceiptMove, Retry, SentRow, UnsentRow,
+    status_events,
 };
 use sqlx::sqlite::SqliteConnection;
 
@@ -145,10 +147,22 @@ impl DeliverySql for SqliteConnection {
     }
 
     async fn mark_sent(&mut self, sent: String) -> sqlx::Result<Vec<SentRow>> {
-        sqlx::query_as(include_str!("queries/mark_sent.sql"))
+        let rows: Vec<SentRow> = sqlx::query_as(include_str!("queries/mark_sent.sql"))
             .bind(sent)
-            .fetch_all(self)
-            .await
+            .fetch_all(&mut *self)
+            .await?;
+        if !rows.is_empty() {
+            let events = status_events(rows.iter().map(|row| {
+                (
+                    row.message_id.as_str(),
+                    row.account_id.as_str(),
+                    row.updated_at,
+                )
+            }));
+            self.insert_status_events(events, MessageStatus::Sent.as_str())
+                .await?;
+        }
+        Ok(rows)
     }
 
     async fn settle(
@@ -209,13 +223,25 @@ impl DeliverySql for SqliteConnection {
         payload: String,
         allowed: String,
     ) -> sqlx::Result<Vec<ReceiptMove>> {
-        sqlx::query_as(include_str!("queries/apply_status_update.sql"))
-            .bind(provider)
-            .bind(status)
-            .bind(payload)
-            .bind(allowed)
-            .fetch_all(self)
-            .await
+        let rows: Vec<ReceiptMove> =
+            sqlx::query_as(include_str!("queries/apply_status_update.sql"))
+                .bind(provider)
+                .bind(status)
+                .bind(payload)
+                .bind(allowed)
+                .fetch_all(&mut *self)
+                .await?;
+        if !rows.is_empty() {
+            let events = status_events(rows.iter().map(|row| {
+                (
+                    row.message_id.as_str(),
+                    row.account_id.as_str(),
+                    row.updated_at,
+                )
+            }));
+            self.insert_status_events(events, status).await?;
+        }
+        Ok(rows)
     }
 
     async fn find_by_provider_refs(
@@ -245,7 +271,7 @@ impl DeliverySql for SqliteConnection {
         Ok(())
     }
 
-    async fn guard_receipt_hand_over(&mut self, _exclusive: bool) -> sqlx::Result<bool> {
+    async fn guard_receipt_hand_over(&mut self) -> sqlx::Result<bool> {
         // One writer: nothing can commit between our look and our hold.
         Ok(false)
     }
