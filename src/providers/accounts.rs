@@ -142,7 +142,13 @@ struct Inner {
     /// Per account, what is known for each channel's provider (by [`slot`]). Looked up on
     /// every delivery, so by reference: no key is built per message.
     known: Mutex<HashMap<AccountId, [Option<Known>; 2]>>,
+    /// One load at a time per stripe of accounts: the deliveries that find an account's
+    /// entry missing or stale together (hundreds at a worker's start) wait for the first
+    /// one's read instead of each reading the row.
+    loading: [tokio::sync::Mutex<()>; LOAD_STRIPES],
 }
+
+const LOAD_STRIPES: usize = 16;
 
 /// The place of a channel's provider in [`Inner::known`].
 fn slot(channel: Channel) -> usize {
@@ -170,6 +176,7 @@ impl AccountProviders {
                 store,
                 settings: settings.clone(),
                 known: Mutex::new(HashMap::new()),
+                loading: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             }),
         })
     }
@@ -318,6 +325,15 @@ impl AccountProviders {
         }
     }
 
+    /// What this process loaded for the account's `channel` within [`RECHECK_AFTER`].
+    fn fresh(&self, account: &AccountId, channel: Channel) -> Option<Option<Arc<dyn Provider>>> {
+        self.known()
+            .get(account)
+            .and_then(|known| known.get(slot(channel))?.as_ref())
+            .filter(|known| known.checked.elapsed() < RECHECK_AFTER)
+            .map(|known| known.provider.clone())
+    }
+
     /// The account's own provider for `channel`, if it brought one.
     ///
     /// # Errors
@@ -330,15 +346,24 @@ impl AccountProviders {
         channel: Channel,
     ) -> Result<Option<Arc<dyn Provider>>, CredentialError> {
         let provider = provider_of(channel);
+        if let Some(fresh) = self.fresh(account, channel) {
+            return Ok(fresh);
+        }
+        // Any stable hash spreads accounts over the stripes; equal ids must meet in one.
+        let stripe = account.as_str().bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % LOAD_STRIPES;
+        let _loading = match self.inner.loading.get(stripe) {
+            Some(stripe) => Some(stripe.lock().await),
+            None => None,
+        };
+        if let Some(fresh) = self.fresh(account, channel) {
+            return Ok(fresh);
+        }
         let cached = self
             .known()
             .get(account)
             .and_then(|known| known.get(slot(channel)).cloned().flatten());
-        if let Some(known) = &cached
-            && known.checked.elapsed() < RECHECK_AFTER
-        {
-            return Ok(known.provider.clone());
-        }
         let stored = self.inner.store.credentials(account, provider).await?;
         let updated_at = stored.as_ref().map(|s| s.updated_at);
         let adapter = match (&cached, &stored) {
