@@ -9,6 +9,7 @@
 //! skip the campaign's messages, and [`CampaignGate`] stops those already claimed, so a pause
 //! takes effect within [`GATE_TTL`] even for messages waiting on a rate limit.
 
+use super::idle::IdlePoll;
 use crate::domain::{CampaignStatus, Timestamp};
 use crate::store::{FanOutRequest, Store};
 use std::collections::HashMap;
@@ -16,7 +17,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// How often the runner looks for campaigns to start, expand or complete.
+/// How often the runner looks for campaigns to start, expand or complete while there are
+/// some; with none, up to eight times less often ([`IdlePoll`]).
 const TICK: Duration = Duration::from_millis(100);
 /// Longest one campaign is expanded before the others get their turn.
 const SLICE: Duration = Duration::from_millis(250);
@@ -33,16 +35,19 @@ pub(super) struct Fanout {
 
 impl Fanout {
     pub(super) async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll = IdlePoll::new(TICK);
         let mut last_cleanup: Option<Instant> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                _ = tick.tick() => {}
+                () = tokio::time::sleep(poll.wait()) => {}
             }
-            if let Err(e) = self.step(&shutdown).await {
-                tracing::warn!(error = %e, "campaign fan-out step failed; retrying");
+            match self.step(&shutdown).await {
+                Ok(any) => poll.found(any),
+                Err(e) => {
+                    poll.found(true);
+                    tracing::warn!(error = %e, "campaign fan-out step failed; retrying");
+                }
             }
             if last_cleanup.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                 last_cleanup = Some(Instant::now());
@@ -56,7 +61,8 @@ impl Fanout {
     }
 
     /// One look at the active campaigns; a campaign with nothing to do costs only reads.
-    async fn step(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    /// Answers whether there was any (scheduled, running or waiting to complete).
+    async fn step(&self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let now = Timestamp::now();
         let mut active = self.store.active_campaigns().await?;
         if active
@@ -66,6 +72,7 @@ impl Fanout {
             self.store.start_due_campaigns().await?;
             active = self.store.active_campaigns().await?;
         }
+        let any = !active.is_empty();
         for campaign in active {
             if campaign.status != CampaignStatus::Running {
                 continue;
@@ -105,7 +112,7 @@ impl Fanout {
                 }
             }
         }
-        Ok(())
+        Ok(any)
     }
 }
 

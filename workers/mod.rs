@@ -18,6 +18,7 @@
 
 mod campaign;
 mod deliver;
+mod idle;
 mod queue;
 mod receipts;
 mod reconcile;

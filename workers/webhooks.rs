@@ -14,6 +14,7 @@
 //! endpoint holds back only its own account (`webhook_lanes`).
 
 use super::RetryPolicy;
+use super::idle::IdlePoll;
 use super::webhook_lanes::{FAST_FACTOR, Lanes, QUEUED_ROUNDS};
 use crate::config::{Settings, WebhookSettings};
 use crate::domain::Timestamp;
@@ -110,13 +111,11 @@ impl Dispatcher {
         // Rung as posts are answered, so claiming goes on without waiting for the next poll.
         let freed = Arc::new(Notify::new());
         let recorder = tokio::spawn(Arc::clone(&this).record(done_rx));
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(this.settings.poll_interval_ms.max(1)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll = IdlePoll::new(Duration::from_millis(this.settings.poll_interval_ms.max(1)));
         let mut purged = Instant::now();
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                () = tokio::time::sleep(poll.wait()) => {}
                 () = freed.notified() => {}
                 () = shutdown.cancelled() => break,
             }
@@ -138,8 +137,11 @@ impl Dispatcher {
                 } else {
                     this.store.webhook_work_due(Timestamp::now()).await
                 } {
-                    Ok(true) => {}
-                    Ok(false) => break,
+                    Ok(true) => poll.found(true),
+                    Ok(false) => {
+                        poll.found(false);
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "could not look for due webhook deliveries");
                         break;
