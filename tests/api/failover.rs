@@ -126,27 +126,32 @@ async fn a_message_twilio_may_have_stays_with_twilio_while_others_fail_over() {
         status: 503,
         delay: Duration::from_millis(1_000),
     }));
+    // The first message keeps timing out until the second is routed: enough attempts that
+    // it never runs out of them meanwhile, however busy the machine.
     let app = spawn_with_fallback(
         &stub,
         "timeout_ms = 300",
-        "failure_threshold = 1\nopen_seconds = 3600",
+        "failure_threshold = 1\nopen_seconds = 3600\n[workers]\nmax_attempts = 1000",
     )
     .await;
 
-    // Act: the first message times out; once that is recorded, Twilio is well again and a
-    // second message is sent.
+    // Act: the first message times out; once that is recorded, a second message is sent,
+    // and once it is with a provider, Twilio is well again. (Made well before, Twilio's
+    // answer to the first message's next try, 50-200 ms later with the test's backoff,
+    // could close the circuit before the second was routed.)
     let in_doubt = app.send_ok(&number("1234"), "sent into the timeout").await;
     eventually("the timeout is recorded", PATIENCE, async || {
         let view: Value = app.status(&in_doubt).await;
         (view["error_code"] == "timeout").then_some(())
     })
     .await;
-    stub.set_outage(None);
     let other = app.send_ok(&number("1234"), "sent while open").await;
+    let other_went_to = provider_of(&app, &other).await;
+    stub.set_outage(None);
 
     // Assert: the circuit sent the new message to the mock, but the one Twilio may have got
     // went back to Twilio, and never to the mock.
-    assert_eq!(provider_of(&app, &other).await, "mock");
+    assert_eq!(other_went_to, "mock");
     assert_eq!(provider_of(&app, &in_doubt).await, "twilio");
     let journal = HandoverCounts::from_journal(&app.handover_log());
     assert_eq!(
