@@ -783,17 +783,6 @@ pub(crate) async fn apply_status_updates(
     Ok(results)
 }
 
-/// Whether [`apply_known_receipts`] needs no transaction around it for `updates`: they share
-/// one provider and one status, so it writes them with one statement (and a second for
-/// those whose send was recorded between its first look and its lookup), each whole on its
-/// own, and otherwise only reads. Run again after a failure, it applies what is left; a
-/// receipt the failed run did apply is then counted stale rather than applied.
-pub(crate) fn needs_no_transaction(updates: &[StatusUpdate]) -> bool {
-    updates
-        .windows(2)
-        .all(|pair| matches!(pair, [a, b] if a.provider == b.provider && a.status == b.status))
-}
-
 /// Applies what it can of `updates` without the hand-over guard, and answers the indexes of
 /// the rest: receipts whose message is not known by its reference yet, and the later
 /// statuses that must wait with them. Their results are left `Held`; the caller passes
@@ -967,31 +956,5 @@ mod tests {
             floor(Priority::Low, 4) >= 1,
             "low keeps a slot even in tiny batches"
         );
-    }
-
-    #[test]
-    fn only_receipts_of_one_provider_and_status_go_without_a_transaction() {
-        let receipt = |provider, status| StatusUpdate {
-            provider,
-            provider_message_id: "ref".to_owned(),
-            status,
-            at: Timestamp::from_millis(0),
-            error_code: None,
-            error_message: None,
-        };
-        let delivered = receipt("mock", MessageStatus::Delivered);
-        let read = receipt("mock", MessageStatus::Read);
-        let twilio = receipt("twilio", MessageStatus::Delivered);
-        assert!(needs_no_transaction(&[
-            delivered.clone(),
-            delivered.clone()
-        ]));
-        assert!(needs_no_transaction(std::slice::from_ref(&read)));
-        assert!(!needs_no_transaction(&[
-            delivered.clone(),
-            read,
-            delivered.clone()
-        ]));
-        assert!(!needs_no_transaction(&[delivered, twilio]));
     }
 }

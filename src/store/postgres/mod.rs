@@ -485,30 +485,6 @@ impl Writer {
         }
     }
 
-    /// Runs `op` on a connection with no transaction around it (each statement commits on
-    /// its own), again from the start while PostgreSQL aborts a statement for contention:
-    /// for work whose statements each leave the data whole and that may run twice.
-    async fn autocommit<T: Send>(
-        &self,
-        mut op: impl for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send,
-    ) -> StoreResult<T> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = async {
-                let mut conn = self.pool.acquire().await?;
-                op(&mut conn).await
-            }
-            .await;
-            match result {
-                Err(e) if attempt < RETRIES && retryable(&e) => {
-                    tracing::debug!(error = %e, attempt, "statement contended; running it again");
-                }
-                other => return self.noted(other),
-            }
-        }
-    }
-
     /// Records a refusal of writes (full disk, read-only) for `/readyz`, as SQLite's writer does.
     fn noted<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
         match &result {
@@ -624,7 +600,7 @@ impl Writer {
         }
     }
 
-    /// Receipts in two passes. The first applies what it can without the hand-over
+    /// Receipts in two transactions. The first applies what it can without the hand-over
     /// guard, which excludes every process's recording of sends while it is held. Most
     /// receipts it cannot apply are this process's own: the mock (or a fast carrier)
     /// answers before the outcome writer has committed the send. So the second transaction,
@@ -633,16 +609,16 @@ impl Writer {
     /// queue stays short. Seen before this: with three worker processes sending a campaign,
     /// 272 of 420 samples of the active backends waited on the guard. The receipts of one
     /// batch finish before the next batch starts, so a later status never overtakes them.
-    /// The first pass runs in a transaction only for receipts of several providers or
-    /// statuses: for one, its statement is whole on its own (`needs_no_transaction`), and
-    /// BEGIN and COMMIT would be two of its three statements.
     async fn apply_updates(&self, updates: Vec<StatusUpdate>) -> StoreResult<Vec<UpdateResult>> {
         let mut sent = self.outcome_batches.subscribe();
-        let (mut results, waiting) = if super::delivery::needs_no_transaction(&updates) {
-            self.autocommit(known_receipts(&updates)).await?
-        } else {
-            self.write(known_receipts(&updates)).await?
-        };
+        let (mut results, waiting) = self
+            .write(|conn| {
+                let updates = updates.clone();
+                Box::pin(
+                    async move { Ok(super::delivery::apply_known_receipts(conn, &updates).await?) },
+                )
+            })
+            .await?;
         if waiting.is_empty() {
             return Ok(results);
         }
@@ -672,20 +648,6 @@ impl Writer {
             }
         }
         Ok(results)
-    }
-}
-
-/// What the first pass over receipts answers: each receipt's result, and the indexes of
-/// those left for the second pass.
-type FirstPass = (Vec<UpdateResult>, Vec<usize>);
-
-/// The first pass over receipts ([`Writer::apply_updates`]), as an operation to run.
-fn known_receipts(
-    updates: &[StatusUpdate],
-) -> impl for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<FirstPass>> + Send + '_ {
-    move |conn| {
-        let updates = updates.to_vec();
-        Box::pin(async move { Ok(super::delivery::apply_known_receipts(conn, &updates).await?) })
     }
 }
 
