@@ -69,6 +69,20 @@ pub(crate) struct ReceiptMove {
     pub updated_at: i64,
 }
 
+impl SentRow {
+    /// Its history entry, as [`insert_events`] takes it.
+    pub(crate) fn history_entry(&self) -> (&str, &str, i64) {
+        (&self.message_id, &self.account_id, self.updated_at)
+    }
+}
+
+impl ReceiptMove {
+    /// Its history entry, as [`insert_events`] takes it.
+    pub(crate) fn history_entry(&self) -> (&str, &str, i64) {
+        (&self.message_id, &self.account_id, self.updated_at)
+    }
+}
+
 /// A message ended unsent: the reservation to release.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct UnsentRow {
@@ -603,7 +617,7 @@ pub(crate) async fn record_outcomes(
                 if let Some(row) = row {
                     insert_events(
                         conn,
-                        status,
+                        status.as_str(),
                         &[(id, row.account_id.as_str(), row.updated_at)],
                     )
                     .await?;
@@ -685,15 +699,15 @@ async fn apply_held_receipts(
 }
 
 /// Adds `status` to the history of (message_id, account_id, at) `events`, with their events.
-async fn insert_events(
+pub(crate) async fn insert_events(
     conn: &mut impl DeliverySql,
-    status: MessageStatus,
+    status: &'static str,
     events: &[(&str, &str, i64)],
 ) -> sqlx::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    conn.insert_status_events(status_events(events.iter().copied()), status.as_str())
+    conn.insert_status_events(status_events(events.iter().copied()), status)
         .await
 }
 

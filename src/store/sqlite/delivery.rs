@@ -4,7 +4,7 @@ use crate::domain::MessageStatus;
 use crate::store::ClaimToken;
 use crate::store::delivery::{
     ClaimRow, DeliverySql, DueLanes, HeldReceipt, ReceiptMove, Retry, SentRow, UnsentRow,
-    status_events,
+    insert_events,
 };
 use sqlx::sqlite::SqliteConnection;
 
@@ -151,17 +151,8 @@ impl DeliverySql for SqliteConnection {
             .bind(sent)
             .fetch_all(&mut *self)
             .await?;
-        if !rows.is_empty() {
-            let events = status_events(rows.iter().map(|row| {
-                (
-                    row.message_id.as_str(),
-                    row.account_id.as_str(),
-                    row.updated_at,
-                )
-            }));
-            self.insert_status_events(events, MessageStatus::Sent.as_str())
-                .await?;
-        }
+        let entries: Vec<_> = rows.iter().map(SentRow::history_entry).collect();
+        insert_events(self, MessageStatus::Sent.as_str(), &entries).await?;
         Ok(rows)
     }
 
@@ -231,16 +222,8 @@ impl DeliverySql for SqliteConnection {
                 .bind(allowed)
                 .fetch_all(&mut *self)
                 .await?;
-        if !rows.is_empty() {
-            let events = status_events(rows.iter().map(|row| {
-                (
-                    row.message_id.as_str(),
-                    row.account_id.as_str(),
-                    row.updated_at,
-                )
-            }));
-            self.insert_status_events(events, status).await?;
-        }
+        let entries: Vec<_> = rows.iter().map(ReceiptMove::history_entry).collect();
+        insert_events(self, status, &entries).await?;
         Ok(rows)
     }
 
