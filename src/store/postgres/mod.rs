@@ -152,7 +152,9 @@ impl PgStore {
     /// its own transaction (a claim statement records its `sending` itself), so the usual
     /// claim is two statements rather than five with BEGIN and COMMIT. Only a claim holding
     /// messages to screen (a campaign's, or to a number that opted out) takes a transaction
-    /// for that: the failures and releases it may write move money.
+    /// for that: the failures and releases it may write move money. Should that transaction
+    /// fail, its messages stay leased until the lease runs out and are then taken again in
+    /// doubt (the provider is asked first), as after a crash between claim and send.
     pub(super) async fn claim_due(
         &self,
         instance_id: &str,
