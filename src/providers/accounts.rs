@@ -24,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -349,10 +350,10 @@ impl AccountProviders {
         if let Some(fresh) = self.fresh(account, channel) {
             return Ok(fresh);
         }
-        // Any stable hash spreads accounts over the stripes; equal ids must meet in one.
-        let stripe = account.as_str().bytes().fold(0usize, |h, b| {
-            h.wrapping_mul(31).wrapping_add(usize::from(b))
-        }) % LOAD_STRIPES;
+        // Equal ids must meet in one stripe: `DefaultHasher::new` hashes alike every time.
+        let mut hasher = std::hash::DefaultHasher::new();
+        account.hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % LOAD_STRIPES as u64).unwrap_or(0);
         let _loading = match self.inner.loading.get(stripe) {
             Some(stripe) => Some(stripe.lock().await),
             None => None,

@@ -111,7 +111,8 @@ pub(crate) struct Retry {
 }
 
 /// The statements of the delivery side, one per query file, run inside the caller's
-/// transaction. JSON arrays carry a batch in one parameter on every dialect.
+/// transaction (PostgreSQL's claims excepted: see [`claim_lanes`]). JSON arrays carry a
+/// batch in one parameter on every dialect.
 pub(crate) trait DeliverySql: Send {
     fn due_lanes(&mut self, now: i64) -> impl Future<Output = sqlx::Result<DueLanes>> + Send;
     /// Claims up to `quota` messages of one lane. It may write their `sending` history too,
