@@ -56,7 +56,6 @@ pub(crate) struct SentRow {
     pub message_id: String,
     pub account_id: String,
     pub cost: i64,
-    pub provider_message_id: String,
     pub updated_at: i64,
 }
 
@@ -177,22 +176,17 @@ pub(crate) trait DeliverySql: Send {
         now: i64,
         claim: ClaimToken,
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
-    /// Marks messages sent and adds `sent` to their history, with their status events
-    /// (one statement on PostgreSQL). `sent`: a JSON array of {id, claim, provider, ref, at}.
-    /// Where other processes write too, it holds the receipt hand-over guard shared
-    /// ([`DeliverySql::guard_receipt_hand_over`]) from before it marks any message to the
-    /// end of the transaction, so the held receipts taken after it are complete.
+    /// Marks messages sent, adds `sent` to their history with their status events, and
+    /// settles each account's ([`settlements`]): the reservation becomes a debit, the ledger
+    /// gets its charge line and `day`'s sent count grows. `sent`: a JSON array of {id, claim,
+    /// provider, ref, at}. PostgreSQL does it all in one statement, which needs no
+    /// transaction around it. Where other processes write too, it holds the receipt
+    /// hand-over guard shared ([`DeliverySql::guard_receipt_hand_over`]) from before it
+    /// marks any message to its end, so the held receipts taken after it are complete.
     fn mark_sent(
         &mut self,
         sent: String,
-    ) -> impl Future<Output = sqlx::Result<Vec<SentRow>>> + Send;
-    /// Charges `charged` for `sent` messages: balance, ledger line, day's sent count.
-    fn settle(
-        &mut self,
-        account_id: &str,
-        charged: i64,
         now: i64,
-        sent: i64,
         day: &str,
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
     fn release_reservation(
@@ -525,24 +519,105 @@ fn claimed_message(row: ClaimRow) -> sqlx::Result<ClaimedMessage> {
     })
 }
 
-/// Per-account money moved by one batch of outcomes.
-#[derive(Default)]
-struct Settlement {
-    charged: i64,
-    sent: i64,
-    released: i64,
+/// What one account is charged for its messages marked sent: their cost, and how many.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Charge {
+    pub charged: i64,
+    pub messages: i64,
 }
 
+/// Each account's charge for `rows`, in account id order: the order accounts are locked in,
+/// so concurrent batches (other processes, on a shared database) cannot deadlock on them.
+pub(crate) fn settlements(rows: &[SentRow]) -> BTreeMap<&str, Charge> {
+    let mut accounts: BTreeMap<&str, Charge> = BTreeMap::new();
+    for row in rows {
+        let charge = accounts.entry(row.account_id.as_str()).or_default();
+        charge.charged += row.cost;
+        charge.messages += 1;
+    }
+    accounts
+}
+
+/// The sends of a batch of outcomes, as [`DeliverySql::mark_sent`] and
+/// [`apply_held_receipts`] take them.
+#[derive(Clone, Default)]
+pub(crate) struct Sends {
+    /// {id, claim, provider, ref, at} per send.
+    reports: Vec<serde_json::Value>,
+    providers: Vec<&'static str>,
+    references: Vec<String>,
+}
+
+impl Sends {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.reports.is_empty()
+    }
+
+    /// The JSON arrays of the providers and the references of these sends.
+    pub(crate) fn refs_json(&self) -> (String, String) {
+        (json_array(&self.providers), json_array(&self.references))
+    }
+}
+
+/// Splits a batch of outcomes into its sends and the rest.
+pub(crate) fn split_sends(reports: Vec<DeliveryReport>) -> (Sends, Vec<DeliveryReport>) {
+    let mut sends = Sends::default();
+    let mut rest = Vec::new();
+    for report in reports {
+        match report.outcome {
+            DeliveryOutcome::Sent {
+                provider,
+                provider_message_id,
+                at,
+            } => {
+                if !sends.providers.contains(&provider) {
+                    sends.providers.push(provider);
+                }
+                sends.reports.push(serde_json::json!({
+                    "id": report.message_id.as_str(),
+                    "claim": report.claim.value(),
+                    "provider": provider,
+                    "ref": provider_message_id,
+                    "at": at.millis(),
+                }));
+                sends.references.push(provider_message_id);
+            }
+            _ => rest.push(report),
+        }
+    }
+    (sends, rest)
+}
+
+/// Records a batch of outcomes, in the caller's transaction.
 pub(crate) async fn record_outcomes(
     conn: &mut impl DeliverySql,
     reports: Vec<DeliveryReport>,
 ) -> sqlx::Result<()> {
+    let (sends, rest) = split_sends(reports);
+    record_unsent(conn, rest).await?;
+    record_sends(conn, &sends).await?;
+    apply_held_receipts(conn, &sends).await
+}
+
+/// Marks `sends` sent and settles them ([`DeliverySql::mark_sent`]). A send whose claim
+/// was lost (another worker took the message over) moves nothing and costs nothing.
+pub(crate) async fn record_sends(conn: &mut impl DeliverySql, sends: &Sends) -> sqlx::Result<()> {
+    if sends.is_empty() {
+        return Ok(());
+    }
     let now = Timestamp::now();
-    // Ordered by account: concurrent batches (other processes, on a shared database) then
-    // lock account rows in the same order and cannot deadlock on them.
-    let mut accounts: BTreeMap<String, Settlement> = BTreeMap::new();
-    let mut sent = Vec::new();
-    let mut providers: Vec<&'static str> = Vec::new();
+    conn.mark_sent(json_array(&sends.reports), now.millis(), &now.day())
+        .await
+}
+
+/// Records outcomes other than sends: retries, failures (whose reservations are released,
+/// accounts in id order), holds and releases.
+async fn record_unsent(
+    conn: &mut impl DeliverySql,
+    reports: Vec<DeliveryReport>,
+) -> sqlx::Result<()> {
+    let now = Timestamp::now();
+    let mut released: BTreeMap<String, i64> = BTreeMap::new();
     for DeliveryReport {
         message_id,
         claim,
@@ -551,22 +626,8 @@ pub(crate) async fn record_outcomes(
     {
         let id = message_id.as_str();
         match outcome {
-            DeliveryOutcome::Sent {
-                provider,
-                provider_message_id,
-                at,
-            } => {
-                if !providers.contains(&provider) {
-                    providers.push(provider);
-                }
-                sent.push(serde_json::json!({
-                    "id": id,
-                    "claim": claim.value(),
-                    "provider": provider,
-                    "ref": provider_message_id,
-                    "at": at.millis(),
-                }));
-            }
+            // Recorded by record_sends.
+            DeliveryOutcome::Sent { .. } => {}
             DeliveryOutcome::Retry {
                 due_at,
                 error_code,
@@ -622,7 +683,7 @@ pub(crate) async fn record_outcomes(
                         &[(id, row.account_id.as_str(), row.updated_at)],
                     )
                     .await?;
-                    accounts.entry(row.account_id).or_default().released += row.cost;
+                    *released.entry(row.account_id).or_default() += row.cost;
                 }
             }
             DeliveryOutcome::Held => {
@@ -633,47 +694,30 @@ pub(crate) async fn record_outcomes(
             }
         }
     }
-
-    if !sent.is_empty() {
-        let rows = conn
-            .mark_sent(serde_json::Value::Array(sent).to_string())
-            .await?;
-        let mut references = Vec::with_capacity(rows.len());
-        for row in rows {
-            let settlement = accounts.entry(row.account_id).or_default();
-            settlement.charged += row.cost;
-            settlement.sent += 1;
-            references.push(row.provider_message_id);
-        }
-        if !references.is_empty() {
-            // mark_sent took the hand-over guard.
-            apply_held_receipts(conn, &providers, &references).await?;
-        }
-    }
-
-    let day = now.day();
-    for (account, s) in accounts {
-        if s.sent > 0 {
-            conn.settle(&account, s.charged, now.millis(), s.sent, &day)
-                .await?;
-        }
-        if s.released > 0 {
-            conn.release_reservation(&account, s.released, now.millis())
+    for (account, amount) in released {
+        if amount > 0 {
+            conn.release_reservation(&account, amount, now.millis())
                 .await?;
         }
     }
     Ok(())
 }
 
-/// Applies the receipts that overtook the sends just recorded (held in `pending_receipt`).
-/// A provider id is unique per provider, so only the providers of this batch are asked.
-async fn apply_held_receipts(
+/// Applies the receipts that overtook `sends` (held in `pending_receipt`), after
+/// [`record_sends`] in a later statement. A provider id is unique per provider, so only the
+/// providers of these sends are asked. Every send's reference is asked for, moved by
+/// `record_sends` just now or not: run again after a failure, the sends are already
+/// recorded, and their held receipts must still be found. (One whose claim was lost and
+/// whose message is not sent is held again.)
+pub(crate) async fn apply_held_receipts(
     conn: &mut impl DeliverySql,
-    providers: &[&'static str],
-    references: &[String],
+    sends: &Sends,
 ) -> sqlx::Result<()> {
-    let references = json_array(references);
-    for provider in providers {
+    if sends.is_empty() {
+        return Ok(());
+    }
+    let references = json_array(&sends.references);
+    for &provider in &sends.providers {
         let rows = conn
             .take_pending_receipts(provider, references.clone())
             .await?;

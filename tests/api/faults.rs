@@ -211,14 +211,16 @@ async fn a_flaky_throttling_network_delivers_everything_without_retrying_early()
 async fn status_and_history_agree_on_every_read_while_receipts_stream_in() {
     // Arrange
     const N: u32 = 5000;
-    // Reads come a second after delivery: long enough that the loop below reads hundreds of
-    // times while receipts stream in, on PostgreSQL too (at 100 ms it once read only 384).
+    // Reads come two seconds after delivery: long enough that the loop below reads hundreds
+    // of times while receipts stream in, on PostgreSQL too and beside the rest of the suite
+    // (at 100 ms it once read only 384 times; at one second, 280 times).
     let app =
-        spawn_app_with("[providers.mock]\ndeliver_after_ms = 50\nread_after_ms = 1000\n").await;
+        spawn_app_with("[providers.mock]\ndeliver_after_ms = 50\nread_after_ms = 2000\n").await;
     let ids = send_many(&app, 1000, N, "normal").await;
 
     // Act: read statuses in a loop, eight at a time, until every message is read.
     let mut reads = 0usize;
+    let mut midway = 0usize;
     let mut mixed = Vec::new();
     let deadline = tokio::time::Instant::now() + PATIENCE * 3;
     let mut next = 0usize;
@@ -228,6 +230,9 @@ async fn status_and_history_agree_on_every_read_while_receipts_stream_in() {
         let views = futures::future::join_all(batch.iter().map(|id| app.status(id))).await;
         for view in views {
             reads += 1;
+            if matches!(view["status"].as_str(), Some("sent" | "delivered")) {
+                midway += 1;
+            }
             let last = history_statuses(&view).last().cloned().unwrap_or_default();
             if view["status"].as_str() != Some(last.as_str()) {
                 mixed.push(view);
@@ -247,9 +252,12 @@ async fn status_and_history_agree_on_every_read_while_receipts_stream_in() {
         mixed.len(),
         mixed[0]
     );
+    // The reads overlapped the receipts: many found a message between its send and its
+    // last receipt. (How many depends on the machine's speed: run alone, about 800 of 1,100
+    // reads on PostgreSQL, 2,100 of 3,200 on SQLite.)
     assert!(
-        reads >= 400,
-        "only {reads} reads while receipts streamed in"
+        midway >= 200,
+        "only {midway} of {reads} reads found a message midway while receipts streamed in"
     );
 }
 

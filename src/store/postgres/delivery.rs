@@ -2,7 +2,7 @@
 
 use crate::store::ClaimToken;
 use crate::store::delivery::{
-    ClaimRow, DeliverySql, DueLanes, HeldReceipt, ReceiptMove, Retry, SentRow, UnsentRow,
+    ClaimRow, DeliverySql, DueLanes, HeldReceipt, ReceiptMove, Retry, UnsentRow,
 };
 use sqlx::postgres::PgConnection;
 
@@ -137,26 +137,10 @@ impl DeliverySql for PgConnection {
         Ok(())
     }
 
-    async fn mark_sent(&mut self, sent: String) -> sqlx::Result<Vec<SentRow>> {
-        sqlx::query_as(include_str!("queries/mark_sent.sql"))
+    async fn mark_sent(&mut self, sent: String, now: i64, day: &str) -> sqlx::Result<()> {
+        sqlx::query(include_str!("queries/mark_sent.sql"))
             .bind(sent)
-            .fetch_all(self)
-            .await
-    }
-
-    async fn settle(
-        &mut self,
-        account_id: &str,
-        charged: i64,
-        now: i64,
-        sent: i64,
-        day: &str,
-    ) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/settle.sql"))
-            .bind(account_id)
-            .bind(charged)
             .bind(now)
-            .bind(sent)
             .bind(day)
             .execute(self)
             .await?;

@@ -466,21 +466,45 @@ impl Writer {
     /// aborts it for contention with another transaction.
     async fn write<T: Send>(
         &self,
+        op: impl for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send,
+    ) -> StoreResult<T> {
+        self.run(true, op).await
+    }
+
+    /// Runs `op` on a connection of its own with no transaction around it, each statement
+    /// committed as it ends: for work whose every statement stands alone (each is all or
+    /// nothing, and `op` may run again after a failure). Saves BEGIN and COMMIT, two of the
+    /// statements that decide how far one primary scales.
+    async fn autocommit<T: Send>(
+        &self,
+        op: impl for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send,
+    ) -> StoreResult<T> {
+        self.run(false, op).await
+    }
+
+    async fn run<T: Send>(
+        &self,
+        in_transaction: bool,
         mut op: impl for<'c> FnMut(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send,
     ) -> StoreResult<T> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = async {
-                let mut tx = self.pool.begin().await?;
-                let value = op(&mut tx).await?;
-                tx.commit().await?;
-                Ok(value)
+                if in_transaction {
+                    let mut tx = self.pool.begin().await?;
+                    let value = op(&mut tx).await?;
+                    tx.commit().await?;
+                    Ok(value)
+                } else {
+                    let mut conn = self.pool.acquire().await?;
+                    op(&mut conn).await
+                }
             }
             .await;
             match result {
                 Err(e) if attempt < RETRIES && retryable(&e) => {
-                    tracing::debug!(error = %e, attempt, "transaction contended; running it again");
+                    tracing::debug!(error = %e, attempt, "statement contended; running it again");
                 }
                 other => return self.noted(other),
             }
@@ -554,25 +578,58 @@ impl Writer {
         Ok(outcomes)
     }
 
-    /// Writes the outcomes waiting together in one transaction, until the store closes.
+    /// Writes the outcomes waiting together ([`Writer::record`]), until the store closes.
     async fn write_outcomes(self, mut jobs: mpsc::Receiver<Job<DeliveryReport, ()>>) {
         let mut waiting = Vec::with_capacity(BATCH_MAX);
         while jobs.recv_many(&mut waiting, BATCH_MAX).await > 0 {
             let (reports, replies): (Vec<_>, Vec<_>) = waiting.drain(..).unzip();
             let reports: Vec<DeliveryReport> = reports.into_iter().flatten().collect();
-            let result = self
-                .write(|conn| {
-                    let reports = reports.clone();
-                    Box::pin(
-                        async move { Ok(super::delivery::record_outcomes(conn, reports).await?) },
-                    )
-                })
-                .await;
+            let result = self.record(reports).await;
             self.outcome_batches.send_modify(|n| *n = n.wrapping_add(1));
             for reply in replies {
                 let _ = reply.send(result.as_ref().map(|_| ()).map_err(shared));
             }
         }
+    }
+
+    /// One batch of outcomes, in as few statements as each part allows. The sends are one
+    /// statement that settles them too (mark_sent.sql), with no transaction around it; the
+    /// receipts held for them are looked for in a second, and taken and applied in a
+    /// transaction only when there are some. Anything else (retries, failures, holds,
+    /// releases, which are few, and failures move money) takes a transaction.
+    async fn record(&self, reports: Vec<DeliveryReport>) -> StoreResult<()> {
+        let (sends, rest) = super::delivery::split_sends(reports);
+        if !rest.is_empty() {
+            self.write(|conn| {
+                let rest = rest.clone();
+                Box::pin(async move { Ok(super::delivery::record_outcomes(conn, rest).await?) })
+            })
+            .await?;
+        }
+        if sends.is_empty() {
+            return Ok(());
+        }
+        self.autocommit(|conn| {
+            let sends = sends.clone();
+            Box::pin(async move { Ok(super::delivery::record_sends(conn, &sends).await?) })
+        })
+        .await?;
+        let (providers, references) = sends.refs_json();
+        let waiting: bool = sqlx::query_scalar(include_str!("queries/held_receipts_waiting.sql"))
+            .bind(providers)
+            .bind(references)
+            .fetch_one(&self.pool)
+            .await?;
+        if waiting {
+            self.write(|conn| {
+                let sends = sends.clone();
+                Box::pin(
+                    async move { Ok(super::delivery::apply_held_receipts(conn, &sends).await?) },
+                )
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Applies the receipts waiting together; each caller gets the results of its own.
@@ -602,19 +659,20 @@ impl Writer {
         }
     }
 
-    /// Receipts in two transactions. The first applies what it can without the hand-over
-    /// guard, which excludes every process's recording of sends while it is held. Most
-    /// receipts it cannot apply are this process's own: the mock (or a fast carrier)
-    /// answers before the outcome writer has committed the send. So the second transaction,
-    /// which takes the guard for what is still unknown, waits for two more outcome batches
-    /// first (at most `DEFER_AT_MOST`); by then those sends are recorded and the guard's
-    /// queue stays short. Seen before this: with three worker processes sending a campaign,
+    /// Receipts in two passes. The first applies what it can without the hand-over guard,
+    /// which excludes every process's recording of sends while it is held, and with no
+    /// transaction around its statements: each applies a group of receipts whole, and run
+    /// again a receipt applied already is only stale. Most receipts it cannot apply are this
+    /// process's own: the mock (or a fast carrier) answers before the outcome writer has
+    /// committed the send. So the second pass, a transaction which takes the guard for what
+    /// is still unknown, waits for two more outcome batches first (at most
+    /// `DEFER_AT_MOST`); by then those sends are recorded and the guard's queue stays short. Seen before this: with three worker processes sending a campaign,
     /// 272 of 420 samples of the active backends waited on the guard. The receipts of one
     /// batch finish before the next batch starts, so a later status never overtakes them.
     async fn apply_updates(&self, updates: Vec<StatusUpdate>) -> StoreResult<Vec<UpdateResult>> {
         let mut sent = self.outcome_batches.subscribe();
         let (mut results, waiting) = self
-            .write(|conn| {
+            .autocommit(|conn| {
                 let updates = updates.clone();
                 Box::pin(
                     async move { Ok(super::delivery::apply_known_receipts(conn, &updates).await?) },

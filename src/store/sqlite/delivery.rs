@@ -4,7 +4,7 @@ use crate::domain::MessageStatus;
 use crate::store::ClaimToken;
 use crate::store::delivery::{
     ClaimRow, DeliverySql, DueLanes, HeldReceipt, ReceiptMove, Retry, SentRow, UnsentRow,
-    insert_events,
+    insert_events, settlements,
 };
 use sqlx::sqlite::SqliteConnection;
 
@@ -146,37 +146,28 @@ impl DeliverySql for SqliteConnection {
         Ok(())
     }
 
-    async fn mark_sent(&mut self, sent: String) -> sqlx::Result<Vec<SentRow>> {
+    async fn mark_sent(&mut self, sent: String, now: i64, day: &str) -> sqlx::Result<()> {
         let rows: Vec<SentRow> = sqlx::query_as(include_str!("queries/mark_sent.sql"))
             .bind(sent)
             .fetch_all(&mut *self)
             .await?;
         let entries: Vec<_> = rows.iter().map(SentRow::history_entry).collect();
         insert_events(self, MessageStatus::Sent.as_str(), &entries).await?;
-        Ok(rows)
-    }
-
-    async fn settle(
-        &mut self,
-        account_id: &str,
-        charged: i64,
-        now: i64,
-        sent: i64,
-        day: &str,
-    ) -> sqlx::Result<()> {
-        // Three statements, one command: one round trip to SQLite's thread, not three.
-        sqlx::query(concat!(
-            include_str!("queries/settle_balance.sql"),
-            include_str!("queries/record_charge.sql"),
-            include_str!("queries/count_sent.sql"),
-        ))
-        .bind(account_id)
-        .bind(charged)
-        .bind(now)
-        .bind(sent)
-        .bind(day)
-        .execute(self)
-        .await?;
+        for (account_id, charge) in settlements(&rows) {
+            // Three statements, one command: one round trip to SQLite's thread, not three.
+            sqlx::query(concat!(
+                include_str!("queries/settle_balance.sql"),
+                include_str!("queries/record_charge.sql"),
+                include_str!("queries/count_sent.sql"),
+            ))
+            .bind(account_id)
+            .bind(charge.charged)
+            .bind(now)
+            .bind(charge.messages)
+            .bind(day)
+            .execute(&mut *self)
+            .await?;
+        }
         Ok(())
     }
 

@@ -9,4 +9,4 @@ SET status = 'sent', billing = 'settled', provider = v.value ->> 'provider',
 FROM json_each(?1) AS v
 WHERE message.message_id = v.value ->> 'id' AND message.status = 'sending'
   AND message.claim_seq = v.value ->> 'claim'
-RETURNING message_id, account_id, cost, provider_message_id, updated_at
+RETURNING message_id, account_id, cost, updated_at
