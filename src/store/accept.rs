@@ -4,8 +4,8 @@
 //! statements ([`AcceptSql`]) and a transaction in which the account's figures cannot change
 //! under it (SQLite: its single writer; PostgreSQL: the account row locked first).
 
-use crate::domain::{AccountId, MessageStatus, Timestamp, WhatsappTemplate};
-use crate::store::delivery::{DeliverySql, json_array, status_events};
+use crate::domain::{AccountId, Timestamp, WhatsappTemplate};
+use crate::store::delivery::{DeliverySql, json_array};
 use crate::store::{
     AcceptOutcome, AcceptRequest, IdempotencyRecord, ItemOutcome, NewMessage, StoreError,
     StoreResult, StoredResponse,
@@ -71,19 +71,17 @@ pub(crate) trait AcceptSql: DeliverySql {
         key: &str,
         since: i64,
     ) -> impl Future<Output = sqlx::Result<Option<StoredKey>>> + Send;
-    fn insert_messages(
+    /// Writes what the batch accepted for one account: inserts `messages` (none when a
+    /// campaign's fan-out inserted its own) with their `queued` history and status events,
+    /// reserves `reserve` of the balance and counts `accepted` messages on `day`. One
+    /// statement on PostgreSQL.
+    fn write_accepted(
         &mut self,
         account_id: &str,
         messages: &[NewMessage],
         now: i64,
-    ) -> impl Future<Output = sqlx::Result<()>> + Send;
-    /// Reserves `reserve` of the balance and counts `accepted` messages on `day`.
-    fn reserve(
-        &mut self,
-        account_id: &str,
-        reserve: i64,
-        now: i64,
         day: &str,
+        reserve: i64,
         accepted: i64,
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
     fn store_key(
@@ -197,6 +195,20 @@ impl Batch {
         self.accounts
             .get_mut(account_id)
             .ok_or_else(|| StoreError::NoSuchAccount(account_id.to_string()))
+    }
+
+    /// Loads the account's figures before any request of the batch is looked at: on
+    /// PostgreSQL this locks its row, as `lock_account.sql` would, one statement earlier. An
+    /// unknown account is left for its requests to answer.
+    pub(crate) async fn load_first(
+        &mut self,
+        conn: &mut impl AcceptSql,
+        account_id: &AccountId,
+    ) -> StoreResult<()> {
+        match self.account(conn, account_id).await {
+            Ok(_) | Err(StoreError::NoSuchAccount(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// What the account can still take in this transaction: (available balance, messages
@@ -394,23 +406,12 @@ impl Batch {
             if state.accepted() == 0 {
                 continue;
             }
-            conn.insert_messages(account_id.as_str(), &state.accepted, now.millis())
-                .await?;
-            if !state.accepted.is_empty() {
-                let events = status_events(
-                    state
-                        .accepted
-                        .iter()
-                        .map(|m| (m.message_id.as_str(), account_id.as_str(), now.millis())),
-                );
-                conn.insert_status_events(events, MessageStatus::Queued.as_str())
-                    .await?;
-            }
-            conn.reserve(
+            conn.write_accepted(
                 account_id.as_str(),
-                state.reserve,
+                &state.accepted,
                 now.millis(),
                 &day,
+                state.reserve,
                 state.accepted(),
             )
             .await?;

@@ -46,11 +46,14 @@ impl AcceptSql for PgConnection {
             .await
     }
 
-    async fn insert_messages(
+    async fn write_accepted(
         &mut self,
         account_id: &str,
         messages: &[NewMessage],
         now: i64,
+        day: &str,
+        reserve: i64,
+        accepted: i64,
     ) -> sqlx::Result<()> {
         fn column<T>(messages: &[NewMessage], f: impl Fn(&NewMessage) -> T) -> Vec<T> {
             messages.iter().map(f).collect()
@@ -76,24 +79,8 @@ impl AcceptSql for PgConnection {
                 m.whatsapp_template.as_ref().map(template_json)
             }))
             .bind(column(messages, |m| m.twilio_callback_signer.clone()))
-            .execute(self)
-            .await?;
-        Ok(())
-    }
-
-    async fn reserve(
-        &mut self,
-        account_id: &str,
-        reserve: i64,
-        now: i64,
-        day: &str,
-        accepted: i64,
-    ) -> sqlx::Result<()> {
-        sqlx::query(include_str!("queries/reserve.sql"))
-            .bind(account_id)
-            .bind(reserve)
-            .bind(now)
             .bind(day)
+            .bind(reserve)
             .bind(accepted)
             .execute(self)
             .await?;

@@ -21,8 +21,9 @@
 //!   increasing order over time (CACHE 1, the default the migration keeps), so each number
 //!   up to `upto` was handed out before `upto` was, which committed before the snapshot;
 //!   (2) status events are written only by the statements that add history rows
-//!   (`insert_status_events.sql`, `fanout_insert.sql`: the history insert in a WITH, whose
-//!   rows the event insert reads), and inbound events only by the AFTER INSERT trigger on
+//!   (`insert_status_events.sql`, `fanout_insert.sql`, `insert_messages.sql`: the history
+//!   or message insert in a WITH, whose rows the event insert reads; `claim_lane.sql`,
+//!   `mark_sent.sql` and `apply_status_update.sql`: the message update), and inbound events only by the AFTER INSERT trigger on
 //!   `inbound_message`, so an event's transaction already holds an id, from that history or
 //!   inbound insert, when the event's number is handed out;
 //!   (3) transaction ids are handed out in increasing order, and `xid` came after all that.

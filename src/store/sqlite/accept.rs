@@ -1,7 +1,9 @@
 //! SQLite's statements for the accept rules (`store::accept`).
 
 use super::pieces::pieces;
+use crate::domain::MessageStatus;
 use crate::store::accept::{AcceptSql, AccountFigures, StoredKey, template_json};
+use crate::store::delivery::insert_events;
 use crate::store::{NewMessage, StoredResponse};
 use sqlx::QueryBuilder;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
@@ -55,11 +57,14 @@ impl AcceptSql for SqliteConnection {
             .await
     }
 
-    async fn insert_messages(
+    async fn write_accepted(
         &mut self,
         account_id: &str,
         messages: &[NewMessage],
         now: i64,
+        day: &str,
+        reserve: i64,
+        accepted: i64,
     ) -> sqlx::Result<()> {
         for chunk in pieces(messages, ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(insert_messages_prefix());
@@ -88,17 +93,11 @@ impl AcceptSql for SqliteConnection {
             });
             insert.build().execute(&mut *self).await?;
         }
-        Ok(())
-    }
-
-    async fn reserve(
-        &mut self,
-        account_id: &str,
-        reserve: i64,
-        now: i64,
-        day: &str,
-        accepted: i64,
-    ) -> sqlx::Result<()> {
+        let history: Vec<(&str, &str, i64)> = messages
+            .iter()
+            .map(|m| (m.message_id.as_str(), account_id, now))
+            .collect();
+        insert_events(self, MessageStatus::Queued.as_str(), &history).await?;
         // Two statements, one command: one round trip to SQLite's thread, not two.
         sqlx::query(concat!(
             include_str!("queries/reserve_balance.sql"),
