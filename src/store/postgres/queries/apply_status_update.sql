@@ -4,20 +4,16 @@
 -- moved gets its history row and status event, as insert_status_events.sql writes them (the
 -- previous status is the highest-ranked one below $2 in its history), in this one statement;
 -- the event where the history did not hold $2 yet, as in claim_lane.sql.
-WITH receipt AS (
-    SELECT m.message_id AS id, (v.value ->> 'at')::bigint AS at, v.value ->> 'code' AS code,
-           v.value ->> 'message' AS message
-    FROM jsonb_array_elements($3::jsonb) AS v
-    JOIN message AS m ON m.provider = $1 AND m.provider_message_id = v.value ->> 'ref'
-),
-moved AS (
+-- A message is found by its provider id once (message_provider_ref), not found and then
+-- looked up again by its id.
+WITH moved AS (
     UPDATE message
     SET status = $2,
-        error_code = COALESCE(receipt.code, message.error_code),
-        error_message = COALESCE(receipt.message, message.error_message),
-        updated_at = GREATEST(receipt.at, message.updated_at)
-    FROM receipt
-    WHERE message.message_id = receipt.id
+        error_code = COALESCE(v.value ->> 'code', message.error_code),
+        error_message = COALESCE(v.value ->> 'message', message.error_message),
+        updated_at = GREATEST((v.value ->> 'at')::bigint, message.updated_at)
+    FROM jsonb_array_elements($3::jsonb) AS v
+    WHERE message.provider = $1 AND message.provider_message_id = v.value ->> 'ref'
       AND message.status IN (SELECT jsonb_array_elements_text($4::jsonb))
     RETURNING message.message_id, message.account_id, message.provider_message_id,
               message.updated_at
