@@ -594,7 +594,7 @@ pub(crate) async fn record_outcomes(
     reports: Vec<DeliveryReport>,
 ) -> sqlx::Result<()> {
     let (sends, rest) = split_sends(reports);
-    record_unsent(conn, rest).await?;
+    record_other_outcomes(conn, rest).await?;
     record_sends(conn, &sends).await?;
     apply_held_receipts(conn, &sends).await
 }
@@ -612,7 +612,7 @@ pub(crate) async fn record_sends(conn: &mut impl DeliverySql, sends: &Sends) -> 
 
 /// Records outcomes other than sends: retries, failures (whose reservations are released,
 /// accounts in id order), holds and releases.
-async fn record_unsent(
+async fn record_other_outcomes(
     conn: &mut impl DeliverySql,
     reports: Vec<DeliveryReport>,
 ) -> sqlx::Result<()> {
