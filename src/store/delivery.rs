@@ -44,6 +44,8 @@ pub(crate) struct ClaimRow {
     provider: Option<String>,
     in_doubt_since: Option<i64>,
     whatsapp_template: Option<String>,
+    /// The claim's time, never before the message's last change.
+    updated_at: i64,
     /// Whether the claim statement wrote the `sending` history itself (PostgreSQL's does for
     /// messages [`screen`] could not take out; SQLite's leaves it all to [`finish_claim`]).
     #[sqlx(default)]
@@ -378,7 +380,10 @@ pub(crate) async fn finish_claim(
     let unrecorded: Vec<(&str, &str, i64)> = claimed
         .iter()
         .filter(|m| !recorded.contains(&m.message_id))
-        .map(|m| (m.message_id.as_str(), m.account_id.as_str(), now.millis()))
+        .map(|m| {
+            let at = m.claimed_at.millis();
+            (m.message_id.as_str(), m.account_id.as_str(), at)
+        })
         .collect();
     if !unrecorded.is_empty() {
         conn.insert_status_events(status_events(unrecorded), MessageStatus::Sending.as_str())
@@ -515,6 +520,7 @@ fn claimed_message(row: ClaimRow) -> sqlx::Result<ClaimedMessage> {
         claim: ClaimToken::from_stored(row.claim_seq),
         bound_to: row.provider,
         in_doubt_since: row.in_doubt_since.map(Timestamp::from_millis),
+        claimed_at: Timestamp::from_millis(row.updated_at),
         opted_out: false,
     })
 }

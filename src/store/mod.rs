@@ -136,6 +136,9 @@ pub struct ClaimedMessage {
     /// Set when an earlier attempt's outcome is unknown (its worker died mid-delivery): when
     /// that attempt started. The provider is asked whether it arrived before sending again.
     pub in_doubt_since: Option<Timestamp>,
+    /// When this claim took it: its `sending` time, which is never before the message's
+    /// last change (the claim's clock is read before its statement runs).
+    pub claimed_at: Timestamp,
     /// The provider an earlier attempt may have handed the message to (see
     /// [`DeliveryOutcome::Retry`]); `None` while any provider may take it.
     pub bound_to: Option<String>,

@@ -2,7 +2,10 @@
 -- first, as SQLite's claim_lane.sql does. SKIP LOCKED: workers in other processes claiming
 -- at the same moment take other rows instead of waiting for these, and never the same ones.
 -- Each claim bumps `claim_seq`, the fencing token; taking over a run-out lease marks the
--- attempt in doubt since that claim. (SET expressions read the row as it was.)
+-- attempt in doubt since that claim. (SET expressions read the row as it was.) The claim's
+-- time never precedes the message's last change: `now` ($3) was read before this statement,
+-- and an accept that read a later clock may have committed in between; its `queued` must
+-- not come after this `sending` in the history's times.
 --
 -- A claimed message that nothing can take out of the claim (no campaign of Herald's that
 -- could be paused or canceled, and no opt-out of its number since it was accepted: what
@@ -21,7 +24,7 @@ WITH claimed AS (
         in_doubt_since = CASE WHEN message.status = 'sending' AND message.lease_until > 0
             THEN COALESCE(message.in_doubt_since, message.updated_at)
             ELSE message.in_doubt_since END,
-        updated_at = $3
+        updated_at = GREATEST($3, message.updated_at)
     FROM (
         SELECT message_id FROM message
         WHERE status IN ('queued', 'sending') AND priority = $4 AND due_at <= $3
@@ -35,7 +38,7 @@ WITH claimed AS (
               message.phone_number, message.sender_id, message.body, message.attachment_url,
               message.priority, message.attempts, message.expires_at, message.cost,
               message.claim_seq, message.provider, message.in_doubt_since,
-              message.whatsapp_template,
+              message.whatsapp_template, message.updated_at,
               (message.campaign_id IS NULL OR NOT starts_with(message.campaign_id, 'cmp_'))
               AND NOT EXISTS (
                   SELECT 1 FROM opt_out AS o
@@ -45,7 +48,7 @@ WITH claimed AS (
 ),
 added AS (
     INSERT INTO message_status_event (message_id, status, at)
-    SELECT message_id, 'sending', $3 FROM claimed WHERE recorded
+    SELECT message_id, 'sending', updated_at FROM claimed WHERE recorded
     ON CONFLICT (message_id, status) DO NOTHING
 ),
 evented AS (
@@ -53,7 +56,7 @@ evented AS (
     SELECT c.account_id, 'message.status', c.message_id, 'sending',
            (SELECT h.status FROM message_status_event AS h
             WHERE h.message_id = c.message_id AND h.status = 'queued'),
-           $3, floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint
+           c.updated_at, floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint
     FROM claimed AS c
     WHERE c.recorded AND NOT EXISTS (
         SELECT 1 FROM message_status_event AS h
