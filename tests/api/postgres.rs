@@ -103,8 +103,8 @@ pub(crate) async fn cancel_in_open_transaction(
     let mut open = pool.begin().await.expect("a transaction");
     let now = chrono::Utc::now().timestamp_millis();
     let account: String = sqlx::query_scalar(
-        "UPDATE message SET status = 'canceled', updated_at = $2 WHERE message_id = $1 \
-         RETURNING account_id",
+        "UPDATE message SET status = 'canceled', billing = 'released', updated_at = $2 \
+         WHERE message_id = $1 RETURNING account_id",
     )
     .bind(id)
     .bind(now)

@@ -632,7 +632,7 @@ async fn a_rare_status_on_postgres_gives_short_pages_that_go_on_until_it_is_foun
     assert_eq!(all.len(), total);
     let oldest = all.first().expect("the first message").clone();
     let pool = db.pool().await;
-    sqlx::query("UPDATE message SET status = 'failed' WHERE message_id = $1")
+    sqlx::query("UPDATE message SET status = 'failed', billing = 'released' WHERE message_id = $1")
         .bind(&oldest)
         .execute(&pool)
         .await

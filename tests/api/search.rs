@@ -313,7 +313,7 @@ async fn a_rare_status_gives_short_pages_that_go_on_until_it_is_found() {
     assert_eq!(all.len(), total);
     let oldest = all.first().expect("the first message").clone();
     app.execute(&format!(
-        "UPDATE message SET status = 'failed' WHERE message_id = '{oldest}'"
+        "UPDATE message SET status = 'failed', billing = 'released' WHERE message_id = '{oldest}'"
     ))
     .await;
     let key = app.api_key.clone();

@@ -6,6 +6,8 @@
 -- time never precedes the message's last change: `now` ($3) was read before this statement,
 -- and an accept that read a later clock may have committed in between; its `queued` must
 -- not come after this `sending` in the history's times.
+-- `billing = 'reserved'` is the queue (queued or sending), as the partial index message_ready
+-- selects it.
 --
 -- A claimed message that nothing can take out of the claim (no campaign of Herald's that
 -- could be paused or canceled, and no opt-out of its number since it was accepted: what
@@ -27,7 +29,7 @@ WITH claimed AS (
         updated_at = GREATEST($3, message.updated_at)
     FROM (
         SELECT message_id FROM message
-        WHERE status IN ('queued', 'sending') AND priority = $4 AND due_at <= $3
+        WHERE billing = 'reserved' AND priority = $4 AND due_at <= $3
           AND lease_until <= $3
         ORDER BY due_at
         LIMIT $5

@@ -1,3 +1,4 @@
--- Messages waiting for delivery per priority (served by the partial index message_ready).
+-- Messages waiting for delivery (queued or sending: their cost is reserved, which is what
+-- the partial index message_ready selects by) per priority.
 SELECT priority, COUNT(*) AS waiting FROM message
-WHERE status IN ('queued', 'sending') GROUP BY priority
+WHERE billing = 'reserved' GROUP BY priority
