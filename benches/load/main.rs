@@ -164,6 +164,11 @@ pub(crate) struct Args {
     /// Skip the baseline handler (ingest, bulk): faster, but no ratio.
     #[arg(long)]
     pub(crate) no_baseline: bool,
+    /// pg-dispatch: send through one mock sender limited to this many messages a second,
+    /// shared by the workers through Redis at --redis-url, and count the Redis calls per
+    /// message (above the dispatch rate, every permit is still granted by Redis).
+    #[arg(long)]
+    pub(crate) dispatch_sender_limit: Option<u32>,
     /// Diagnostic: push the mock's delivery receipts a day out, so no receipt is applied
     /// during a run and the figures show the dispatch path alone.
     #[arg(long)]

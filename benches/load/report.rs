@@ -143,8 +143,11 @@ fn format_value(v: f64) -> String {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
-    } else {
+    } else if v == 0.0 || v.abs() >= 0.1 {
         format!("{v:.2}")
+    } else {
+        // Per-message costs (statements, Redis calls) are compared with goals like 0.02.
+        format!("{v:.3}")
     }
 }
 
