@@ -1,10 +1,11 @@
 //! PostgreSQL: the store and queue shared by many `herald serve --no-workers` and
 //! `herald worker` processes on many machines.
 //!
-//! Unlike SQLite there is no single writer to lean on: operations run in transactions from
-//! a pool (accepts, outcomes, receipts and inbound messages batched per process), and the
-//! transaction shape carries what the writer's order carried there: an accept locks its account row before it looks at the idempotency key or
-//! the balance; claims skip rows another process holds (`FOR UPDATE SKIP LOCKED`) and fence
+//! Unlike SQLite there is no single writer to lean on: operations run on connections from a
+//! pool (accepts, outcomes, receipts and inbound messages batched per process), in
+//! transactions or, where every statement stands alone, without one (`Writer::autocommit`),
+//! and their shape carries what the writer's order carried there: an accept locks its
+//! account row before it looks at the idempotency key or the balance; claims skip rows another process holds (`FOR UPDATE SKIP LOCKED`) and fence
 //! each claim with `claim_seq`; settlements lock accounts in one order; a transaction that
 //! PostgreSQL aborts as a deadlock or serialization failure is run again. The decisions
 //! themselves are the shared rules of `store::delivery` and `store::accept`.
@@ -617,15 +618,14 @@ impl Writer {
         if sends.is_empty() {
             return Ok(());
         }
-        self.autocommit(|conn| {
-            let sends = sends.clone();
-            Box::pin(async move { Ok(super::delivery::record_sends(conn, &sends).await?) })
-        })
-        .await?;
+        // Two statements on one connection; run again after a failure, the first moves
+        // nothing it moved before.
         let waiting: bool = self
             .autocommit(|conn| {
-                let (providers, references) = sends.refs_json();
+                let sends = sends.clone();
                 Box::pin(async move {
+                    super::delivery::record_sends(conn, &sends).await?;
+                    let (providers, references) = sends.refs_json();
                     Ok(
                         sqlx::query_scalar(include_str!("queries/held_receipts_waiting.sql"))
                             .bind(providers)
