@@ -40,17 +40,16 @@ impl DeliverySql for SqliteConnection {
         status: &'static str,
     ) -> sqlx::Result<()> {
         // The events first: each is written only where the history does not hold the status
-        // yet, which the history insert then changes.
-        sqlx::query(include_str!("queries/insert_message_events.sql"))
-            .bind(events.as_str())
-            .bind(status)
-            .execute(&mut *self)
-            .await?;
-        sqlx::query(include_str!("queries/insert_status_events.sql"))
-            .bind(events)
-            .bind(status)
-            .execute(self)
-            .await?;
+        // yet, which the history insert then changes. Two statements, one command: one round
+        // trip to SQLite's thread, not two (both read ?1 and ?2).
+        sqlx::query(concat!(
+            include_str!("queries/insert_message_events.sql"),
+            include_str!("queries/insert_status_events.sql"),
+        ))
+        .bind(events)
+        .bind(status)
+        .execute(self)
+        .await?;
         Ok(())
     }
 

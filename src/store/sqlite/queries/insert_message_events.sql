@@ -31,4 +31,4 @@ SELECT e.value ->> 1, 'message.status', e.value ->> 0, ?2,
 FROM json_each(?1) AS e
 WHERE NOT EXISTS (
     SELECT 1 FROM message_status_event AS x
-    WHERE x.message_id = e.value ->> 0 AND x.status = ?2)
+    WHERE x.message_id = e.value ->> 0 AND x.status = ?2);
