@@ -5,10 +5,11 @@
 //! pool (accepts, outcomes, receipts and inbound messages batched per process), in
 //! transactions or, where every statement stands alone, without one (`Writer::autocommit`),
 //! and their shape carries what the writer's order carried there: an accept locks its
-//! account row before it looks at the idempotency key or the balance; claims skip rows another process holds (`FOR UPDATE SKIP LOCKED`) and fence
-//! each claim with `claim_seq`; settlements lock accounts in one order; a transaction that
-//! PostgreSQL aborts as a deadlock or serialization failure is run again. The decisions
-//! themselves are the shared rules of `store::delivery` and `store::accept`.
+//! account row before it looks at the idempotency key or the balance; claims skip rows
+//! another process holds (`FOR UPDATE SKIP LOCKED`) and fence each claim with `claim_seq`;
+//! settlements lock accounts in one order; a transaction that PostgreSQL aborts as a
+//! deadlock or serialization failure is run again. The decisions themselves are the shared
+//! rules of `store::delivery` and `store::accept`.
 //!
 //! Provider credentials (`credentials.rs`), message search (`search.rs`, the rules of
 //! `store::search`) and the overview (`overview.rs`: its reads, and the fold of the event log

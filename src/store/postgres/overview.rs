@@ -24,8 +24,9 @@
 //!   (`insert_status_events.sql`, `fanout_insert.sql`, `insert_messages.sql`: the history
 //!   or message insert in a WITH, whose rows the event insert reads; `claim_lane.sql`,
 //!   `mark_sent.sql` and `apply_status_update.sql`: the message update), and inbound
-//!   events only by the AFTER INSERT trigger on `inbound_message`, so an event's transaction already holds an id, from that history or
-//!   inbound insert, when the event's number is handed out;
+//!   events only by the AFTER INSERT trigger on `inbound_message`, so an event's
+//!   transaction already holds an id, from that history or inbound insert, when the
+//!   event's number is handed out;
 //!   (3) transaction ids are handed out in increasing order, and `xid` came after all that.
 //! * The mark has settled once the oldest transaction still running anywhere in the cluster
 //!   (`pg_snapshot_xmin`) is younger than `xid` (`tallies_settled.sql`). Then every
