@@ -157,7 +157,7 @@ pub(in crate::store) async fn events_after(
     let rows: Vec<EventRow> = sqlx::query_as(concat!(
         include_str!("queries/event_select.sql"),
         "WHERE e.event_seq > ?1 AND (?2 IS NULL OR e.account_id = ?2)\n",
-        "ORDER BY e.event_seq LIMIT ?3"
+        "ORDER BY e.event_seq LIMIT +?3"
     ))
     .bind(after)
     .bind(account_id.map(AccountId::as_str))

@@ -22,8 +22,8 @@ impl SearchSql for SqliteConnection {
         order: "ORDER BY created_at DESC, message_id DESC ",
         // The limit has the highest number of a statement without the window, so every
         // lower one may be bound unused.
-        limit: "LIMIT ?11",
-        window: "LIMIT ?12",
+        limit: "LIMIT +?11",
+        window: "LIMIT +?12",
         one_at: "LIMIT 1 OFFSET ?11",
     };
 

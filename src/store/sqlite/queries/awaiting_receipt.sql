@@ -9,4 +9,4 @@ WHERE provider = ?1
   AND (updated_at, message_id) > (?2, ?3)
   AND updated_at <= ?4
 ORDER BY updated_at, message_id
-LIMIT ?5
+LIMIT +?5

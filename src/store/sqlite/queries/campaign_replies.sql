@@ -5,4 +5,4 @@ FROM inbound_message
 WHERE campaign_id = ?1 AND account_id = ?2
   AND (?3 IS NULL OR (received_at, message_id) > (?3, ?4))
 ORDER BY received_at, message_id
-LIMIT ?5
+LIMIT +?5

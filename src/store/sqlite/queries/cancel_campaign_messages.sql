@@ -10,6 +10,6 @@ WHERE message_id IN (
     UNION ALL
     SELECT message_id FROM message
     WHERE campaign_id = ?1 AND status = 'sending' AND due_at = ?4
-    LIMIT ?3
+    LIMIT +?3
 ) AND billing = 'reserved'
 RETURNING message_id, account_id, cost

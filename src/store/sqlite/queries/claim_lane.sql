@@ -17,7 +17,7 @@ WHERE message_id IN (
     WHERE status IN ('queued', 'sending') AND priority = ?4 AND due_at <= ?3
       AND lease_until <= ?3
     ORDER BY due_at
-    LIMIT ?5
+    LIMIT +?5
 )
 RETURNING message_id, account_id, campaign_id, channel, phone_number, sender_id, body,
           attachment_url, priority, attempts, expires_at, cost, claim_seq, provider,

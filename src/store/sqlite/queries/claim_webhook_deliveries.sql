@@ -9,5 +9,5 @@ WHERE delivery_id IN (
       AND (d.target = 'status_callback' OR EXISTS (
           SELECT 1 FROM account AS a WHERE a.account_id = d.account_id
             AND a.webhook_url IS NOT NULL AND a.webhook_enabled = 1))
-    ORDER BY d.due_at LIMIT ?4)
+    ORDER BY d.due_at LIMIT +?4)
 RETURNING delivery_id, attempts

@@ -9,7 +9,7 @@ WITH win AS (
     FROM campaign_recipient AS r
     WHERE r.campaign_id = ?1 AND r.seq > ?3
     ORDER BY r.seq
-    LIMIT ?4
+    LIMIT +?4
 ),
 priced AS (
     SELECT seq, cost,

@@ -5,30 +5,36 @@
 -- < sent < delivered < read < every failure), found by point lookups on the history's
 -- primary key from the next rank down, stopping at the first that exists (COALESCE
 -- evaluates lazily): usually one lookup.
+-- Each element is read once, into `entry`: json_each hands out an element that is an array as
+-- JSON text, written out and parsed again by every `->>` that reads it (five a row or more).
+WITH entry AS MATERIALIZED (
+    SELECT e.value ->> 0 AS message_id, e.value ->> 1 AS account_id, e.value ->> 2 AS at
+    FROM json_each(?1) AS e
+)
 INSERT INTO event (account_id, kind, message_id, status, previous_status, at, created_at)
-SELECT e.value ->> 1, 'message.status', e.value ->> 0, ?2,
+SELECT r.account_id, 'message.status', r.message_id, ?2,
        CASE ?2
        WHEN 'queued' THEN NULL
        WHEN 'sending' THEN
            (SELECT h.status FROM message_status_event AS h
-            WHERE h.message_id = e.value ->> 0 AND h.status = 'queued')
+            WHERE h.message_id = r.message_id AND h.status = 'queued')
        ELSE COALESCE(
            CASE WHEN ?2 NOT IN ('sent', 'delivered', 'read') THEN
                (SELECT h.status FROM message_status_event AS h
-                WHERE h.message_id = e.value ->> 0 AND h.status = 'read') END,
+                WHERE h.message_id = r.message_id AND h.status = 'read') END,
            CASE WHEN ?2 NOT IN ('sent', 'delivered') THEN
                (SELECT h.status FROM message_status_event AS h
-                WHERE h.message_id = e.value ->> 0 AND h.status = 'delivered') END,
+                WHERE h.message_id = r.message_id AND h.status = 'delivered') END,
            CASE WHEN ?2 <> 'sent' THEN
                (SELECT h.status FROM message_status_event AS h
-                WHERE h.message_id = e.value ->> 0 AND h.status = 'sent') END,
+                WHERE h.message_id = r.message_id AND h.status = 'sent') END,
            (SELECT h.status FROM message_status_event AS h
-            WHERE h.message_id = e.value ->> 0 AND h.status = 'sending'),
+            WHERE h.message_id = r.message_id AND h.status = 'sending'),
            (SELECT h.status FROM message_status_event AS h
-            WHERE h.message_id = e.value ->> 0 AND h.status = 'queued'))
+            WHERE h.message_id = r.message_id AND h.status = 'queued'))
        END,
-       e.value ->> 2, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
-FROM json_each(?1) AS e
+       r.at, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
+FROM entry AS r
 WHERE NOT EXISTS (
     SELECT 1 FROM message_status_event AS x
-    WHERE x.message_id = e.value ->> 0 AND x.status = ?2);
+    WHERE x.message_id = r.message_id AND x.status = ?2);

@@ -8,4 +8,4 @@ SELECT campaign_id, name, status, pause_reason, template, channel, priority, sen
 FROM campaign
 WHERE account_id = ?1 AND status <> 'loading' AND campaign_id < ?2
 ORDER BY campaign_id DESC
-LIMIT ?3
+LIMIT +?3

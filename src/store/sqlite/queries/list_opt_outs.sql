@@ -2,4 +2,4 @@
 SELECT phone_number, source, created_at FROM opt_out
 WHERE account_id = ?1 AND phone_number > ?2
 ORDER BY phone_number
-LIMIT ?3
+LIMIT +?3

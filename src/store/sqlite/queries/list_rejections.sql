@@ -2,4 +2,4 @@
 SELECT seq, phone_number, code, error FROM campaign_rejection
 WHERE campaign_id = ?1 AND seq > ?2
 ORDER BY seq
-LIMIT ?3
+LIMIT +?3

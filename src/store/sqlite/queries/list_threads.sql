@@ -13,4 +13,4 @@ LEFT JOIN message AS o ON o.message_id = (
 )
 WHERE t.account_id = ?1 AND (?2 IS NULL OR (t.last_inbound_at, t.thread_id) < (?2, ?3))
 ORDER BY t.last_inbound_at DESC, t.thread_id DESC
-LIMIT ?4
+LIMIT +?4

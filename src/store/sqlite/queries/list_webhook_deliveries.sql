@@ -6,4 +6,4 @@ SELECT d.delivery_id, d.event_seq, e.kind, e.message_id, d.target, d.state, d.at
 FROM webhook_delivery AS d JOIN event AS e ON e.event_seq = d.event_seq
 WHERE d.account_id = ?1 AND (?2 IS NULL OR d.state = ?2)
   AND (?3 IS NULL OR d.delivery_id < ?3)
-ORDER BY d.delivery_id DESC LIMIT ?4
+ORDER BY d.delivery_id DESC LIMIT +?4

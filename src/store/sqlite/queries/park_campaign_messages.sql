@@ -3,5 +3,5 @@ UPDATE message SET due_at = ?2
 WHERE message_id IN (
     SELECT message_id FROM message
     WHERE campaign_id = ?1 AND status = 'queued' AND due_at < ?2
-    LIMIT ?3
+    LIMIT +?3
 )

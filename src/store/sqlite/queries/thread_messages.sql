@@ -10,4 +10,4 @@ SELECT message_id, direction, body, at, status, is_read, keyword, campaign_id FR
 )
 WHERE ?5 IS NULL OR (at, message_id) > (?5, ?6)
 ORDER BY at, message_id
-LIMIT ?7
+LIMIT +?7

@@ -3,5 +3,5 @@ UPDATE message SET due_at = ?3
 WHERE message_id IN (
     SELECT message_id FROM message
     WHERE campaign_id = ?1 AND status IN ('queued', 'sending') AND due_at = ?2
-    LIMIT ?4
+    LIMIT +?4
 )
