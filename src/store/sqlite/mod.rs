@@ -94,8 +94,8 @@ impl SqliteStore {
             // A statement that may have to undo its own part of a transaction journals the
             // pages it changes again. By default that journal spills to a temporary file past
             // 64 KiB, and the writer's multi-row statements always did: 12 % of its thread in
-            // a profile at 9,000 msg/s offered, and a quarter of what the server wrote to
-            // disk (BENCHMARKS.md, "Statement journals in memory"). Freed as each statement ends.
+            // a profile at 9,000 msg/s offered, and a fifth of what the server wrote to disk
+            // (BENCHMARKS.md, "Statement journals in memory"). Freed as each statement ends.
             .pragma("temp_store", "memory");
         let mut write_conn = writer_options.connect().await?;
         MIGRATOR.run(&mut write_conn).await?;
@@ -480,7 +480,7 @@ mod tests {
             );
             // SQLite plans `LIMIT ?n` for the bound value and marks the statement expired
             // whenever ?n is bound again: every run parsed and planned it anew (4 % of the
-            // writer's thread in a profile at 4,000 msg/s, for the claims alone). `+?n` is
+            // writer's thread in a profile at 4,000 msg/s, mostly the claims). `+?n` is
             // evaluated when the statement runs, so the prepared statement is kept.
             if sql.contains("LIMIT ?") {
                 failures.push(format!("{}: LIMIT ?n instead of LIMIT +?n", path.display()));
