@@ -278,12 +278,13 @@ impl Dispatcher {
         let Some(url) = job.url.as_deref() else {
             return Attempted::Refused("the endpoint was removed".to_owned());
         };
-        if let Some(why) = target::refusal(url, self.settings.allow_private_targets) {
-            return Attempted::Refused(format!("the URL {why}"));
-        }
+        let parsed = match target::checked(url, self.settings.allow_private_targets) {
+            Ok(parsed) => parsed,
+            Err(why) => return Attempted::Refused(format!("the URL {why}")),
+        };
         let request = match &job.twilio {
-            Some(twilio) => self.twilio_callback(url, job, twilio),
-            None => self.herald_event(url, job),
+            Some(twilio) => self.twilio_callback(url, parsed, job, twilio),
+            None => self.herald_event(parsed, job),
         };
         let request = match request {
             Ok(request) => request,
@@ -312,7 +313,7 @@ impl Dispatcher {
     /// The event as Herald's JSON, signed with the account's webhook secret (SPEC §7).
     fn herald_event(
         &self,
-        url: &str,
+        url: reqwest::Url,
         job: &DeliveryJob,
     ) -> Result<reqwest::RequestBuilder, Attempted> {
         let body = serde_json::to_vec(&events::payload(&job.event))
@@ -333,10 +334,12 @@ impl Dispatcher {
     }
 
     /// A status in Twilio's form-encoded format, signed as Twilio signs
-    /// (`X-Twilio-Signature`) with the API key the message was sent with.
+    /// (`X-Twilio-Signature`) with the API key the message was sent with. The signature is
+    /// over the URL as the message gave it; the request goes to `parsed`, the same URL.
     fn twilio_callback(
         &self,
         url: &str,
+        parsed: reqwest::Url,
         job: &DeliveryJob,
         twilio: &TwilioCallback,
     ) -> Result<reqwest::RequestBuilder, Attempted> {
@@ -354,7 +357,7 @@ impl Dispatcher {
             .map_err(|e| Attempted::Refused(format!("the callback could not be encoded: {e}")))?;
         Ok(self
             .client
-            .post(url)
+            .post(parsed)
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",

@@ -22,6 +22,7 @@ mod baseline;
 mod campaigns;
 mod http;
 mod inbound;
+mod post_floor;
 mod postgres;
 mod process;
 mod report;
@@ -75,6 +76,9 @@ enum Scenario {
     /// `--rate` single sends/s through `herald serve` without and with the account's
     /// webhook pointed at a local receiver: events/s, status change → receiver, dispatch drop.
     Webhooks,
+    /// Signed event posts from a client built as the dispatcher's to the webhooks receiver,
+    /// no Herald: closed loop, then `--rate` posts/s; each side's CPU per post.
+    PostFloor,
     /// `--clients` event-stream clients on `herald serve` while `--rate` single sends/s are
     /// offered: frames/s and status change → client.
     Stream,
@@ -281,6 +285,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Webhooks {
         webhooks::webhooks(&args).await?;
+    }
+    if args.scenario == Scenario::PostFloor {
+        post_floor::post_floor(&args).await?;
     }
     if args.scenario == Scenario::SharedLimit {
         shared_limit::shared_limit(&args).await?;

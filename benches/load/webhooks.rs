@@ -35,8 +35,8 @@ const COLUMNS: [&str; 11] = [
 /// What the receiver saw: per event, its sequence number, the delay from its `at`, and when
 /// it arrived (ms since the epoch); and the delays apart per status reached.
 #[derive(Default)]
-struct Seen {
-    events: Vec<(i64, f64, i64)>,
+pub(crate) struct Seen {
+    pub(crate) events: Vec<(i64, f64, i64)>,
     by_status: std::collections::BTreeMap<String, Vec<f64>>,
     /// The client address of every post: one per connection Herald opened.
     connections: HashSet<SocketAddr>,
@@ -64,56 +64,63 @@ impl Seen {
     }
 }
 
+/// The receiver's thread, by name (`post_floor` reads its CPU).
+pub(crate) const RECEIVER_THREAD: &str = "receiver";
+
 /// Starts the receiver on its own thread; answers its address.
-fn start_receiver(seen: Arc<Mutex<Seen>>) -> anyhow::Result<SocketAddr> {
+pub(crate) fn start_receiver(seen: Arc<Mutex<Seen>>) -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime for the receiver");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("the listener");
-            let app = axum::Router::new().fallback(
-                move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-                      body: Bytes| {
-                    let seen = Arc::clone(&seen);
-                    async move {
-                        let now = chrono::Utc::now().timestamp_millis();
-                        if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) {
-                            let seq = event["event_id"]
-                                .as_str()
-                                .and_then(|id| id.strip_prefix("evt_"))
-                                .and_then(|n| n.parse().ok())
-                                .unwrap_or(-1);
-                            let at = event["at"]
-                                .as_str()
-                                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                                .map_or(now, |t| t.timestamp_millis());
-                            let status = event["status"].as_str().unwrap_or("?").to_owned();
-                            let delay = (now - at) as f64;
-                            let mut seen = seen.lock().unwrap();
-                            seen.events.push((seq, delay, now));
-                            seen.by_status.entry(status).or_default().push(delay);
-                            seen.connections.insert(peer);
+    std::thread::Builder::new()
+        .name(RECEIVER_THREAD.into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the receiver");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("the listener");
+                let app = axum::Router::new().fallback(
+                    move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+                        SocketAddr,
+                    >,
+                          body: Bytes| {
+                        let seen = Arc::clone(&seen);
+                        async move {
+                            let now = chrono::Utc::now().timestamp_millis();
+                            if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) {
+                                let seq = event["event_id"]
+                                    .as_str()
+                                    .and_then(|id| id.strip_prefix("evt_"))
+                                    .and_then(|n| n.parse().ok())
+                                    .unwrap_or(-1);
+                                let at = event["at"]
+                                    .as_str()
+                                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                    .map_or(now, |t| t.timestamp_millis());
+                                let status = event["status"].as_str().unwrap_or("?").to_owned();
+                                let delay = (now - at) as f64;
+                                let mut seen = seen.lock().unwrap();
+                                seen.events.push((seq, delay, now));
+                                seen.by_status.entry(status).or_default().push(delay);
+                                seen.connections.insert(peer);
+                            }
+                            axum::http::StatusCode::OK
                         }
-                        axum::http::StatusCode::OK
-                    }
-                },
-            );
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        });
-    });
+                    },
+                );
+                let _ = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .await;
+            });
+        })?;
     Ok(addr)
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -11,33 +11,40 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Why a URL cannot be a webhook target, if it cannot.
 pub fn refusal(url: &str, allow_private: bool) -> Option<&'static str> {
+    checked(url, allow_private).err()
+}
+
+/// The URL parsed, if it can be a webhook target; else why not. The dispatcher posts to
+/// what this answers, so each post parses its URL once.
+pub fn checked(url: &str, allow_private: bool) -> Result<Url, &'static str> {
     let Ok(parsed) = Url::parse(url) else {
-        return Some("must be an absolute http or https URL");
+        return Err("must be an absolute http or https URL");
     };
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Some("must be an http or https URL");
+        return Err("must be an http or https URL");
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Some("must not carry credentials");
+        return Err("must not carry credentials");
     }
     let host = match parsed.host() {
         Some(h) => h,
-        None => return Some("must name a host"),
+        None => return Err("must name a host"),
     };
-    if allow_private {
-        return None;
+    let private = !allow_private
+        && match host {
+            url::Host::Ipv4(ip) => !is_public(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => !is_public(IpAddr::V6(ip)),
+            url::Host::Domain(name) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                name == "localhost" || name.ends_with(".localhost")
+            }
+        };
+    if private {
+        return Err(
+            "is on a loopback, private or link-local address (set webhooks.allow_private_targets to allow)",
+        );
     }
-    let private = match host {
-        url::Host::Ipv4(ip) => !is_public(IpAddr::V4(ip)),
-        url::Host::Ipv6(ip) => !is_public(IpAddr::V6(ip)),
-        url::Host::Domain(name) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            name == "localhost" || name.ends_with(".localhost")
-        }
-    };
-    private.then_some(
-        "is on a loopback, private or link-local address (set webhooks.allow_private_targets to allow)",
-    )
+    Ok(parsed)
 }
 
 /// Whether an address is on the public internet.

@@ -384,54 +384,43 @@ impl WebhookRow {
     }
 }
 
-/// Where one claimed delivery goes (`webhook_delivery_targets.sql`).
+/// A claimed delivery with where it goes and the event it carries
+/// (`claimed_deliveries.sql`).
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct TargetRow {
+pub(crate) struct ClaimedRow {
     delivery_id: i64,
     attempt: i64,
     target: String,
-    pub(crate) event_seq: i64,
     created_at: i64,
     url: Option<String>,
     webhook_secret: String,
     sender_id: Option<String>,
     twilio_callback_signer: Option<String>,
+    #[sqlx(flatten)]
+    event: EventRow,
 }
 
-/// The claimed deliveries with the events they carry; a delivery whose event is gone is
-/// left out.
-pub(crate) fn delivery_jobs(targets: Vec<TargetRow>, events: Vec<EventRow>) -> Vec<DeliveryJob> {
-    let by_seq: HashMap<i64, EventRecord> = events
-        .into_iter()
-        .map(|e| {
-            let record = e.into_record();
-            (record.seq, record)
-        })
-        .collect();
-    targets
-        .into_iter()
-        .filter_map(|row| {
-            let event = by_seq.get(&row.event_seq)?.clone();
-            let target = Target::parse(&row.target);
-            let twilio = match (target, row.twilio_callback_signer) {
-                (Target::StatusCallback, Some(sealed_signer)) => Some(TwilioCallback {
-                    sealed_signer,
-                    from: row.sender_id,
-                }),
-                _ => None,
-            };
-            Some(DeliveryJob {
-                delivery_id: row.delivery_id,
-                attempt: row.attempt,
-                target,
-                url: row.url,
-                secret: row.webhook_secret,
-                twilio,
-                created_at: Timestamp::from_millis(row.created_at),
-                event,
-            })
-        })
-        .collect()
+impl ClaimedRow {
+    pub(crate) fn into_job(self) -> DeliveryJob {
+        let target = Target::parse(&self.target);
+        let twilio = match (target, self.twilio_callback_signer) {
+            (Target::StatusCallback, Some(sealed_signer)) => Some(TwilioCallback {
+                sealed_signer,
+                from: self.sender_id,
+            }),
+            _ => None,
+        };
+        DeliveryJob {
+            delivery_id: self.delivery_id,
+            attempt: self.attempt,
+            target,
+            url: self.url,
+            secret: self.webhook_secret,
+            twilio,
+            created_at: Timestamp::from_millis(self.created_at),
+            event: self.event.into_record(),
+        }
+    }
 }
 
 /// A delivery as the account sees it (`list_webhook_deliveries.sql`,

@@ -7,11 +7,9 @@ use crate::store::StoreResult;
 use crate::store::delivery::json_array;
 use crate::store::events::{AttemptView, DeliveryJob, DeliveryView, WebhookEndpoint};
 use crate::store::outbox::{
-    self, AttemptRow, DeliveryRow, EventRow, EventWrite, EventWritten, OutboxSql, TargetRow,
-    WebhookRow,
+    self, AttemptRow, ClaimedRow, DeliveryRow, EventWrite, EventWritten, OutboxSql, WebhookRow,
 };
 use sqlx::postgres::PgConnection;
-use std::collections::BTreeSet;
 
 impl OutboxSql for PgConnection {
     async fn set_webhook(&mut self, account_id: &str, url: String, now: i64) -> sqlx::Result<u64> {
@@ -186,23 +184,11 @@ impl PgStore {
         &self,
         claimed: &[(i64, i64)],
     ) -> StoreResult<Vec<DeliveryJob>> {
-        let mut conn = self.pool.acquire().await?;
-        let targets: Vec<TargetRow> =
-            sqlx::query_as(include_str!("queries/webhook_delivery_targets.sql"))
-                .bind(json_array(claimed))
-                .fetch_all(&mut *conn)
-                .await?;
-        let seqs: BTreeSet<i64> = targets.iter().map(|t| t.event_seq).collect();
-        let seqs: Vec<i64> = seqs.into_iter().collect();
-        let events: Vec<EventRow> = sqlx::query_as(concat!(
-            include_str!("queries/event_select.sql"),
-            // The events numbered in the JSON array $1.
-            "WHERE e.event_seq IN (SELECT (jsonb_array_elements_text($1::jsonb))::bigint)"
-        ))
-        .bind(json_array(&seqs))
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok(outbox::delivery_jobs(targets, events))
+        let rows: Vec<ClaimedRow> = sqlx::query_as(include_str!("queries/claimed_deliveries.sql"))
+            .bind(json_array(claimed))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(ClaimedRow::into_job).collect())
     }
 
     pub(in crate::store) async fn deliveries(

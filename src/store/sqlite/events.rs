@@ -5,11 +5,8 @@ use crate::domain::{AccountId, Timestamp};
 use crate::store::StoreResult;
 use crate::store::delivery::json_array;
 use crate::store::events::{AttemptView, DeliveryJob, DeliveryView, EventRecord, WebhookEndpoint};
-use crate::store::outbox::{
-    self, AttemptRow, DeliveryRow, EventRow, OutboxSql, TargetRow, WebhookRow,
-};
+use crate::store::outbox::{AttemptRow, ClaimedRow, DeliveryRow, EventRow, OutboxSql, WebhookRow};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use std::collections::BTreeSet;
 
 impl OutboxSql for SqliteConnection {
     async fn set_webhook(&mut self, account_id: &str, url: String, now: i64) -> sqlx::Result<u64> {
@@ -199,22 +196,11 @@ pub(in crate::store) async fn delivery_jobs(
     pool: &SqlitePool,
     claimed: &[(i64, i64)],
 ) -> StoreResult<Vec<DeliveryJob>> {
-    let mut conn = pool.acquire().await?;
-    let targets: Vec<TargetRow> =
-        sqlx::query_as(include_str!("queries/webhook_delivery_targets.sql"))
-            .bind(json_array(claimed))
-            .fetch_all(&mut *conn)
-            .await?;
-    let seqs: BTreeSet<i64> = targets.iter().map(|t| t.event_seq).collect();
-    let seqs: Vec<i64> = seqs.into_iter().collect();
-    let events: Vec<EventRow> = sqlx::query_as(concat!(
-        include_str!("queries/event_select.sql"),
-        "WHERE e.event_seq IN (SELECT value FROM json_each(?1))"
-    ))
-    .bind(json_array(&seqs))
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(outbox::delivery_jobs(targets, events))
+    let rows: Vec<ClaimedRow> = sqlx::query_as(include_str!("queries/claimed_deliveries.sql"))
+        .bind(json_array(claimed))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(ClaimedRow::into_job).collect())
 }
 
 pub(in crate::store) async fn deliveries(
