@@ -77,7 +77,10 @@ async fn post(client: &reqwest::Client, url: &str, seq: u64) -> bool {
         .await;
     match sent {
         // Read the answer, as the dispatcher does, so the connection goes back to the pool.
-        Ok(response) => response.bytes().await.is_ok(),
+        Ok(response) => {
+            let delivered = response.status().is_success();
+            response.bytes().await.is_ok() && delivered
+        }
         Err(_) => false,
     }
 }
@@ -85,16 +88,17 @@ async fn post(client: &reqwest::Client, url: &str, seq: u64) -> bool {
 /// Posts for `duration`: closed loop with `in_flight` posts outstanding when `rate` is 0,
 /// else `rate` posts a second (never more than `in_flight` outstanding). Answers the posts
 /// that got a 2xx.
-async fn post_for(url: String, rate: u64, in_flight: usize, duration: Duration) -> u64 {
-    let client = match reqwest::Client::builder()
+async fn post_for(
+    url: String,
+    rate: u64,
+    in_flight: usize,
+    duration: Duration,
+) -> anyhow::Result<u64> {
+    let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(in_flight)
-        .build()
-    {
-        Ok(client) => client,
-        Err(_) => return 0,
-    };
+        .build()?;
     let url = Arc::new(url);
     let ok = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
@@ -144,7 +148,33 @@ async fn post_for(url: String, rate: u64, in_flight: usize, duration: Duration) 
         }
         tasks.join_all().await;
     }
-    ok.load(Ordering::Relaxed)
+    Ok(ok.load(Ordering::Relaxed))
+}
+
+/// One phase on a client runtime of its own, which is shut down (its threads joined) before
+/// this returns, so the next phase's thread CPU counts only its own threads. Answers the posts
+/// that got a 2xx, the wall time, and the client's and the receiver's CPU seconds.
+fn phase_on_own_runtime(
+    url: String,
+    rate: u64,
+    in_flight: usize,
+    duration: Duration,
+) -> anyhow::Result<(u64, f64, f64, f64)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(CLIENT_THREAD)
+        .enable_all()
+        .build()?;
+    let (client_before, receiver_before) =
+        (threads_cpu(CLIENT_THREAD), threads_cpu(RECEIVER_THREAD));
+    let started = Instant::now();
+    let posted = runtime.block_on(post_for(url, rate, in_flight, duration))?;
+    let wall = started.elapsed().as_secs_f64();
+    let client = threads_cpu(CLIENT_THREAD) - client_before;
+    let receiver = threads_cpu(RECEIVER_THREAD) - receiver_before;
+    // Dropped here, outside any runtime: waits for the client's threads to end.
+    drop(runtime);
+    Ok((posted, wall, client, receiver))
 }
 
 pub(crate) async fn post_floor(args: &Args) -> anyhow::Result<()> {
@@ -162,20 +192,10 @@ pub(crate) async fn post_floor(args: &Args) -> anyhow::Result<()> {
             let seen = Arc::new(Mutex::new(Seen::default()));
             let addr = start_receiver(Arc::clone(&seen))?;
             let url = format!("http://{addr}/hooks");
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name(CLIENT_THREAD)
-                .enable_all()
-                .build()?;
-            let (client_before, receiver_before) =
-                (threads_cpu(CLIENT_THREAD), threads_cpu(RECEIVER_THREAD));
-            let started = Instant::now();
-            let posted = runtime.spawn(post_for(url, rate, in_flight, duration));
-            let posted = posted.await?;
-            let wall = started.elapsed().as_secs_f64();
-            let client = threads_cpu(CLIENT_THREAD) - client_before;
-            let receiver = threads_cpu(RECEIVER_THREAD) - receiver_before;
-            runtime.shutdown_background();
+            let (posted, wall, client, receiver) = tokio::task::spawn_blocking(move || {
+                phase_on_own_runtime(url, rate, in_flight, duration)
+            })
+            .await??;
             let mut delays: Vec<f64> = std::mem::take(&mut *seen.lock().unwrap())
                 .events
                 .iter()
