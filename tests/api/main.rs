@@ -27,6 +27,7 @@ mod postgres_campaigns;
 mod postgres_inbox;
 mod postgres_overview;
 mod postgres_parity;
+mod postgres_receipts;
 mod postgres_stream;
 mod priority;
 mod prism;

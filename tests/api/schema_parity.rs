@@ -10,7 +10,7 @@ use sqlx::{Connection, Row};
 use std::collections::BTreeMap;
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+pub(crate) static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Per table: column → (type, NOT NULL); plus the named indexes and the triggers.
 #[derive(Debug, Default, PartialEq, Eq)]
