@@ -11,12 +11,13 @@
 -- read of the history in it still sees the history from before (the statement's snapshot):
 -- the `read` event named `sent` as its previous status, with `delivered` before it in the
 -- history.
--- The references are an array too, so the lookup is always by the index's two columns.
 -- The allowed statuses are an array computed once (`= ANY (ARRAY(…))`), not a subquery
 -- joined to the row (`IN (SELECT …)`): when PostgreSQL re-checks a row another transaction
 -- changed meanwhile, it keeps the joined rows as they were, so a join on the status matched
 -- only the status the row had before. The `read` that waited for a `delivered` then moved
 -- nothing, and was dropped as stale: the message stayed `delivered`.
+-- The references are an array too, so the lookup is always by both columns of
+-- message_provider_ref (a subquery there let some plans walk every message of the provider).
 WITH current AS (
     SELECT m.message_id, m.status AS previous
     FROM message AS m
