@@ -2,13 +2,19 @@
 //! `status_callback`, signed with the account's secret (or, for a callback asked for through
 //! the Twilio-compatible API, form-encoded and signed as Twilio signs: `twilio_format`).
 //!
-//! Deliveries are rows the store queued in the transaction of each change (the outbox). This
-//! loop claims due ones under a lease (the attempt count is the fencing token), posts each
-//! once, and records the attempt: a 2xx delivers it; anything else is retried with backoff
-//! (never sooner than the receiver's Retry-After) until `retry_for_seconds`, and an endpoint that
-//! failed every attempt for `disable_after_seconds` is disabled. A crash between a post and its
-//! record means the post is made again after the lease: receivers drop duplicates by
-//! `X-Herald-Event-Id`.
+//! Events are written in the transaction of each change (the outbox). On SQLite an account's
+//! webhook takes them from the event log: this loop reads the events after the webhooks'
+//! cursor, posts each, and writes the delivery's row with the attempt's outcome, the cursor
+//! moved in the same transaction past every event recorded. (A row per event written by the
+//! event's trigger, claimed, then marked delivered cost the single writer three writes, and
+//! the writer is what sends share.) A message's status_callback, and every delivery on
+//! PostgreSQL, where several processes dispatch, is a row the trigger queues; this loop claims
+//! due rows under a lease (the attempt count is the fencing token), posts each once, and
+//! records the attempt. A 2xx delivers it; anything else is retried with backoff (never sooner
+//! than the receiver's Retry-After) until `retry_for_seconds`, and an endpoint that failed
+//! every attempt for `disable_after_seconds` is disabled. A crash between a post and its record
+//! means the post is made again, after the lease or from the cursor: receivers drop duplicates
+//! by `X-Herald-Event-Id`.
 //!
 //! Each account has a few posts at most outstanding (the rest wait in the table), so one slow
 //! endpoint holds back only its own account (`webhook_lanes`).
@@ -23,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::sealing::SealingKey;
 use crate::store::Store;
 use crate::store::events::{AttemptOutcome, DeliveryJob, NextStep, TwilioCallback};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -30,6 +37,59 @@ use tokio_util::sync::CancellationToken;
 
 /// Outcomes recorded per write at most.
 const RECORD_BATCH: usize = 1024;
+
+/// Free places that make the dispatcher read the log before its next poll, when the last
+/// read left events behind.
+const FRESH_READ_MIN: usize = 64;
+
+/// How long the recorder waits before writing outcomes again after a failed write.
+const RECORD_RETRY: Duration = Duration::from_millis(500);
+
+/// The reading of the event log for accounts' webhooks: how far it has read, and the events
+/// read whose outcomes are not recorded yet (the cursor stays below them).
+struct FreshEvents {
+    read_to: i64,
+    outstanding: BTreeSet<i64>,
+}
+
+impl FreshEvents {
+    fn at(cursor: i64) -> Self {
+        Self {
+            read_to: cursor,
+            outstanding: BTreeSet::new(),
+        }
+    }
+
+    fn read(&mut self, jobs: &[DeliveryJob], read_to: i64) {
+        self.outstanding.extend(jobs.iter().map(|j| j.event.seq));
+        self.read_to = self.read_to.max(read_to);
+    }
+
+    /// Every event up to this is recorded (or went to no webhook).
+    fn cursor(&self) -> i64 {
+        self.outstanding
+            .first()
+            .map_or(self.read_to, |first| first - 1)
+    }
+}
+
+/// An event from the log not posted (its account's endpoint had all it may have): its row
+/// is written pending, due now, and the claims take it from there.
+fn unsent(job: &DeliveryJob) -> AttemptOutcome {
+    AttemptOutcome {
+        delivery_id: 0,
+        event_seq: job.event.seq,
+        created_at: job.created_at,
+        account_id: job.event.account_id.clone(),
+        target: job.target,
+        attempt: 0,
+        at: Timestamp::now(),
+        latency: Duration::ZERO,
+        response_status: None,
+        error: None,
+        next: NextStep::RetryAt(Timestamp::now()),
+    }
+}
 
 pub(super) struct Dispatcher {
     store: Store,
@@ -110,114 +170,215 @@ impl Dispatcher {
         let (done_tx, done_rx) = mpsc::unbounded_channel::<AttemptOutcome>();
         // Rung as posts are answered, so claiming goes on without waiting for the next poll.
         let freed = Arc::new(Notify::new());
-        let recorder = tokio::spawn(Arc::clone(&this).record(done_rx));
+        let mut fresh: Option<Arc<Mutex<FreshEvents>>> = None;
+        let mut recorder = None;
+        let mut done_rx = Some(done_rx);
         let mut poll = IdlePoll::new(Duration::from_millis(this.settings.poll_interval_ms.max(1)));
         let mut purged = Instant::now();
+        let mut read_at = Instant::now();
+        let mut backlog = false;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(poll.wait()) => {}
                 () = freed.notified() => {}
                 () = shutdown.cancelled() => break,
             }
+            // Recording starts once it is known where the log's reading resumes: its first
+            // write may move the cursor.
+            if let Some(done_rx) = done_rx.take_if(|_| recorder.is_none()) {
+                match this.store.webhook_cursor().await {
+                    Ok(cursor) => {
+                        fresh = cursor.map(|c| Arc::new(Mutex::new(FreshEvents::at(c))));
+                        recorder = Some(tokio::spawn(
+                            Arc::clone(&this).record(done_rx, fresh.clone()),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the webhooks' cursor");
+                        continue;
+                    }
+                }
+            }
             if purged.elapsed() >= PURGE_EVERY {
                 purged = Instant::now();
+                if let Some(fresh) = &fresh {
+                    // The cursor moves with recorded outcomes; with none (no account has a
+                    // webhook) it is moved here, or it would keep old events from the purge.
+                    let cursor = lock(fresh).cursor();
+                    if let Err(e) = this
+                        .store
+                        .record_webhook_attempts(Vec::new(), Some(cursor), Duration::MAX)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not move the webhooks' cursor");
+                    }
+                }
                 if let Err(e) = this.store.purge_events(this.retention).await {
                     tracing::warn!(error = %e, "could not purge old events");
                 }
             }
-            // Claims while there is work and room: a full claim means more may be due.
-            let mut more = false;
+            // Takes work while there is work and room: a full read or claim means more may
+            // be waiting.
+            let mut claim_more = false;
             loop {
                 let (room, busy) = lock(&lanes).room();
                 if room == 0 || shutdown.is_cancelled() {
                     break;
                 }
-                match if more {
-                    Ok(true)
-                } else {
-                    this.store.webhook_work_due(Timestamp::now()).await
-                } {
-                    Ok(true) => poll.found(true),
-                    Ok(false) => {
-                        poll.found(false);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not look for due webhook deliveries");
-                        break;
+                let mut more = false;
+                // The log is read each poll, or sooner while it holds more than the last read
+                // took and a good share of the room is free: each answered post frees one
+                // place, and a read per post would cost more than the posts.
+                let read_now =
+                    read_at.elapsed() >= poll.wait() || (backlog && room >= FRESH_READ_MIN);
+                if let Some(fresh) = fresh.as_ref().filter(|_| read_now) {
+                    let after = lock(fresh).read_to;
+                    read_at = Instant::now();
+                    match this.store.fresh_webhook_events(after, room).await {
+                        Ok((jobs, read_to)) => {
+                            poll.found(!jobs.is_empty());
+                            backlog = jobs.len() >= room;
+                            more = backlog;
+                            lock(fresh).read(&jobs, read_to);
+                            for job in jobs {
+                                if busy.iter().any(|b| b == job.event.account_id.as_str()) {
+                                    // Its endpoint has all it may have: queued as a row.
+                                    let _ = done_tx.send(unsent(&job));
+                                } else {
+                                    this.spawn_post(job, &lanes, &done_tx, &freed);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not read events for webhooks");
+                        }
                     }
                 }
-                let jobs = match this
-                    .store
-                    .claim_webhook_deliveries(room, this.lease(), busy)
-                    .await
-                {
-                    Ok(jobs) => jobs,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not claim webhook deliveries");
-                        break;
+                let (room, busy) = lock(&lanes).room();
+                if room > 0 {
+                    match if claim_more {
+                        Ok(true)
+                    } else {
+                        this.store.webhook_work_due(Timestamp::now()).await
+                    } {
+                        Ok(true) => {
+                            poll.found(true);
+                            match this
+                                .store
+                                .claim_webhook_deliveries(room, this.lease(), busy)
+                                .await
+                            {
+                                Ok(jobs) => {
+                                    claim_more = jobs.len() >= room;
+                                    more |= claim_more;
+                                    for job in jobs {
+                                        this.spawn_post(job, &lanes, &done_tx, &freed);
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "could not claim webhook deliveries");
+                                }
+                            }
+                        }
+                        Ok(false) => claim_more = false,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not look for due webhook deliveries");
+                        }
                     }
-                };
-                let full = jobs.len() >= room;
-                more = full;
-                for job in jobs {
-                    let slots = lock(&lanes).claimed(&job.event.account_id);
-                    let this = Arc::clone(&this);
-                    let done = done_tx.clone();
-                    let lanes = Arc::clone(&lanes);
-                    let freed = Arc::clone(&freed);
-                    tokio::spawn(async move {
-                        // Closed never: the semaphore lives as long as its lane.
-                        let permit = slots.acquire_owned().await;
-                        let account = job.event.account_id.clone();
-                        let outcome = this.post(job).await;
-                        drop(permit);
-                        // Answered: its place is free (it stays claimed until recorded, so
-                        // nobody posts it again meanwhile).
-                        lock(&lanes).answered(&account, outcome.latency);
-                        freed.notify_one();
-                        let _ = done.send(outcome);
-                    });
                 }
-                if !full {
+                if !more {
                     break;
                 }
             }
         }
         drop(done_tx);
         let grace = Duration::from_millis(this.settings.timeout_ms) + Duration::from_secs(1);
-        if tokio::time::timeout(grace, recorder).await.is_err() {
-            // Unrecorded posts are made again once their lease ends.
+        if let Some(recorder) = recorder
+            && tokio::time::timeout(grace, recorder).await.is_err()
+        {
+            // Unrecorded posts are made again once their lease ends, or when the log is
+            // read again from the cursor.
             tracing::warn!("webhook posts still in flight at shutdown");
         }
         Ok(())
     }
 
-    /// Records outcomes in batches as they come.
-    async fn record(self: Arc<Self>, mut done: mpsc::UnboundedReceiver<AttemptOutcome>) {
+    /// Posts `job` once its account has a free slot, and hands the outcome to the recorder.
+    fn spawn_post(
+        self: &Arc<Self>,
+        job: DeliveryJob,
+        lanes: &Arc<Mutex<Lanes>>,
+        done: &mpsc::UnboundedSender<AttemptOutcome>,
+        freed: &Arc<Notify>,
+    ) {
+        let slots = lock(lanes).claimed(&job.event.account_id);
+        let this = Arc::clone(self);
+        let done = done.clone();
+        let lanes = Arc::clone(lanes);
+        let freed = Arc::clone(freed);
+        tokio::spawn(async move {
+            // Closed never: the semaphore lives as long as its lane.
+            let permit = slots.acquire_owned().await;
+            let account = job.event.account_id.clone();
+            let outcome = this.post(job).await;
+            drop(permit);
+            // Answered: its place is free (it stays claimed until recorded, so nobody posts
+            // it again meanwhile).
+            lock(&lanes).answered(&account, outcome.latency);
+            freed.notify_one();
+            let _ = done.send(outcome);
+        });
+    }
+
+    /// Records outcomes in batches as they come. Outcomes of events read from the log are
+    /// written until they are (the cursor cannot pass them before), others once: theirs are
+    /// posted again after their lease.
+    async fn record(
+        self: Arc<Self>,
+        mut done: mpsc::UnboundedReceiver<AttemptOutcome>,
+        fresh: Option<Arc<Mutex<FreshEvents>>>,
+    ) {
         let disable_after = Duration::from_secs(self.settings.disable_after_seconds);
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
             let outcomes = std::mem::take(&mut batch);
-            for o in &outcomes {
+            for o in outcomes.iter().filter(|o| o.attempt > 0) {
                 self.metrics
                     .webhook_attempt(o.target.as_str(), result_label(o.next));
             }
-            match self
-                .store
-                .record_webhook_attempts(outcomes, disable_after)
-                .await
-            {
-                Ok(disabled) => {
-                    for account in disabled {
-                        tracing::warn!(
-                            account = %account,
-                            "an account's webhook failed for too long and was disabled"
-                        );
+            let cursor = fresh.as_ref().map(|f| {
+                let mut f = lock(f);
+                for o in outcomes.iter().filter(|o| o.delivery_id == 0) {
+                    f.outstanding.remove(&o.event_seq);
+                }
+                f.cursor()
+            });
+            let from_log = outcomes.iter().any(|o| o.delivery_id == 0);
+            loop {
+                match self
+                    .store
+                    .record_webhook_attempts(outcomes.clone(), cursor, disable_after)
+                    .await
+                {
+                    Ok(disabled) => {
+                        for account in disabled {
+                            tracing::warn!(
+                                account = %account,
+                                "an account's webhook failed for too long and was disabled"
+                            );
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record webhook attempts");
+                        // Claimed deliveries stay claimed until their lease ends, then are
+                        // posted again; events from the log keep the cursor behind them.
+                        if !from_log {
+                            break;
+                        }
+                        tokio::time::sleep(RECORD_RETRY).await;
                     }
                 }
-                // The deliveries stay claimed until their lease ends, then are posted again.
-                Err(e) => tracing::warn!(error = %e, "could not record webhook attempts"),
             }
         }
     }
@@ -263,6 +424,8 @@ impl Dispatcher {
     ) -> AttemptOutcome {
         AttemptOutcome {
             delivery_id: job.delivery_id,
+            event_seq: job.event.seq,
+            created_at: job.created_at,
             account_id: job.event.account_id.clone(),
             target: job.target,
             attempt: job.attempt,
@@ -411,6 +574,6 @@ fn result_label(next: NextStep) -> &'static str {
     }
 }
 
-fn lock(o: &Mutex<Lanes>) -> std::sync::MutexGuard<'_, Lanes> {
+fn lock<T>(o: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     o.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -504,9 +504,27 @@ impl Db {
     }
 
     /// Webhook deliveries not yet done (the partial index's own condition).
+    /// Deliveries still to make: pending rows, and events an account's webhook has not
+    /// taken from the log yet (where webhooks read it by cursor).
     pub(crate) async fn pending_deliveries(&mut self) -> anyhow::Result<u64> {
-        self.count("SELECT COUNT(*) FROM webhook_delivery WHERE state = 'pending'")
-            .await
+        let rows = self
+            .count("SELECT COUNT(*) FROM webhook_delivery WHERE state = 'pending'")
+            .await?;
+        let by_cursor = self
+            .count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'webhook_cursor'")
+            .await?;
+        if by_cursor == 0 {
+            return Ok(rows);
+        }
+        let unread = self
+            .count(
+                "SELECT COUNT(*) FROM event AS e JOIN account AS a ON a.account_id = e.account_id \
+                 WHERE e.event_seq > (SELECT event_seq FROM webhook_cursor WHERE id = 1) \
+                   AND a.webhook_url IS NOT NULL AND a.webhook_enabled = 1 \
+                   AND e.event_seq > a.webhook_from_seq",
+            )
+            .await?;
+        Ok(rows + unread)
     }
 
     async fn count(&mut self, sql: &'static str) -> anyhow::Result<u64> {

@@ -106,6 +106,7 @@ impl Target {
 /// A claimed delivery, ready to post.
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
+    /// 0: read from the event log, no row yet (its row is written with its outcome).
     pub delivery_id: i64,
     /// This attempt's number: the claim's fencing token.
     pub attempt: i64,
@@ -129,7 +130,11 @@ pub struct TwilioCallback {
 /// What one attempt came to.
 #[derive(Debug, Clone)]
 pub struct AttemptOutcome {
+    /// 0: an event read from the log; its row is written with this outcome.
     pub delivery_id: i64,
+    pub event_seq: i64,
+    /// When the event was recorded (a new row's `created_at`).
+    pub created_at: Timestamp,
     pub account_id: AccountId,
     pub target: Target,
     pub attempt: i64,
@@ -280,16 +285,41 @@ impl Store {
         }
     }
 
-    /// Records attempts; an endpoint failing for longer than `disable_after` is disabled.
+    /// Where the webhooks' reading of the event log resumes; None where deliveries to
+    /// accounts' webhooks are rows the event's trigger writes (PostgreSQL).
+    pub async fn webhook_cursor(&self) -> StoreResult<Option<i64>> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(Some(sql::webhook_cursor(s.reads()).await?)),
+            Backend::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// Up to `limit` events after `after` that go to an account's webhook, as deliveries
+    /// without rows, and how far the log was read (past events no webhook takes).
+    pub async fn fresh_webhook_events(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<(Vec<DeliveryJob>, i64)> {
+        match &self.backend {
+            Backend::Sqlite(s) => sql::fresh_webhook_events(s.reads(), after, limit).await,
+            Backend::Postgres(_) => Ok((Vec::new(), after)),
+        }
+    }
+
+    /// Records attempts (and the rows of deliveries read from the log, with the cursor moved
+    /// to `cursor`); an endpoint failing for longer than `disable_after` is disabled.
     /// Answers the accounts whose endpoints this disabled.
     pub async fn record_webhook_attempts(
         &self,
         outcomes: Vec<AttemptOutcome>,
+        cursor: Option<i64>,
         disable_after: Duration,
     ) -> StoreResult<Vec<String>> {
         Ok(self
             .events_write(EventWrite::Record {
                 outcomes,
+                cursor,
                 disable_after,
             })
             .await?

@@ -36,6 +36,7 @@ pub(crate) enum EventWrite {
     },
     Record {
         outcomes: Vec<AttemptOutcome>,
+        cursor: Option<i64>,
         disable_after: Duration,
     },
     Redeliver {
@@ -147,6 +148,13 @@ pub(crate) trait OutboxSql: Send {
         failing_before: i64,
         now: i64,
     ) -> impl Future<Output = sqlx::Result<Vec<String>>> + Send;
+    /// `rows`: a JSON array of [event_seq, account, created_at, state, attempts, due,
+    /// finished, at, latency, status, error]. Answers (delivery_id, event_seq) of each.
+    fn insert_fresh_deliveries(
+        &mut self,
+        rows: String,
+    ) -> impl Future<Output = sqlx::Result<Vec<(i64, i64)>>> + Send;
+    fn move_webhook_cursor(&mut self, to: i64) -> impl Future<Output = sqlx::Result<()>> + Send;
 }
 
 pub(crate) async fn run(conn: &mut impl OutboxSql, write: EventWrite) -> StoreResult<EventWritten> {
@@ -184,8 +192,18 @@ pub(crate) async fn run(conn: &mut impl OutboxSql, write: EventWrite) -> StoreRe
         ),
         EventWrite::Record {
             outcomes,
+            cursor,
             disable_after,
-        } => EventWritten::Disabled(record(conn, &outcomes, disable_after, now).await?),
+        } => {
+            let (fresh, claimed): (Vec<AttemptOutcome>, Vec<AttemptOutcome>) =
+                outcomes.into_iter().partition(|o| o.delivery_id == 0);
+            record_fresh(conn, &fresh).await?;
+            if let Some(cursor) = cursor {
+                conn.move_webhook_cursor(cursor).await?;
+            }
+            record(conn, &claimed).await?;
+            EventWritten::Disabled(health(conn, &claimed, &fresh, disable_after, now).await?)
+        }
         EventWrite::Redeliver {
             account_id,
             delivery_id,
@@ -205,25 +223,72 @@ fn latency_ms(o: &AttemptOutcome) -> i64 {
     i64::try_from(o.latency.as_millis()).unwrap_or(i64::MAX)
 }
 
-async fn record(
-    conn: &mut impl OutboxSql,
-    outcomes: &[AttemptOutcome],
-    disable_after: Duration,
-    now: Timestamp,
-) -> StoreResult<Vec<String>> {
+/// A failed attempt's row (`insert_webhook_attempts.sql`), of delivery `id`.
+fn attempt_json(id: i64, o: &AttemptOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "attempt": o.attempt,
+        "at": o.at.millis(),
+        "latency": latency_ms(o),
+        "status": o.response_status,
+        "error": o.error,
+    })
+}
+
+/// Writes the rows of deliveries read from the event log, each finished or queued as its
+/// outcome says (attempt 0: not tried, its account's endpoint was full), and the rows of
+/// their failed attempts.
+async fn record_fresh(conn: &mut impl OutboxSql, outcomes: &[AttemptOutcome]) -> StoreResult<()> {
     if outcomes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let attempt = |o: &AttemptOutcome| {
-        serde_json::json!({
-            "id": o.delivery_id,
-            "attempt": o.attempt,
-            "at": o.at.millis(),
-            "latency": latency_ms(o),
-            "status": o.response_status,
-            "error": o.error,
+    let rows: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            let tried = o.attempt > 0;
+            let (state, due, finished) = match o.next {
+                NextStep::Delivered => ("delivered", o.at.millis(), Some(o.at.millis())),
+                NextStep::RetryAt(t) => ("pending", t.millis(), None),
+                NextStep::GiveUp => ("failed", o.at.millis(), Some(o.at.millis())),
+            };
+            serde_json::json!([
+                o.event_seq,
+                o.account_id.as_str(),
+                o.created_at.millis(),
+                state,
+                o.attempt,
+                due,
+                finished,
+                tried.then(|| o.at.millis()),
+                tried.then(|| latency_ms(o)),
+                o.response_status,
+                o.error,
+            ])
         })
-    };
+        .collect();
+    let ids: HashMap<i64, i64> = conn
+        .insert_fresh_deliveries(json_array(&rows))
+        .await?
+        .into_iter()
+        .map(|(delivery_id, seq)| (seq, delivery_id))
+        .collect();
+    let attempts: Vec<serde_json::Value> = outcomes
+        .iter()
+        .filter(|o| o.attempt > 0 && o.next != NextStep::Delivered)
+        .filter_map(|o| ids.get(&o.event_seq).map(|id| attempt_json(*id, o)))
+        .collect();
+    if !attempts.is_empty() {
+        conn.insert_webhook_attempts(json_array(&attempts)).await?;
+    }
+    Ok(())
+}
+
+/// Records attempts at deliveries that have rows (claimed).
+async fn record(conn: &mut impl OutboxSql, outcomes: &[AttemptOutcome]) -> StoreResult<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let attempt = |o: &AttemptOutcome| attempt_json(o.delivery_id, o);
     // A success (nearly every attempt) is marked by the lean statement and gets no attempt
     // row; a failure gets its row and moves to a retry or to giving up.
     let (delivered, failed): (Vec<&AttemptOutcome>, Vec<&AttemptOutcome>) =
@@ -264,10 +329,21 @@ async fn record(
         conn.insert_webhook_attempts(json_array(&attempts)).await?;
         conn.finish_webhook_deliveries(json_array(&moves)).await?;
     }
+    Ok(())
+}
 
-    // The health of each account's webhook: any success in this round clears it.
+/// The health of each account's webhook after these attempts: any success in this round
+/// clears it; an endpoint failing for longer than `disable_after` is disabled.
+async fn health(
+    conn: &mut impl OutboxSql,
+    claimed: &[AttemptOutcome],
+    fresh: &[AttemptOutcome],
+    disable_after: Duration,
+    now: Timestamp,
+) -> StoreResult<Vec<String>> {
     let mut worked: HashMap<&str, bool> = HashMap::new();
-    for o in outcomes.iter().filter(|o| o.target == Target::Webhook) {
+    let tried = claimed.iter().chain(fresh).filter(|o| o.attempt > 0);
+    for o in tried.filter(|o| o.target == Target::Webhook) {
         *worked.entry(o.account_id.as_str()).or_default() |= o.next == NextStep::Delivered;
     }
     if worked.is_empty() {

@@ -146,6 +146,16 @@ impl OutboxSql for PgConnection {
             .fetch_all(self)
             .await
     }
+
+    // Deliveries to accounts' webhooks are rows the event's trigger writes here: the log is
+    // not read by cursor (`Store::webhook_cursor` is None), so nothing asks for these.
+    async fn insert_fresh_deliveries(&mut self, _rows: String) -> sqlx::Result<Vec<(i64, i64)>> {
+        Err(not_by_cursor())
+    }
+
+    async fn move_webhook_cursor(&mut self, _to: i64) -> sqlx::Result<()> {
+        Err(not_by_cursor())
+    }
 }
 
 impl PgStore {
@@ -237,4 +247,10 @@ impl PgStore {
         tx.commit().await?;
         Ok(Some(row.with_attempts(attempts)))
     }
+}
+
+fn not_by_cursor() -> sqlx::Error {
+    sqlx::Error::Protocol(
+        "PostgreSQL's webhook deliveries are not read from the log by cursor".into(),
+    )
 }

@@ -143,6 +143,57 @@ impl OutboxSql for SqliteConnection {
             .fetch_all(self)
             .await
     }
+
+    async fn insert_fresh_deliveries(&mut self, rows: String) -> sqlx::Result<Vec<(i64, i64)>> {
+        sqlx::query_as(include_str!("queries/insert_fresh_deliveries.sql"))
+            .bind(rows)
+            .fetch_all(self)
+            .await
+    }
+
+    async fn move_webhook_cursor(&mut self, to: i64) -> sqlx::Result<()> {
+        sqlx::query(include_str!("queries/move_webhook_cursor.sql"))
+            .bind(to)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+}
+
+pub(in crate::store) async fn webhook_cursor(pool: &SqlitePool) -> StoreResult<i64> {
+    Ok(
+        sqlx::query_scalar(include_str!("queries/webhook_cursor.sql"))
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// Events after `after` that go to a webhook, read up to the log's end as it was when the
+/// read began (SQLite numbers events in commit order), and that end, or the last event given
+/// when there were more than `limit`.
+pub(in crate::store) async fn fresh_webhook_events(
+    pool: &SqlitePool,
+    after: i64,
+    limit: usize,
+) -> StoreResult<(Vec<DeliveryJob>, i64)> {
+    let end = last_event_seq(pool).await?;
+    if end <= after {
+        return Ok((Vec::new(), after));
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows: Vec<ClaimedRow> = sqlx::query_as(include_str!("queries/fresh_webhook_events.sql"))
+        .bind(after)
+        .bind(end)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
+    let jobs: Vec<DeliveryJob> = rows.into_iter().map(ClaimedRow::into_job).collect();
+    let read_to = match jobs.last() {
+        Some(last) if full => last.event.seq,
+        _ => end,
+    };
+    Ok((jobs, read_to))
 }
 
 pub(in crate::store) async fn events_after(

@@ -1,6 +1,7 @@
 -- Forgets, at most 50,000 of each per call, finished deliveries with their attempts and
--- events recorded before ?1, but never an event a pending delivery still needs. Ids grow with
--- time, so "before ?1" is "below the first id at or after ?1": a scan of the old rows only.
+-- events recorded before ?1, but never an event a pending delivery, the tally or the webhooks'
+-- cursor still needs. Ids grow with time, so "before ?1" is "below the first id at or after
+-- ?1": a scan of the old rows only.
 DELETE FROM webhook_attempt WHERE delivery_id IN (
     SELECT delivery_id FROM webhook_delivery
     WHERE state <> 'pending' AND delivery_id < COALESCE(
@@ -21,5 +22,7 @@ DELETE FROM event WHERE event_seq IN (
         COALESCE((SELECT MIN(event_seq) FROM webhook_delivery WHERE state = 'pending'),
                  9223372036854775807),
         COALESCE((SELECT event_seq + 1 FROM status_tally_cursor WHERE id = 1),
+                 9223372036854775807),
+        COALESCE((SELECT event_seq + 1 FROM webhook_cursor WHERE id = 1),
                  9223372036854775807))
     ORDER BY event_seq LIMIT 50000);
