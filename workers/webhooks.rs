@@ -185,13 +185,13 @@ impl Dispatcher {
             }
             // Recording starts once it is known where the log's reading resumes: its first
             // write may move the cursor.
-            if let Some(done_rx) = done_rx.take_if(|_| recorder.is_none()) {
+            if recorder.is_none() {
                 match this.store.webhook_cursor().await {
                     Ok(cursor) => {
                         fresh = cursor.map(|c| Arc::new(Mutex::new(FreshEvents::at(c))));
-                        recorder = Some(tokio::spawn(
-                            Arc::clone(&this).record(done_rx, fresh.clone()),
-                        ));
+                        recorder = done_rx
+                            .take()
+                            .map(|rx| tokio::spawn(Arc::clone(&this).record(rx, fresh.clone())));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "could not read the webhooks' cursor");
@@ -226,6 +226,10 @@ impl Dispatcher {
                     break;
                 }
                 let mut more = false;
+                // Whether this round looked for work on the poll's clock, and found some: the
+                // log's read where it is read (it runs on that clock; a look for due rows runs
+                // at every answered post too), else the look for due rows.
+                let (mut looked, mut found) = (false, false);
                 // The log is read each poll, or sooner while it holds more than the last read
                 // took and a good share of the room is free: each answered post frees one
                 // place, and a read per post would cost more than the posts.
@@ -236,7 +240,8 @@ impl Dispatcher {
                     read_at = Instant::now();
                     match this.store.fresh_webhook_events(after, room).await {
                         Ok((jobs, read_to)) => {
-                            poll.found(!jobs.is_empty());
+                            looked = true;
+                            found |= !jobs.is_empty();
                             backlog = jobs.len() >= room;
                             more = backlog;
                             lock(fresh).read(&jobs, read_to);
@@ -262,7 +267,8 @@ impl Dispatcher {
                         this.store.webhook_work_due(Timestamp::now()).await
                     } {
                         Ok(true) => {
-                            poll.found(true);
+                            looked |= fresh.is_none();
+                            found = true;
                             match this
                                 .store
                                 .claim_webhook_deliveries(room, this.lease(), busy)
@@ -280,11 +286,17 @@ impl Dispatcher {
                                 }
                             }
                         }
-                        Ok(false) => claim_more = false,
+                        Ok(false) => {
+                            looked |= fresh.is_none();
+                            claim_more = false;
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "could not look for due webhook deliveries");
                         }
                     }
+                }
+                if looked {
+                    poll.found(found);
                 }
                 if !more {
                     break;
