@@ -77,7 +77,7 @@ impl FreshEvents {
 /// is written pending, due now, and the claims take it from there.
 fn unsent(job: &DeliveryJob) -> AttemptOutcome {
     AttemptOutcome {
-        delivery_id: 0,
+        delivery_id: None,
         event_seq: job.event.seq,
         created_at: job.created_at,
         account_id: job.event.account_id.clone(),
@@ -360,12 +360,12 @@ impl Dispatcher {
             }
             let cursor = fresh.as_ref().map(|f| {
                 let mut f = lock(f);
-                for o in outcomes.iter().filter(|o| o.delivery_id == 0) {
+                for o in outcomes.iter().filter(|o| o.delivery_id.is_none()) {
                     f.outstanding.remove(&o.event_seq);
                 }
                 f.cursor()
             });
-            let from_log = outcomes.iter().any(|o| o.delivery_id == 0);
+            let from_log = outcomes.iter().any(|o| o.delivery_id.is_none());
             loop {
                 match self
                     .store

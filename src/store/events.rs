@@ -106,8 +106,9 @@ impl Target {
 /// A claimed delivery, ready to post.
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
-    /// 0: read from the event log, no row yet (its row is written with its outcome).
-    pub delivery_id: i64,
+    /// None: an event read from the log by the webhooks' cursor, with no row yet (its row is
+    /// written with its outcome).
+    pub delivery_id: Option<i64>,
     /// This attempt's number: the claim's fencing token.
     pub attempt: i64,
     pub target: Target,
@@ -130,8 +131,8 @@ pub struct TwilioCallback {
 /// What one attempt came to.
 #[derive(Debug, Clone)]
 pub struct AttemptOutcome {
-    /// 0: an event read from the log; its row is written with this outcome.
-    pub delivery_id: i64,
+    /// None: an event read from the log; its row is written with this outcome.
+    pub delivery_id: Option<i64>,
     pub event_seq: i64,
     /// When the event was recorded (a new row's `created_at`).
     pub created_at: Timestamp,

@@ -196,7 +196,7 @@ pub(crate) async fn run(conn: &mut impl OutboxSql, write: EventWrite) -> StoreRe
             disable_after,
         } => {
             let (fresh, claimed): (Vec<AttemptOutcome>, Vec<AttemptOutcome>) =
-                outcomes.into_iter().partition(|o| o.delivery_id == 0);
+                outcomes.into_iter().partition(|o| o.delivery_id.is_none());
             record_fresh(conn, &fresh).await?;
             if let Some(cursor) = cursor {
                 conn.move_webhook_cursor(cursor).await?;
@@ -283,22 +283,30 @@ async fn record_fresh(conn: &mut impl OutboxSql, outcomes: &[AttemptOutcome]) ->
     Ok(())
 }
 
+/// An outcome with the id of the row its delivery has.
+type Claimed<'a> = (i64, &'a AttemptOutcome);
+
 /// Records attempts at deliveries that have rows (claimed).
 async fn record(conn: &mut impl OutboxSql, outcomes: &[AttemptOutcome]) -> StoreResult<()> {
-    if outcomes.is_empty() {
+    let claimed: Vec<Claimed<'_>> = outcomes
+        .iter()
+        .filter_map(|o| o.delivery_id.map(|id| (id, o)))
+        .collect();
+    if claimed.is_empty() {
         return Ok(());
     }
-    let attempt = |o: &AttemptOutcome| attempt_json(o.delivery_id, o);
+    let attempt = |(id, o): &Claimed<'_>| attempt_json(*id, o);
     // A success (nearly every attempt) is marked by the lean statement and gets no attempt
     // row; a failure gets its row and moves to a retry or to giving up.
-    let (delivered, failed): (Vec<&AttemptOutcome>, Vec<&AttemptOutcome>) =
-        outcomes.iter().partition(|o| o.next == NextStep::Delivered);
+    let (delivered, failed): (Vec<Claimed<'_>>, Vec<Claimed<'_>>) = claimed
+        .into_iter()
+        .partition(|(_, o)| o.next == NextStep::Delivered);
     if !delivered.is_empty() {
         let rows: Vec<[i64; 5]> = delivered
             .iter()
-            .map(|o| {
+            .map(|(id, o)| {
                 [
-                    o.delivery_id,
+                    *id,
                     o.attempt,
                     o.at.millis(),
                     latency_ms(o),
@@ -309,15 +317,16 @@ async fn record(conn: &mut impl OutboxSql, outcomes: &[AttemptOutcome]) -> Store
         conn.mark_webhooks_delivered(json_array(&rows)).await?;
     }
     if !failed.is_empty() {
-        let attempts: Vec<serde_json::Value> = failed.iter().map(|o| attempt(o)).collect();
+        let attempts: Vec<serde_json::Value> = failed.iter().map(attempt).collect();
         let moves: Vec<serde_json::Value> = failed
             .iter()
-            .map(|o| {
+            .map(|failure| {
+                let o = failure.1;
                 let (state, due, finished) = match o.next {
                     NextStep::RetryAt(t) => ("pending", Some(t.millis()), None),
                     NextStep::GiveUp | NextStep::Delivered => ("failed", None, Some(o.at.millis())),
                 };
-                let mut step = attempt(o);
+                let mut step = attempt(failure);
                 if let Some(fields) = step.as_object_mut() {
                     fields.insert("state".into(), state.into());
                     fields.insert("due".into(), due.into());
@@ -464,7 +473,8 @@ impl WebhookRow {
 /// (`claimed_deliveries.sql`).
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ClaimedRow {
-    delivery_id: i64,
+    /// NULL: an event read from the log (`fresh_webhook_events.sql`).
+    delivery_id: Option<i64>,
     attempt: i64,
     target: String,
     created_at: i64,

@@ -1,7 +1,7 @@
 -- The events after ?1 up to ?2 that go to an account's enabled webhook and have no delivery
 -- row yet (one recorded before a restart has), oldest first, at most ?3, with what
--- claimed_deliveries.sql gives a claimed delivery (no row: id 0; attempt 1).
-SELECT 0 AS delivery_id, 1 AS attempt, 'webhook' AS target, e.created_at,
+-- claimed_deliveries.sql gives a claimed delivery (no row: no id; attempt 1).
+SELECT NULL AS delivery_id, 1 AS attempt, 'webhook' AS target, e.created_at,
        a.webhook_url AS url, a.webhook_secret,
        NULL AS sender_id, NULL AS twilio_callback_signer,
        e.event_seq, e.account_id, e.kind, e.message_id, e.status, e.previous_status, e.at,
