@@ -76,6 +76,7 @@ impl FreshEvents {
 /// An event from the log not posted (its account's endpoint had all it may have): its row
 /// is written pending, due now, and the claims take it from there.
 fn unsent(job: &DeliveryJob) -> AttemptOutcome {
+    let now = Timestamp::now();
     AttemptOutcome {
         delivery_id: None,
         event_seq: job.event.seq,
@@ -83,11 +84,11 @@ fn unsent(job: &DeliveryJob) -> AttemptOutcome {
         account_id: job.event.account_id.clone(),
         target: job.target,
         attempt: 0,
-        at: Timestamp::now(),
+        at: now,
         latency: Duration::ZERO,
         response_status: None,
         error: None,
-        next: NextStep::RetryAt(Timestamp::now()),
+        next: NextStep::RetryAt(now),
     }
 }
 
@@ -205,11 +206,7 @@ impl Dispatcher {
                     // The cursor moves with recorded outcomes; with none (no account has a
                     // webhook) it is moved here, or it would keep old events from the purge.
                     let cursor = lock(fresh).cursor();
-                    if let Err(e) = this
-                        .store
-                        .record_webhook_attempts(Vec::new(), Some(cursor), Duration::MAX)
-                        .await
-                    {
+                    if let Err(e) = this.store.move_webhook_cursor(cursor).await {
                         tracing::warn!(error = %e, "could not move the webhooks' cursor");
                     }
                 }

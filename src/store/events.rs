@@ -308,6 +308,14 @@ impl Store {
         }
     }
 
+    /// Moves the webhooks' cursor to `cursor` (never back) with no outcome to record: while
+    /// no account has a webhook, nothing else moves it past the events the purge may drop.
+    pub async fn move_webhook_cursor(&self, cursor: i64) -> StoreResult<()> {
+        self.record_webhook_attempts(Vec::new(), Some(cursor), Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
     /// Records attempts (and the rows of deliveries read from the log, with the cursor moved
     /// to `cursor`); an endpoint failing for longer than `disable_after` is disabled.
     /// Answers the accounts whose endpoints this disabled.
