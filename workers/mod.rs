@@ -194,11 +194,13 @@ impl Workers {
             .run_until(shutdown.clone()),
         );
 
-        tasks.spawn(
-            webhooks::Dispatcher::new(store.clone(), settings, metrics.clone())
-                .context("the webhook dispatcher could not start")?
-                .run_until(shutdown.clone()),
-        );
+        let dispatcher = webhooks::Dispatcher::new(store.clone(), settings, metrics.clone())
+            .context("the webhook dispatcher could not start")?;
+        if store.bound_to_runtime() {
+            tasks.spawn(dispatcher.run_until(shutdown.clone()));
+        } else {
+            tasks.spawn(dispatcher.run_on_own_runtime(shutdown.clone())?);
+        }
 
         let queue = MessageQueue::new(
             store,

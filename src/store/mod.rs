@@ -523,6 +523,13 @@ impl Store {
         })
     }
 
+    /// Whether the store's connections are sockets registered with the tokio runtime that
+    /// opened them (PostgreSQL): such a pool must not be shared with a second runtime, whose
+    /// sockets die with it. SQLite's connections are threads of their own.
+    pub fn bound_to_runtime(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     /// Why the database refused a write in the last few seconds, if it did (for `/readyz`).
     pub fn write_refusal(&self) -> Option<WriteRefusal> {
         self.health.recent()

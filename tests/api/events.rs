@@ -247,7 +247,12 @@ async fn a_receiver_that_fails_for_a_while_then_recovers_gets_every_event_exactl
         (receiver.seen(|s| s.failed.len()) >= expected).then_some(())
     })
     .await;
-    let (_, pending) = get(&app, "/webhook/deliveries?state=pending&limit=1000").await;
+    // An attempt is recorded after the receiver answered it: wait for the records.
+    let pending = eventually("each refused event pending", PATIENCE, || async {
+        let (_, page) = get(&app, "/webhook/deliveries?state=pending&limit=1000").await;
+        (page["deliveries"].as_array().map_or(0, Vec::len) >= expected).then_some(page)
+    })
+    .await;
     assert_eq!(
         pending["deliveries"].as_array().unwrap().len(),
         expected,
