@@ -169,24 +169,28 @@ impl Dispatcher {
     /// runtime that opened them ([`Store::bound_to_runtime`]).
     ///
     /// # Errors
-    /// The thread or its runtime cannot be started.
+    /// The thread cannot be started; a runtime that cannot be is the answer of what waits.
     pub(super) fn run_on_own_runtime(
         self,
         shutdown: CancellationToken,
     ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("webhooks")
-            .enable_all()
-            .build()?;
         // Stops the dispatcher if what waits for it is dropped (its workers aborted) without
         // `shutdown` being cancelled: nothing else would end the thread.
         let stop = shutdown.child_token();
         let guard = stop.clone().drop_guard();
         let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        // The runtime is built and dropped on the thread: dropped here, in an async context,
+        // it would panic.
         std::thread::Builder::new()
             .name("webhooks".into())
             .spawn(move || {
-                let _ = ended_tx.send(runtime.block_on(self.run_until(stop)));
+                let result = tokio::runtime::Builder::new_multi_thread()
+                    .thread_name("webhooks")
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|runtime| runtime.block_on(self.run_until(stop)));
+                let _ = ended_tx.send(result);
             })?;
         Ok(async move {
             let _guard = guard;
