@@ -169,7 +169,8 @@ impl Dispatcher {
     /// runtime that opened them ([`Store::bound_to_runtime`]).
     ///
     /// # Errors
-    /// The thread cannot be started; a runtime that cannot be is the answer of what waits.
+    /// The thread cannot be started. A runtime that cannot be built is reported by the
+    /// future answered, when it ends.
     pub(super) fn run_on_own_runtime(
         self,
         shutdown: CancellationToken,
